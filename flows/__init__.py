@@ -1,0 +1,1 @@
+"""Prefect flows; each runnable as `python -m flows.<name>`."""

@@ -1,0 +1,31 @@
+"""Shared command-line plumbing: quiet start, one line per bad-input problem, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from seedtrail.errors import InputError
+from seedtrail.quiet import set_quiet_environment
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def report_input_error(err: InputError) -> int:
+    for line in err.problems:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
+    """Run `main(argv)` and exit with its status; bad input is one line each and exit 2."""
+    set_quiet_environment()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = main(args)
+    except InputError as err:
+        code = report_input_error(err)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

@@ -1,0 +1,133 @@
+"""`python -m flows.train`: one reproducible training run, every stage a Prefect task.
+
+RunSettings -> SeedPlan -> environment -> data -> augment -> split -> model -> train -> evaluate
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows._cli import run_cli
+from seedtrail.errors import InputError
+from seedtrail.fingerprint import fingerprint_json
+from seedtrail.quiet import import_tensorflow
+from seedtrail.report import run_card, short, terminal_summary
+from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id
+from seedtrail.stage import StageResult
+from seedtrail.store import store_dir
+from settings.cli import load_settings
+from settings.model import RunSettings
+from settings.seeds import SeedPlan
+from tasks import augment, data, environment, evaluate, model, split, train
+
+STAGE_VERSIONS = {
+    m.__name__.rsplit(".", 1)[1]: m.VERSION
+    for m in (environment, data, augment, split, model, train, evaluate)
+}
+
+
+def settings_fingerprint(settings: RunSettings) -> str:
+    """Identity of what a run computes: everything but where its files go."""
+    return fingerprint_json(settings.model_dump(mode="json", exclude={"output_dir"}))
+
+
+def flow_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    s = flow_run.parameters.get("settings")
+    s = s if isinstance(s, RunSettings) else RunSettings.model_validate(s or {})
+    return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
+
+
+def preflight(settings: RunSettings) -> None:
+    """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
+    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
+    split.split_indices(ds.y, settings.split, 0)
+    try:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
+        ) from None
+
+
+def _log_stage(result: StageResult) -> None:
+    what = "skipped" if result.skipped else f"fingerprint {short(result.fingerprint)}"
+    get_run_logger().info(
+        "%-11s seed %-10d %s  %.2fs", result.stage, result.seed, what, result.duration_s
+    )
+
+
+@flow(name="train", flow_run_name=flow_run_name, validate_parameters=True)
+def train_flow(settings: RunSettings = RunSettings()) -> dict[str, Any]:  # noqa: B008 (frozen)
+    """Train one Keras model reproducibly; returns the run's manifest."""
+    plan = SeedPlan.from_settings(settings)
+    s_fp = settings_fingerprint(settings)
+    run = RunDirectory.create(
+        settings.output_dir,
+        new_run_id(settings.seed, s_fp),
+        header={
+            "settings": settings.model_dump(mode="json"),
+            "settings_fingerprint": s_fp,
+            "seeds": plan.to_manifest(),
+            "stage_versions": STAGE_VERSIONS,
+        },
+    )
+    store = store_dir(settings.output_dir)
+
+    def record(result: StageResult) -> StageResult:
+        run.record_stage(result)
+        run.add_artifacts(result.outputs)
+        _log_stage(result)
+        return result
+
+    try:
+        env = record(environment.environment_task(settings.determinism, plan["environment"]))
+        run.set("environment", env.info["environment"])
+        ds = record(data.data_task(settings.data, plan["data"], store))
+        aug = record(augment.augment_task(settings.augment, plan["augment"], ds, run.path))
+        idx = record(split.split_task(settings.split, plan["split"], ds, store))
+        init = record(model.model_task(settings.model, plan["model"], ds, idx, store))
+        fit = record(
+            train.train_task(
+                settings.training, plan["train"], settings.augment, aug, ds, idx, init, run.path
+            )
+        )
+        ev = record(evaluate.evaluate_task(plan["evaluate"], ds, idx, fit, run.path))
+        run.set("metrics", ev.info["metrics"])
+        run.finish(COMPLETE)
+    except InputError:
+        run.discard()  # bad input: leave nothing behind
+        raise
+    except KeyboardInterrupt:
+        run.finish("interrupted")
+        raise
+    except BaseException as err:
+        run.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+
+    manifest = {**run.manifest, "run_dir": str(run.path)}
+    create_markdown_artifact(
+        key="run-card", markdown=run_card(manifest), description=f"seedtrail run {run.path.name}"
+    )
+    return manifest
+
+
+def main(argv: list[str]) -> int:
+    settings = load_settings(argv)
+    preflight(settings)
+    # Import TensorFlow while Prefect starts its server: the two waits overlap.
+    threading.Thread(target=import_tensorflow, daemon=True).start()
+    manifest = train_flow(settings)
+    print(terminal_summary(manifest, Path(manifest["run_dir"])))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])

@@ -1,0 +1,1 @@
+"""seedtrail's shared machinery: fingerprints, atomic files, the array store, run directories."""

@@ -1,0 +1,26 @@
+"""Keras model files: atomic saves, and weight fingerprints (the .keras zip holds a save date)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seedtrail.atomic import atomic_path
+from seedtrail.fingerprint import fingerprint_sequence
+from seedtrail.quiet import import_tensorflow
+
+
+def weights_fingerprint(model) -> str:
+    """sha256 of every weight tensor in order, non-trainable ones (e.g. seed states) included."""
+    return fingerprint_sequence(v.numpy() for v in model.weights)
+
+
+def save_model(model, path: Path) -> None:
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def load_model(path: Path, compile: bool = False):
+    import_tensorflow()
+    import keras
+
+    return keras.saving.load_model(path, compile=compile)

@@ -1,0 +1,97 @@
+"""Keep TensorFlow's and absl's start-up chatter out of the user's terminal.
+
+TF logs through absl before absl is initialised, so TF_CPP_MIN_LOG_LEVEL does
+not silence everything: the import runs with file descriptor 2 pointed at a
+temporary file. Set SEEDTRAIL_DEBUG=1 to see everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from types import ModuleType
+
+_lock = threading.Lock()
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("SEEDTRAIL_DEBUG", "") not in ("", "0")
+
+
+def set_quiet_environment() -> None:
+    """Environment variables read by TF/absl/albumentations at import; call before importing."""
+    if debug_enabled():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # albumentations 2.0.x checks PyPI for updates at import; never phone home.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    # No network here, and none wanted: Prefect's server would log a failed telemetry call.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    warnings.filterwarnings("ignore", module=r"(keras|tensorflow|albumentations)(\.|$)")
+
+
+# Lines TF/absl print at import that tell a user nothing actionable.
+_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    rb"|[IWEF]\d{4} \S+\s+\d+ \S+:\d+\]"
+    rb"|To enable the following instructions:)"
+)
+
+
+@contextlib.contextmanager
+def stderr_filtered() -> Iterator[None]:
+    """Point fd 2 (C++ writes too) at a temp file; afterwards replay all but the noise.
+
+    Whatever else wrote to stderr meanwhile (other threads, e.g. Prefect) is kept;
+    if the block fails, everything is replayed.
+    """
+    if debug_enabled():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().splitlines(keepends=True)
+            kept = b"".join(ln for ln in lines if failed or not _NOISE.match(ln))
+            if kept:
+                os.write(2, kept)
+
+
+def import_tensorflow() -> ModuleType:
+    """Import TensorFlow (and Keras) once, without the start-up noise."""
+    with _lock:
+        if "tensorflow" in sys.modules and "keras" in sys.modules:
+            return sys.modules["tensorflow"]
+        set_quiet_environment()
+        with stderr_filtered():
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")
+            try:
+                import absl.logging
+
+                absl.logging.set_verbosity(absl.logging.ERROR)
+            except ImportError:
+                pass
+        return tf

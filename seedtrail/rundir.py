@@ -1,0 +1,107 @@
+"""The run directory: `<output_dir>/<run_id>/` with a manifest rewritten atomically as stages finish.
+
+`status` is "running" until the very last write sets "complete"; a run that
+failed says "failed", a Ctrl-C "interrupted", and a killed process leaves
+"running" — none of them can be mistaken for a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from seedtrail import atomic
+from seedtrail.stage import StageResult
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+COMPLETE = "complete"
+
+
+def new_run_id(seed: int, settings_fp: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-seed{seed}-{settings_fp[:6]}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunDirectory:
+    path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, output_dir: Path, run_id: str, header: dict[str, Any]) -> RunDirectory:
+        path = Path(output_dir) / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        run = cls(path=path)
+        run.manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "run_id": run_id,
+            "status": "running",
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **header,
+            "stages": {},
+            "metrics": {},
+            "artifacts": {},
+        }
+        run.save()
+        return run
+
+    def save(self) -> None:
+        atomic.write_json(self.path / MANIFEST, self.manifest)
+
+    def record_stage(self, result: StageResult) -> None:
+        self.manifest["stages"][result.stage] = result.to_manifest()
+        self.save()
+
+    def set(self, key: str, value: Any) -> None:
+        self.manifest[key] = value
+        self.save()
+
+    def add_artifacts(self, outputs: dict[str, str]) -> None:
+        """Record artifact paths, relative to the run directory when inside it."""
+        for name, p in outputs.items():
+            path = Path(p)
+            try:
+                self.manifest["artifacts"][name] = str(
+                    path.resolve().relative_to(self.path.resolve())
+                )
+            except ValueError:
+                self.manifest["artifacts"][name] = str(path)
+        self.save()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.manifest["status"] = status
+        self.manifest["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if error:
+            self.manifest["error"] = error
+        self.save()
+
+    def discard(self) -> None:
+        """Remove the whole directory (bad input: leave nothing behind)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class NotARun(Exception):
+    """The path is not a seedtrail run directory, or its manifest is unreadable."""
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir)
+    mf = path / MANIFEST if path.is_dir() else path
+    if not path.exists():
+        raise NotARun(f"{run_dir}: no such directory")
+    if not mf.is_file():
+        raise NotARun(f"{run_dir}: not a run directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NotARun(f"{mf}: corrupt manifest ({err})") from None
+    missing = [k for k in ("run_id", "settings", "seeds", "stages", "status") if k not in manifest]
+    if not isinstance(manifest, dict) or missing:
+        raise NotARun(f"{mf}: not a seedtrail manifest (missing {', '.join(missing)})")
+    return manifest

@@ -1,0 +1,151 @@
+"""Command-line loading of `RunSettings`.
+
+Precedence, lowest first: defaults < TOML file (`--config FILE`) < environment
+variables (`SEEDTRAIL_`, nested with `__`) < command-line flags. Only this layer
+reads the environment; the flow receives the resulting frozen `RunSettings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import ValidationError, create_model
+from pydantic_settings import (
+    BaseSettings,
+    CliSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from seedtrail.errors import InputError
+from settings.model import RunSettings
+
+ENV_PREFIX = "SEEDTRAIL_"
+
+
+UsageError = InputError  # bad input from the user: one line per problem, exit status 2
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """argparse prints usage and exits on error; we want one line and our own exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError([message.replace("unrecognized arguments", "unknown flag")])
+
+
+def _cli_model(toml_file: Path | None) -> type[BaseSettings]:
+    """A BaseSettings twin of RunSettings (same fields) wired to env, TOML and CLI."""
+
+    class _Base(BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+            extra="forbid",
+            frozen=True,
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            return tuple(sources)
+
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in RunSettings.model_fields.items()
+    }
+    return create_model("seedtrail", __base__=_Base, __doc__=RunSettings.__doc__, **fields)
+
+
+def _split_config_flag(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """Take `--config FILE` out of argv; pydantic-settings does not know it."""
+    rest: list[str] = []
+    config: Path | None = None
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config":
+            value = next(it, None)
+            if value is None:
+                raise UsageError(["--config: expected a TOML file path"])
+            config = Path(value)
+        elif arg.startswith("--config="):
+            config = Path(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return config, rest
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem: `field.path: message (got value)`."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "settings"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"{prefix}{loc}: {msg}{shown}")
+    return lines
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = _RaisingParser(
+        prog=prog,
+        description=description,
+        epilog=(
+            "--config FILE  TOML file of settings (same keys as the flags, in [sections]). "
+            f"Precedence: defaults < --config < {ENV_PREFIX}* environment variables "
+            f"(e.g. {ENV_PREFIX}TRAINING__EPOCHS=3) < flags."
+        ),
+    )
+    return parser
+
+
+def load_settings(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "python -m flows.train",
+    description: str = "Train a Keras model reproducibly in a Prefect flow.",
+) -> RunSettings:
+    """Parse flags (plus env and TOML) into a frozen RunSettings, or raise UsageError."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config, argv = _split_config_flag(argv)
+    if config is not None and not config.is_file():
+        raise UsageError([f"--config: file not found: {config}"])
+    model = _cli_model(config)
+    parser = build_parser(prog, description)
+    cli = CliSettingsSource(
+        model,
+        root_parser=parser,
+        cli_kebab_case=True,
+        cli_implicit_flags=False,
+        cli_avoid_json=True,
+        cli_hide_none_type=True,
+        cli_exit_on_error=False,
+        cli_prog_name=prog,
+    )
+    try:
+        parsed = model(_cli_settings_source=cli(args=argv))
+    except UsageError:
+        raise
+    except ValidationError as err:
+        raise UsageError(format_validation_error(err)) from None
+    except Exception as err:  # TOML syntax, JSON in a flag, ...: still one line, no traceback
+        raise UsageError([_one_line(err)]) from None
+    return RunSettings.model_validate(parsed.model_dump())
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text.removeprefix("error parsing CLI: ")

@@ -1,0 +1,183 @@
+"""The whole configuration of a run, as frozen pydantic models.
+
+`RunSettings` is the Prefect flow parameter: Prefect renders its JSON schema as
+the UI form and validates runs against it, so every field has a description,
+bounds and a default. Nothing here reads the environment (see `settings.cli`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_SEED = 2**32 - 1
+
+DataKind = Literal["synthetic", "digits", "tabular", "file"]
+
+
+class Section(BaseModel):
+    """Base of every settings model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSettings(Section):
+    """Where the samples come from."""
+
+    kind: DataKind = Field(
+        "synthetic",
+        description="synthetic: noisy shapes images (needs a CNN); digits: scikit-learn's 8x8 "
+        "digits; tabular: random binary classification table; file: your .npz or .csv (data.path).",
+    )
+    path: Path | None = Field(
+        None,
+        description="Data file for kind=file: .npz with arrays x and y, or .csv with a label column.",
+    )
+    label_column: str = Field(
+        "label", min_length=1, description="Name of the label column in a .csv data file."
+    )
+    n_samples: int = Field(
+        1200, ge=60, le=200_000, description="Samples to generate (synthetic and tabular)."
+    )
+    image_size: int = Field(
+        24, ge=12, le=128, description="Side in pixels of the synthetic images."
+    )
+    n_classes: int = Field(
+        4,
+        ge=2,
+        le=4,
+        description="Shape classes in the synthetic set (circle, square, triangle, cross).",
+    )
+    noise: float = Field(
+        0.15, ge=0.0, le=1.0, description="Std of the Gaussian pixel noise of the synthetic set."
+    )
+    n_features: int = Field(20, ge=2, le=1000, description="Features of the tabular set.")
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> DataSettings:
+        if self.kind == "file" and self.path is None:
+            raise ValueError("data.kind=file needs data.path")
+        return self
+
+
+class AugmentSettings(Section):
+    """The albumentations pipeline applied to training images, fresh each epoch."""
+
+    enabled: bool = Field(True, description="Augment training images (ignored for tabular data).")
+    hflip_p: float = Field(0.5, ge=0.0, le=1.0, description="Probability of a horizontal flip.")
+    rotate_limit: float = Field(
+        15.0, ge=0.0, le=180.0, description="Largest rotation, in degrees, either way."
+    )
+    shift_limit: float = Field(
+        0.1, ge=0.0, le=0.5, description="Largest shift, as a fraction of the image side."
+    )
+    scale_limit: float = Field(
+        0.1, ge=0.0, le=0.5, description="Largest zoom in or out, as a fraction."
+    )
+    brightness_limit: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest brightness and contrast change, as a fraction."
+    )
+    noise_std: float = Field(
+        0.02, ge=0.0, le=0.5, description="Upper bound of the added Gaussian noise std (0 = off)."
+    )
+    preview_samples: int = Field(
+        16, ge=1, le=64, description="Augmented samples shown in augment_preview.png."
+    )
+
+
+class SplitSettings(Section):
+    """Stratified train/validation/test split."""
+
+    test_size: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Fraction of all samples held out for the test split."
+    )
+    val_size: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Fraction of all samples used for validation."
+    )
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitSettings:
+        if self.test_size + self.val_size >= 0.9:
+            raise ValueError(
+                f"split.test_size + split.val_size must be below 0.9 "
+                f"(got {self.test_size} + {self.val_size})"
+            )
+        return self
+
+
+class ModelSettings(Section):
+    """The Keras model: a small CNN for images, an MLP for tabular data."""
+
+    conv_filters: tuple[int, ...] = Field(
+        (16, 32),
+        min_length=1,
+        max_length=4,
+        description="Filters of each conv block (conv 3x3 + max-pool) of the CNN.",
+    )
+    dense_units: int = Field(64, ge=1, le=4096, description="Units of the hidden dense layer.")
+    dropout: float = Field(0.25, ge=0.0, lt=1.0, description="Dropout rate before the output.")
+
+
+class TrainingSettings(Section):
+    """The optimisation loop."""
+
+    epochs: int = Field(10, ge=1, le=1000, description="Passes over the training split.")
+    batch_size: int = Field(32, ge=1, le=8192, description="Samples per gradient step.")
+    learning_rate: float = Field(
+        0.003, gt=0.0, le=1.0, description="Learning rate of the optimizer."
+    )
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="Optimizer.")
+
+
+class DeterminismSettings(Section):
+    """Settings that change the bytes of a run on the same machine; pinned, never inferred."""
+
+    op_determinism: bool = Field(
+        True, description="tf.config.experimental.enable_op_determinism() before the first op."
+    )
+    intra_op_threads: int = Field(
+        2, ge=1, le=256, description="TensorFlow intra-op threads (CPU weights depend on it)."
+    )
+    inter_op_threads: int = Field(
+        1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
+    )
+
+
+class SeedOverrides(Section):
+    """Pin one stage's seed instead of deriving it from the root seed."""
+
+    environment: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Pin the environment seed."
+    )
+    data: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the data seed.")
+    augment: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the augment seed.")
+    split: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the split seed.")
+    model: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Pin the model (weight init) seed."
+    )
+    train: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Pin the train (batch order) seed."
+    )
+    evaluate: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the evaluate seed.")
+
+
+class RunSettings(Section):
+    """Everything that defines one training run. Same settings, same bytes."""
+
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Root seed; every stage seed derives from it."
+    )
+    output_dir: Path = Field(Path("runs"), description="Folder that receives the run directories.")
+    data: DataSettings = Field(default_factory=DataSettings, description="Data source.")
+    augment: AugmentSettings = Field(default_factory=AugmentSettings, description="Augmentation.")
+    split: SplitSettings = Field(default_factory=SplitSettings, description="Data split.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="Model architecture.")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training.")
+    determinism: DeterminismSettings = Field(
+        default_factory=DeterminismSettings, description="Determinism and threads."
+    )
+    seeds: SeedOverrides = Field(
+        default_factory=SeedOverrides, description="Per-stage seed overrides."
+    )

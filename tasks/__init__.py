@@ -1,0 +1,1 @@
+"""One module per pipeline stage: pure functions, plus a thin Prefect @task wrapper."""

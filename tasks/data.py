@@ -1,0 +1,267 @@
+"""Data stage: generate (synthetic, tabular), load (scikit-learn digits) or read a user file.
+
+Every dataset comes out as float32 features `x` and int32 labels `y` in
+0..K-1, with images as NHWC in [0, 1]. Bad files raise InputError naming the
+problem, before any training starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from seedtrail.errors import InputError
+from seedtrail.stage import StageResult, stopwatch
+from seedtrail.store import put_arrays
+from settings.model import DataSettings
+
+VERSION = "1"
+DETERMINISTIC = True
+SHAPES = ("circle", "square", "triangle", "cross")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: np.ndarray
+    y: np.ndarray
+    modality: str  # "image" or "tabular"
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+# --- generators -------------------------------------------------------------------------------
+
+
+def synthetic_shapes(
+    n: int, size: int, n_classes: int, noise: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy shapes at random position, size, rotation and brightness: a task that needs a CNN."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % n_classes).astype(np.int32)
+    cx = rng.uniform(0.3, 0.7, n) * size
+    cy = rng.uniform(0.3, 0.7, n) * size
+    r = rng.uniform(0.18, 0.3, n) * size
+    theta = rng.uniform(0.0, 2 * math.pi, n)
+    level = rng.uniform(0.6, 1.0, n)
+
+    grid = np.arange(size, dtype=np.float64) + 0.5
+    dx = grid[None, None, :] - cx[:, None, None]
+    dy = grid[None, :, None] - cy[:, None, None]
+    c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    u, v = dx * c + dy * s, -dx * s + dy * c
+    rr = r[:, None, None]
+
+    circle = u**2 + v**2 <= rr**2
+    square = np.maximum(np.abs(u), np.abs(v)) <= 0.8 * rr
+    triangle = np.ones_like(circle)
+    for k in range(3):  # equilateral: inside three half-planes
+        a = math.pi / 2 + k * 2 * math.pi / 3
+        triangle &= u * math.cos(a) + v * math.sin(a) <= 0.5 * rr
+    arm = 0.28 * rr
+    cross = ((np.abs(u) <= arm) & (np.abs(v) <= rr)) | ((np.abs(v) <= arm) & (np.abs(u) <= rr))
+    masks = np.stack([circle, square, triangle, cross])[:n_classes]
+
+    shape = masks[y, np.arange(n)]
+    img = shape * level[:, None, None] + rng.normal(0.0, noise, (n, size, size))
+    x = np.clip(img, 0.0, 1.0).astype(np.float32)[..., None]
+    return x, y
+
+
+def tabular(n: int, n_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's classic random binary classification task."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=n,
+        n_features=n_features,
+        n_informative=max(2, n_features // 2),
+        n_redundant=min(2, n_features - max(2, n_features // 2)),
+        n_classes=2,
+        flip_y=0.01,
+        random_state=seed,
+    )
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 handwritten digits that ship with scikit-learn (no download)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x.reshape(-1, 8, 8, 1) / 16.0).astype(np.float32), y.astype(np.int32)
+
+
+# --- user files -------------------------------------------------------------------------------
+
+
+def _encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    if raw.ndim != 1:
+        raise InputError(f"{where}: labels must be one-dimensional (got shape {raw.shape})")
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)):
+            raise InputError(f"{where}: labels contain NaN or infinity")
+        if not np.all(raw == np.round(raw)):
+            raise InputError(f"{where}: labels must be class ids or names, not fractions")
+        raw = raw.astype(np.int64)
+    classes, y = np.unique(raw, return_inverse=True)
+    return y.astype(np.int32), tuple(str(c) for c in classes)
+
+
+def _check_features(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{where}: features must be numeric (got dtype {x.dtype})")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise InputError(f"{where}: features contain NaN or infinity (first at index {tuple(bad)})")
+    return x
+
+
+def _as_images(x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.dtype == np.uint8:
+        return (x / 255.0).astype(np.float32)
+    x = x.astype(np.float32)
+    hi = float(x.max()) if x.size else 1.0
+    return x / hi if hi > 1.0 else x
+
+
+def read_npz(path: Path) -> Dataset:
+    where = f"data.path {path}"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if "x" not in names or "y" not in names:
+                raise InputError(
+                    f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})"
+                )
+            x, raw_y = npz["x"], npz["y"]
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"{where}: not a readable .npz file ({_first_line(err)})") from None
+    x = _check_features(x, where)
+    if x.ndim not in (2, 3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        raise InputError(
+            f"{where}: x must be (n, features), (n, h, w) or (n, h, w, 1|3); got shape {x.shape}"
+        )
+    if len(x) != len(raw_y):
+        raise InputError(f"{where}: x has {len(x)} samples but y has {len(raw_y)}")
+    y, names_ = _encode_labels(raw_y, where)
+    if x.ndim == 2:
+        return Dataset(x.astype(np.float32), y, "tabular", names_, f"file:{path}")
+    return Dataset(_as_images(x), y, "image", names_, f"file:{path}")
+
+
+def read_csv(path: Path, label_column: str) -> Dataset:
+    where = f"data.path {path}"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{where}: cannot read ({_first_line(err)})") from None
+    if len(rows) < 2:
+        raise InputError(f"{where}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if label_column not in header:
+        raise InputError(
+            f"data.label_column: no column {label_column!r} in {path} (columns: {header})"
+        )
+    li = header.index(label_column)
+    feature_cols = [i for i in range(len(header)) if i != li]
+    if not feature_cols:
+        raise InputError(f"{where}: no feature columns besides {label_column!r}")
+    x = np.empty((len(rows) - 1, len(feature_cols)), dtype=np.float64)
+    labels: list[str] = []
+    for r, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise InputError(f"{where}: line {r} has {len(row)} fields, header has {len(header)}")
+        labels.append(row[li].strip())
+        for j, c in enumerate(feature_cols):
+            try:
+                x[r - 2, j] = float(row[c])
+            except ValueError:
+                raise InputError(
+                    f"{where}: column {header[c]!r} line {r}: not a number ({row[c]!r})"
+                ) from None
+            if not math.isfinite(x[r - 2, j]):
+                raise InputError(f"{where}: column {header[c]!r} line {r}: NaN or infinity")
+    raw_y = np.array(labels)
+    with contextlib.suppress(ValueError):  # numeric labels sort numerically, names alphabetically
+        raw_y = raw_y.astype(np.int64)
+    y, names_ = _encode_labels(raw_y, where)
+    return Dataset(x.astype(np.float32), y, "tabular", names_, f"file:{path}")
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+def load_dataset(s: DataSettings, seed: int) -> Dataset:
+    """Produce the dataset the settings describe; raises InputError on bad user data."""
+    if s.kind == "synthetic":
+        x, y = synthetic_shapes(s.n_samples, s.image_size, s.n_classes, s.noise, seed)
+        ds = Dataset(x, y, "image", SHAPES[: s.n_classes], "synthetic shapes")
+    elif s.kind == "tabular":
+        x, y = tabular(s.n_samples, s.n_features, seed)
+        ds = Dataset(x, y, "tabular", ("0", "1"), "sklearn make_classification")
+    elif s.kind == "digits":
+        x, y = digits()
+        ds = Dataset(x, y, "image", tuple(str(d) for d in range(10)), "sklearn digits")
+    else:
+        assert s.path is not None  # enforced by DataSettings
+        path = Path(s.path)
+        if not path.is_file():
+            raise InputError(f"data.path: file not found: {path}")
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            ds = read_npz(path)
+        elif suffix == ".csv":
+            ds = read_csv(path, s.label_column)
+        else:
+            raise InputError(
+                f"data.path: unsupported file type {suffix or '(none)'}; use .npz or .csv"
+            )
+    if ds.n_classes < 2:
+        raise InputError(f"data: needs at least 2 classes, {ds.source} has only {ds.n_classes}")
+    return ds
+
+
+def describe(ds: Dataset) -> dict:
+    return {
+        "source": ds.source,
+        "modality": ds.modality,
+        "n_samples": len(ds.x),
+        "sample_shape": list(ds.x.shape[1:]),
+        "n_classes": ds.n_classes,
+        "class_names": list(ds.class_names),
+        "class_counts": np.bincount(ds.y, minlength=ds.n_classes).tolist(),
+    }
+
+
+def run_data(s: DataSettings, seed: int, store: Path) -> StageResult:
+    with stopwatch() as elapsed:
+        ds = load_dataset(s, seed)
+        fp, path = put_arrays(store, {"x": ds.x, "y": ds.y})
+    return StageResult(
+        "data", seed, fp, elapsed(), outputs={"arrays": str(path)}, info=describe(ds)
+    )
+
+
+@task(name="data", retries=1, retry_delay_seconds=1)
+def data_task(s: DataSettings, seed: int, store: Path) -> StageResult:
+    return run_data(s, seed, store)

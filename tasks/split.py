@@ -1,0 +1,68 @@
+"""Split stage: stratified train/validation/test indices, scikit-learn random_state from the split seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from seedtrail.errors import InputError
+from seedtrail.stage import StageResult, stopwatch
+from seedtrail.store import load_arrays, put_arrays
+from settings.model import SplitSettings
+from settings.seeds import derive_seed
+
+VERSION = "1"
+DETERMINISTIC = True
+
+
+def split_indices(
+    y: np.ndarray, s: SplitSettings, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) dataset indices, each stratified by label.
+
+    Raises InputError when there are too few samples per class to stratify.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    classes, counts = np.unique(y, return_counts=True)
+    k = len(classes)
+    n_test = int(np.ceil(s.test_size * n))
+    n_val = int(np.ceil(s.val_size * n))
+    n_train = n - n_test - n_val
+    if min(n_test, n_val, n_train) < k or counts.min() < 3:
+        raise InputError(
+            f"split: {n} samples in {k} classes (smallest class {counts.min()}) are too few for "
+            f"test_size={s.test_size}, val_size={s.val_size}: every split needs at least one "
+            f"sample per class ({n_train} train / {n_val} val / {n_test} test)"
+        )
+    idx = np.arange(n)
+    rest, test = train_test_split(
+        idx, test_size=n_test, stratify=y, random_state=derive_seed(seed, 0)
+    )
+    train, val = train_test_split(
+        rest, test_size=n_val, stratify=y[rest], random_state=derive_seed(seed, 1)
+    )
+    return train.astype(np.int64), val.astype(np.int64), test.astype(np.int64)
+
+
+def run_split(s: SplitSettings, seed: int, data: StageResult, store: Path) -> StageResult:
+    with stopwatch() as elapsed:
+        y = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["y"]
+        train, val, test = split_indices(y, s, seed)
+        fp, path = put_arrays(store, {"train": train, "val": val, "test": test})
+    return StageResult(
+        "split",
+        seed,
+        fp,
+        elapsed(),
+        outputs={"indices": str(path)},
+        info={"sizes": {"train": len(train), "val": len(val), "test": len(test)}},
+    )
+
+
+@task(name="split", retries=1, retry_delay_seconds=1)
+def split_task(s: SplitSettings, seed: int, data: StageResult, store: Path) -> StageResult:
+    return run_split(s, seed, data, store)
