@@ -23,7 +23,7 @@ from seedtrail.stage import StageResult
 from seedtrail.store import store_dir
 from settings.cli import load_settings
 from settings.model import RunSettings
-from settings.seeds import SeedPlan
+from settings.seeds import SeedPlan, Stage
 from tasks import augment, data, environment, evaluate, model, split, train
 
 STAGE_VERSIONS = {
@@ -64,9 +64,19 @@ def _log_stage(result: StageResult) -> None:
     )
 
 
+class _StopAfter(Exception):
+    """Raised after the stage named by `stop_after` (verify can stop early)."""
+
+
 @flow(name="train", flow_run_name=flow_run_name, validate_parameters=True)
-def train_flow(settings: RunSettings = RunSettings()) -> dict[str, Any]:  # noqa: B008 (frozen)
-    """Train one Keras model reproducibly; returns the run's manifest."""
+def train_flow(
+    settings: RunSettings = RunSettings(),  # noqa: B008 (frozen model)
+    stop_after: Stage | None = None,
+) -> dict[str, Any]:
+    """Train one Keras model reproducibly; returns the run's manifest.
+
+    `stop_after` ends the run after that stage (status "partial"), e.g. to check data and split quickly.
+    """
     plan = SeedPlan.from_settings(settings)
     s_fp = settings_fingerprint(settings)
     run = RunDirectory.create(
@@ -85,6 +95,8 @@ def train_flow(settings: RunSettings = RunSettings()) -> dict[str, Any]:  # noqa
         run.record_stage(result)
         run.add_artifacts(result.outputs)
         _log_stage(result)
+        if result.stage == stop_after:
+            raise _StopAfter
         return result
 
     try:
@@ -102,6 +114,8 @@ def train_flow(settings: RunSettings = RunSettings()) -> dict[str, Any]:  # noqa
         ev = record(evaluate.evaluate_task(plan["evaluate"], ds, idx, fit, run.path))
         run.set("metrics", ev.info["metrics"])
         run.finish(COMPLETE)
+    except _StopAfter:
+        run.finish("partial")
     except InputError:
         run.discard()  # bad input: leave nothing behind
         raise

@@ -10,7 +10,7 @@ from settings.model import (
     SplitSettings,
     TrainingSettings,
 )
-from settings.seeds import STAGES, SeedPlan, derive_seed, stage_key
+from settings.seeds import STAGES, SeedPlan, Stage, derive_seed, stage_key
 
 __all__ = [
     "STAGES",
@@ -22,6 +22,7 @@ __all__ = [
     "SeedOverrides",
     "SeedPlan",
     "SplitSettings",
+    "Stage",
     "TrainingSettings",
     "derive_seed",
     "stage_key",

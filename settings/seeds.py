@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
 if TYPE_CHECKING:
     from settings.model import RunSettings
 
-STAGES: tuple[str, ...] = ("environment", "data", "augment", "split", "model", "train", "evaluate")
+Stage = Literal["environment", "data", "augment", "split", "model", "train", "evaluate"]
+STAGES: tuple[str, ...] = get_args(Stage)
 
 SEED_RULE = (
     "stage seed = numpy.random.SeedSequence(root, spawn_key=(stage_key,)).generate_state(1)[0]; "

@@ -1,0 +1,210 @@
+"""Shared fixtures: one Prefect test server per session, and a runner for CLI subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A configuration small enough for real training in a few seconds.
+TINY = (
+    "--data.n-samples", "160",
+    "--data.image-size", "16",
+    "--model.conv-filters", "4,8",
+    "--model.dense-units", "16",
+    "--training.epochs", "2",
+    "--augment.preview-samples", "4",
+)  # fmt: skip
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def run_dirs(self, output_dir: Path) -> list[Path]:
+        return sorted(p for p in Path(output_dir).iterdir() if (p / "manifest.json").exists())
+
+    def manifest(self, output_dir: Path) -> dict:
+        (run,) = self.run_dirs(output_dir)
+        return json.loads((run / "manifest.json").read_text())
+
+
+def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SEEDTRAIL_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        PREFECT_HOME=str(prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        **extra,
+    )
+    return env
+
+
+def run_module(
+    module: str,
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    prefect_home: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> Completed:
+    """Run `python -m module args` in a fresh process, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**cli_env(prefect_home), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_module(
+    module: str, args: Sequence[str], *, cwd: Path, prefect_home: Path, env: dict | None = None
+) -> subprocess.Popen:
+    """Like run_module, but returns at once so that several runs overlap."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**cli_env(prefect_home), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> Completed:
+    out, err = proc.communicate(timeout=timeout)
+    return Completed(proc.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect API for all in-process flow tests (it takes seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `prefect server start` on a loopback port, with its own PREFECT_HOME.
+
+    Subprocess runs point PREFECT_API_URL at it, so they skip the ephemeral
+    server start and can run concurrently without fighting over one SQLite file.
+    """
+    import time
+    import urllib.request
+
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    port = _free_port()
+    log = open(home / "server.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--no-services"],
+        env={**cli_env(home), "PREFECT_UI_ENABLED": "false"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@dataclass
+class TinyRun:
+    """One finished `python -m flows.train` subprocess on the tiny configuration."""
+
+    args: tuple[str, ...]
+    output_dir: Path
+    result: Completed
+
+    @property
+    def run_dir(self) -> Path:
+        (run,) = self.result.run_dirs(self.output_dir)
+        return run
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.run_dir / "manifest.json").read_text())
+
+    def fingerprints(self) -> dict[str, str]:
+        return {k: v["fingerprint"] for k, v in self.manifest["stages"].items()}
+
+
+class TinyRuns:
+    """Named tiny runs, each in its own process and working directory, computed on demand.
+
+    Runs are started two at a time (2 cores) and shared by every test of the session.
+    """
+
+    def __init__(self, root: Path, api_url: str) -> None:
+        self.root, self.api_url = root, api_url
+        self.done: dict[str, TinyRun] = {}
+
+    def get(self, **variants: Sequence[str] | tuple[Sequence[str], dict[str, str]]) -> dict[str, TinyRun]:
+        """`name=(args)` or `name=(args, env)`; returns every named run, running the missing ones."""
+        todo = [n for n in variants if n not in self.done]
+        for i in range(0, len(todo), 2):
+            procs = {}
+            for name in todo[i : i + 2]:
+                spec = variants[name]
+                has_env = isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict)
+                args, env = spec if has_env else (spec, {})
+                cwd = self.root / f"cwd-{name}"
+                out = cwd / "runs"
+                cwd.mkdir(parents=True)
+                full = (*TINY, *args, "--output-dir", str(out))
+                procs[name] = (full, out, start_module(
+                    "flows.train", full, cwd=cwd, prefect_home=self.root / "home",
+                    env={"PREFECT_API_URL": self.api_url, **env},
+                ))  # fmt: skip
+            for name, (full, out, proc) in procs.items():
+                res = finish(proc)
+                assert res.returncode == 0, f"run {name} failed:\n{res.stdout}\n{res.stderr}"
+                self.done[name] = TinyRun(full, out, res)
+        return {n: self.done[n] for n in variants}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> TinyRuns:
+    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"), prefect_api_url)
