@@ -68,12 +68,8 @@ class _StopAfter(Exception):
     """Raised after the stage named by `stop_after` (verify can stop early)."""
 
 
-@flow(name="train", flow_run_name=flow_run_name, validate_parameters=True)
-def train_flow(
-    settings: RunSettings = RunSettings(),  # noqa: B008 (frozen model)
-    stop_after: Stage | None = None,
-) -> dict[str, Any]:
-    """Train one Keras model reproducibly; returns the run's manifest.
+def run_training(settings: RunSettings, stop_after: Stage | None = None) -> dict[str, Any]:
+    """The pipeline, stage by stage; call it inside a flow run. Returns the run's manifest.
 
     `stop_after` ends the run after that stage (status "partial"), e.g. to check data and split quickly.
     """
@@ -131,6 +127,15 @@ def train_flow(
         key="run-card", markdown=run_card(manifest), description=f"seedtrail run {run.path.name}"
     )
     return manifest
+
+
+@flow(name="train", flow_run_name=flow_run_name, validate_parameters=True)
+def train_flow(
+    settings: RunSettings = RunSettings(),  # noqa: B008 (frozen model)
+    stop_after: Stage | None = None,
+) -> dict[str, Any]:
+    """Train one Keras model reproducibly; returns the run's manifest."""
+    return run_training(settings, stop_after)
 
 
 def main(argv: list[str]) -> int:
