@@ -6,6 +6,7 @@ if its bytes still hash to its name, so a corrupted entry is never used.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def load_arrays(path: Path, fingerprint: str | None = None) -> dict[str, np.ndar
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise CorruptEntry(f"{path}: {err}") from err
     if fingerprint is not None and fingerprint_arrays(arrays) != fingerprint:
         raise CorruptEntry(f"{path}: bytes do not match fingerprint {fingerprint[:12]}")

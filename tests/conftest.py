@@ -138,7 +138,9 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()}")
+                raise RuntimeError(
+                    f"prefect server did not start: {(home / 'server.log').read_text()}"
+                )
             time.sleep(0.5)
         yield url
     finally:
@@ -181,7 +183,9 @@ class TinyRuns:
         self.root, self.api_url = root, api_url
         self.done: dict[str, TinyRun] = {}
 
-    def get(self, **variants: Sequence[str] | tuple[Sequence[str], dict[str, str]]) -> dict[str, TinyRun]:
+    def get(
+        self, **variants: Sequence[str] | tuple[Sequence[str], dict[str, str]]
+    ) -> dict[str, TinyRun]:
         """`name=(args)` or `name=(args, env)`; returns every named run, running the missing ones."""
         todo = [n for n in variants if n not in self.done]
         for i in range(0, len(todo), 2):

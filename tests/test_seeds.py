@@ -31,7 +31,9 @@ def test_stage_seeds_are_distinct_and_depend_on_the_root() -> None:
 def test_seed_is_recomputable_from_the_documented_rule() -> None:
     plan = SeedPlan.derive(12345)
     for stage in STAGES:
-        key = int.from_bytes(__import__("hashlib").blake2b(stage.encode(), digest_size=4).digest(), "big")
+        key = int.from_bytes(
+            __import__("hashlib").blake2b(stage.encode(), digest_size=4).digest(), "big"
+        )
         expected = np.random.SeedSequence(12345, spawn_key=(key,)).generate_state(1, np.uint32)[0]
         assert plan[stage] == int(expected)
     # and equals the spawn() view of the same SeedSequence
@@ -74,4 +76,6 @@ def test_plan_from_settings_uses_overrides() -> None:
 def test_epoch_seeds_are_a_block_per_epoch() -> None:
     e0, e1 = epoch_seeds(10, 0, 50), epoch_seeds(10, 1, 50)
     assert e0.shape == (50,) and not np.array_equal(e0, e1)
-    assert np.array_equal(epoch_seeds(10, 0, 80)[:50], e0)  # a longer block extends, never reshuffles
+    assert np.array_equal(
+        epoch_seeds(10, 0, 80)[:50], e0
+    )  # a longer block extends, never reshuffles

@@ -1,0 +1,48 @@
+"""The train flow in-process, on the session's Prefect test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.train import train_flow
+from seedtrail.errors import InputError
+from settings import DataSettings, RunSettings, SplitSettings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> RunSettings:
+    return RunSettings(
+        output_dir=tmp_path / "runs",
+        data=DataSettings(n_samples=120, image_size=16),
+        split=SplitSettings(test_size=0.25, val_size=0.25),
+    )
+
+
+def test_stop_after_split_writes_a_partial_run(prefect_server: None, settings: RunSettings) -> None:
+    manifest = train_flow(settings, stop_after="split")
+    assert manifest["status"] == "partial"
+    assert list(manifest["stages"]) == ["environment", "data", "augment", "split"]
+    sizes = manifest["stages"]["split"]["info"]["sizes"]
+    assert sizes == {"train": 60, "val": 30, "test": 30}
+    assert Path(manifest["run_dir"], "augment_preview.png").exists()
+
+
+def test_bad_input_inside_the_flow_leaves_no_run_directory(
+    prefect_server: None, settings: RunSettings, tmp_path: Path
+) -> None:
+    bad = settings.model_copy(
+        update={"data": DataSettings(kind="file", path=tmp_path / "gone.npz")}
+    )
+    with pytest.raises(InputError, match="file not found"):
+        train_flow(bad)
+    assert not any(p.name != ".store" for p in settings.output_dir.iterdir())
+
+
+def test_tabular_data_skips_augmentation(prefect_server: None, settings: RunSettings) -> None:
+    s = settings.model_copy(update={"data": DataSettings(kind="tabular", n_samples=120)})
+    manifest = train_flow(s, stop_after="model")
+    assert manifest["stages"]["augment"]["skipped"] is True
+    assert manifest["stages"]["augment"]["info"]["reason"] == "tabular data"
+    assert manifest["stages"]["model"]["fingerprint"] != "skipped"
