@@ -51,6 +51,24 @@ class RunDirectory:
         run.save()
         return run
 
+    @classmethod
+    def reopen(cls, path: Path) -> RunDirectory:
+        """Continue an unfinished run in place (resume): same id, same directory."""
+        manifest = read_manifest(path)
+        if manifest["status"] == COMPLETE:
+            raise NotARun(f"{path}: run is already complete; nothing to resume")
+        run = cls(path=Path(path), manifest=manifest)
+        manifest.setdefault("resumed", []).append(
+            {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "from_status": manifest["status"],
+            }
+        )
+        manifest["status"] = "running"
+        manifest.pop("error", None)
+        run.save()
+        return run
+
     def save(self) -> None:
         atomic.write_json(self.path / MANIFEST, self.manifest)
 
@@ -101,7 +119,9 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
         manifest = json.loads(mf.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise NotARun(f"{mf}: corrupt manifest ({err})") from None
+    if not isinstance(manifest, dict):  # before `in`: a JSON number would raise TypeError
+        raise NotARun(f"{mf}: not a seedtrail manifest (not a JSON object)")
     missing = [k for k in ("run_id", "settings", "seeds", "stages", "status") if k not in manifest]
-    if not isinstance(manifest, dict) or missing:
+    if missing:
         raise NotARun(f"{mf}: not a seedtrail manifest (missing {', '.join(missing)})")
     return manifest

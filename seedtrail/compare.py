@@ -1,0 +1,482 @@
+"""Compare two run manifests: which stage diverged first, and what differs that could explain it.
+
+Pure functions on manifest dicts (no TensorFlow, no Prefect), shared by
+`flows.verify` (recorded run vs a fresh rerun) and `flows.compare` (two runs).
+
+Rules:
+- Stages are compared in pipeline order (`settings.seeds.STAGES`) by fingerprint.
+  A stage recorded by one run only (an incomplete run) counts as a difference;
+  a stage neither run recorded is left out.
+- The environment stage's fingerprint describes the stack, not data: when it
+  differs it is reported as a *cause*, and the first divergent stage is the
+  first data stage (data .. evaluate) whose bytes differ. Only when every data
+  stage matches is "environment" itself the first divergent stage.
+- `output_dir` is where a run's files go, not what it computes: its difference
+  is ignored (it is also left out of the settings fingerprint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seedtrail.errors import InputError
+from seedtrail.report import short
+from seedtrail.rundir import MANIFEST, NotARun, read_manifest
+from settings.seeds import STAGES
+
+#: Settings that never change a run's bytes, so their differences are not reported as causes.
+IGNORED_SETTINGS = frozenset({"output_dir"})
+
+#: Environment keys left out of the environment fingerprint (tasks/environment.py, _VOLATILE*):
+#: shown, but marked as not expected to change the bytes.
+NOT_FINGERPRINTED = frozenset({"platform", "cpu_count", "determinism.PYTHONHASHSEED"})
+
+COMPLETE = "complete"
+DATA_STAGES = tuple(s for s in STAGES if s != "environment")
+
+
+def read_run(run_dir: Path | str) -> dict[str, Any]:
+    """A run's manifest, checked enough to compare; bad input raises InputError (one line)."""
+    path = Path(run_dir)
+    try:
+        manifest = read_manifest(path)
+    except NotARun as err:
+        raise InputError(str(err)) from None
+    mf = path / MANIFEST if path.is_dir() else path
+    for key in ("settings", "seeds", "stages"):
+        if not isinstance(manifest[key], dict):
+            raise InputError(f"{mf}: corrupt manifest ({key} is not an object)")
+    for stage, record in manifest["stages"].items():
+        if not isinstance(record, dict) or not isinstance(record.get("fingerprint"), str):
+            raise InputError(f"{mf}: corrupt manifest (stage {stage} has no fingerprint)")
+    return {**manifest, "run_dir": str(mf.parent)}
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys; lists and scalars are leaves."""
+    if not isinstance(obj, dict):
+        return {prefix: obj}
+    if not obj and prefix:
+        return {prefix: {}}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One dotted key whose value differs between run A and run B (None: absent)."""
+
+    key: str
+    a: Any
+    b: Any
+    note: str = ""
+
+
+def diff_flat(
+    a: dict[str, Any], b: dict[str, Any], ignore: frozenset[str] = frozenset()
+) -> list[Difference]:
+    """Differences between two nested dicts, as dotted keys in A's order, then B's extra keys."""
+    fa, fb = flatten(a), flatten(b)
+    keys = list(fa) + [k for k in fb if k not in fa]
+    return [
+        Difference(k, fa.get(k), fb.get(k))
+        for k in keys
+        if k not in ignore and not k.startswith(tuple(f"{i}." for i in ignore))
+        if fa.get(k) != fb.get(k)
+    ]
+
+
+def diff_settings(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    return diff_flat(a.get("settings", {}), b.get("settings", {}), IGNORED_SETTINGS)
+
+
+def diff_seeds(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    """Root seed, every stage seed and the pinned stages, where they differ."""
+    sa, sb = a.get("seeds", {}), b.get("seeds", {})
+    out = []
+    if sa.get("root") != sb.get("root"):
+        out.append(Difference("root", sa.get("root"), sb.get("root")))
+    stages_a, stages_b = sa.get("stages", {}), sb.get("stages", {})
+    for stage in _ordered(set(stages_a) | set(stages_b)):
+        if stages_a.get(stage) != stages_b.get(stage):
+            out.append(Difference(f"stages.{stage}", stages_a.get(stage), stages_b.get(stage)))
+    if sorted(sa.get("pinned", [])) != sorted(sb.get("pinned", [])):
+        out.append(Difference("pinned", sa.get("pinned", []), sb.get("pinned", [])))
+    return out
+
+
+def environment_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The captured environment: top level once recorded, else the environment stage's info."""
+    env = manifest.get("environment")
+    if isinstance(env, dict):
+        return env
+    return manifest.get("stages", {}).get("environment", {}).get("info", {}).get("environment", {})
+
+
+def diff_environment(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    """Versions, threads, determinism flags, devices, CPU, Python, uv.lock hash, where they differ."""
+    diffs = diff_flat(environment_of(a), environment_of(b))
+    return [
+        Difference(d.key, d.a, d.b, "not fingerprinted: does not change the bytes")
+        if d.key in NOT_FINGERPRINTED
+        else d
+        for d in diffs
+    ]
+
+
+def diff_code(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    """Stage implementation versions (a bumped VERSION means the stage's code changed)."""
+    return diff_flat(a.get("stage_versions", {}), b.get("stage_versions", {}))
+
+
+def _ordered(stages: set[str]) -> list[str]:
+    known = [s for s in STAGES if s in stages]
+    return known + sorted(stages - set(STAGES))
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage: str
+    seed_a: int | None
+    seed_b: int | None
+    fp_a: str | None  # None: the run has no record of this stage
+    fp_b: str | None
+
+    @property
+    def status(self) -> str:
+        if self.fp_a is None or self.fp_b is None:
+            return "missing"
+        return "match" if self.fp_a == self.fp_b else "differs"
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    key: str
+    a: float
+    b: float
+
+    @property
+    def delta(self) -> float:
+        return self.b - self.a
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[MetricDelta]:
+    """Scalar test metrics, and the final train/validation metrics of the last epoch."""
+
+    def scalars(m: dict[str, Any]) -> dict[str, float]:
+        out = {k: v for k, v in m.get("metrics", {}).items() if _numeric(v)}
+        final = m.get("stages", {}).get("train", {}).get("info", {}).get("final", {})
+        out.update({f"final_{k}": v for k, v in final.items() if _numeric(v)})
+        return out
+
+    ma, mb = scalars(a), scalars(b)
+    return [MetricDelta(k, ma[k], mb[k]) for k in ma if k in mb]
+
+
+def first_divergent_epoch(a: dict[str, Any], b: dict[str, Any]) -> int | None:
+    """1-based epoch after which the weights first differ (None: the epochs agree, or unknown)."""
+
+    def epochs(m: dict[str, Any]) -> list[str]:
+        return m.get("stages", {}).get("train", {}).get("info", {}).get("epoch_fingerprints") or []
+
+    ea, eb = epochs(a), epochs(b)
+    if not ea or not eb:
+        return None
+    for i, (x, y) in enumerate(zip(ea, eb, strict=False)):
+        if x != y:
+            return i + 1
+    return None if len(ea) == len(eb) else min(len(ea), len(eb)) + 1
+
+
+@dataclass(frozen=True)
+class RunRef:
+    label: str  # "A", "recorded", ...
+    run_id: str
+    status: str
+    path: str = ""
+    epochs: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+
+@dataclass
+class Comparison:
+    """Everything `verify` and `compare` report; `render()` for the terminal or markdown."""
+
+    a: RunRef
+    b: RunRef
+    stages: list[StageRow]
+    settings: list[Difference] = field(default_factory=list)
+    seeds: list[Difference] = field(default_factory=list)
+    environment: list[Difference] = field(default_factory=list)
+    code: list[Difference] = field(default_factory=list)
+    metrics: list[MetricDelta] = field(default_factory=list)
+    divergent_epoch: int | None = None
+    title: str = "compare"
+
+    @property
+    def matches(self) -> bool:
+        # nothing compared proves nothing
+        return bool(self.stages) and all(r.status == "match" for r in self.stages)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.matches else 1
+
+    @property
+    def first_divergent_stage(self) -> str | None:
+        """First data stage whose bytes differ; "environment" if only the stack differs."""
+        for row in self.stages:
+            if row.stage != "environment" and row.status != "match":
+                return row.stage
+        envs = [r for r in self.stages if r.stage == "environment" and r.status != "match"]
+        return "environment" if envs else None
+
+    @property
+    def causes(self) -> list[str]:
+        """Differences that may explain a divergence, most likely first (fingerprinted ones)."""
+        out = [f"settings {d.key}" for d in self.settings]
+        out += [f"seed {d.key}" for d in self.seeds if not self.settings]
+        out += [f"environment {d.key}" for d in self.environment if not d.note]
+        out += [f"code version of stage {d.key}" for d in self.code]
+        return out
+
+    def incomplete_notes(self) -> list[str]:
+        notes = []
+        for ref in (self.a, self.b):
+            if not ref.complete:
+                recorded = [
+                    r.stage
+                    for r in self.stages
+                    if (r.fp_a if ref is self.a else r.fp_b) is not None
+                ]
+                last = recorded[-1] if recorded else "no stage"
+                notes.append(
+                    f"{ref.label} is incomplete (status {ref.status!r}): recorded up to {last}"
+                )
+        return notes
+
+    def headline(self) -> str:
+        if self.matches:
+            n = len(self.stages)
+            return f"every stage matches ({n} of {n}): the run reproduces"
+        stage = self.first_divergent_stage
+        if stage is None:
+            return "nothing to compare: neither run recorded a stage"
+        if stage == "environment":
+            return (
+                "every data stage matches, but the environment differs "
+                "(the bytes agree here; they may not elsewhere)"
+            )
+        row = next(r for r in self.stages if r.stage == stage)
+        if row.status == "missing":
+            who = self.a.label if row.fp_a is None else self.b.label
+            return f"first divergent stage: {stage} ({who} has no record of it)"
+        where = stage
+        if stage == "train" and self.divergent_epoch is not None:
+            where = f"train, at epoch {self.divergent_epoch} of {max(self.a.epochs, self.b.epochs)}"
+        later = [r.stage for r in self.stages if STAGES.index(r.stage) > STAGES.index(stage)]
+        tail = "; later stages inherit the difference" if later else ""
+        return f"first divergent stage: {where}{tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the flows' return value)."""
+        return {
+            "matches": self.matches,
+            "exit_code": self.exit_code,
+            "headline": self.headline(),
+            "first_divergent_stage": self.first_divergent_stage,
+            "first_divergent_epoch": self.divergent_epoch,
+            "runs": {
+                r.label: {"run_id": r.run_id, "status": r.status, "path": r.path}
+                for r in (self.a, self.b)
+            },
+            "stages": [
+                {
+                    "stage": r.stage,
+                    "seed": [r.seed_a, r.seed_b],
+                    "fingerprint": [r.fp_a, r.fp_b],
+                    "status": r.status,
+                }
+                for r in self.stages
+            ],
+            "settings": [[d.key, d.a, d.b] for d in self.settings],
+            "seeds": [[d.key, d.a, d.b] for d in self.seeds],
+            "environment": [[d.key, d.a, d.b, d.note] for d in self.environment],
+            "code": [[d.key, d.a, d.b] for d in self.code],
+            "metrics": [[m.key, m.a, m.b, m.delta] for m in self.metrics],
+            "likely_causes": self.causes,
+        }
+
+    # --- rendering -----------------------------------------------------------------------------
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        head = ["stage", "seed", f"{self.a.label} fingerprint", f"{self.b.label} fingerprint"]
+        rows = []
+        for r in self.stages:
+            seed = str(r.seed_a) if r.seed_a == r.seed_b else f"{r.seed_a} -> {r.seed_b}"
+            match = {"match": "yes", "differs": "NO", "missing": "NO (missing)"}[r.status]
+            if r.stage == "train" and r.status == "differs" and self.divergent_epoch:
+                match = f"NO (from epoch {self.divergent_epoch})"
+            fa = "(none)" if r.fp_a is None else short(r.fp_a, 16)
+            fb = "(none)" if r.fp_b is None else short(r.fp_b, 16)
+            rows.append([r.stage, seed, fa, fb, match])
+        return [*head, "match"], rows
+
+    def _sections(self) -> list[tuple[str, list[str]]]:
+        def fmt(v: Any) -> str:
+            return "(absent)" if v is None else str(v)
+
+        sections = []
+        if self.settings:
+            sections.append(
+                (
+                    "settings that differ (output_dir ignored)",
+                    [f"{d.key}: {fmt(d.a)} -> {fmt(d.b)}" for d in self.settings],
+                )
+            )
+        if self.seeds:
+            sections.append(
+                ("seeds that differ", [f"{d.key}: {fmt(d.a)} -> {fmt(d.b)}" for d in self.seeds])
+            )
+        if self.environment:
+            sections.append(
+                (
+                    "environment differences" + ("" if self.matches else " (likely causes)"),
+                    [
+                        f"{d.key}: {fmt(d.a)} -> {fmt(d.b)}" + (f"  ({d.note})" if d.note else "")
+                        for d in self.environment
+                    ],
+                )
+            )
+        if self.code:
+            sections.append(
+                (
+                    "stage code versions that differ",
+                    [f"{d.key}: {fmt(d.a)} -> {fmt(d.b)}" for d in self.code],
+                )
+            )
+        if self.metrics and not self.matches:
+            sections.append(
+                (
+                    f"metrics ({self.a.label} -> {self.b.label})",
+                    [f"{m.key}: {m.a:.6g} -> {m.b:.6g} ({m.delta:+.6g})" for m in self.metrics],
+                )
+            )
+        return sections
+
+    def render(self, markdown: bool = False) -> str:
+        head, rows = self._table()
+        a, b = self.a, self.b
+        verdict = "REPRODUCES" if self.matches else "DIFFERS"
+        notes = self.incomplete_notes()
+        if not self.matches and not (self.settings or self.seeds or self.environment or self.code):
+            notes.append(
+                "no difference in settings, seeds, environment or code was recorded: "
+                "look for hardware or an input file that changed"
+            )
+        if markdown:
+            lines = [
+                f"# seedtrail {self.title}: {verdict}",
+                "",
+                f"**{a.label}** `{a.run_id}` ({a.status}) · **{b.label}** `{b.run_id}` ({b.status})",
+                "",
+                f"**{self.headline()}**",
+                *(
+                    ["", f"likely causes: {', '.join(self.causes)}"]
+                    if self.causes and not self.matches
+                    else []
+                ),
+                "",
+                "| " + " | ".join(head) + " |",
+                "|" + "---|" * len(head),
+                *(
+                    "| "
+                    + " | ".join(f"`{c}`" if i in (2, 3) else c for i, c in enumerate(r))
+                    + " |"
+                    for r in rows
+                ),
+            ]
+            for note in notes:
+                lines += ["", f"> {note}"]
+            for title, items in self._sections():
+                lines += ["", f"**{title}**", "", *(f"- `{i}`" for i in items)]
+            return "\n".join(lines)
+
+        widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+        table = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in (head, *rows)
+        ]
+        lines = [
+            f"{self.title}: {a.label} {a.run_id} ({a.status}) vs {b.label} {b.run_id} ({b.status})",
+            "",
+            *table,
+            "",
+            *notes,
+            self.headline(),
+            *(
+                [f"likely causes: {', '.join(self.causes)}"]
+                if self.causes and not self.matches
+                else []
+            ),
+        ]
+        for title, items in self._sections():
+            lines += [f"{title}:", *(f"  {i}" for i in items)]
+        lines.append(f"result: {verdict} (exit {self.exit_code})")
+        return "\n".join(lines)
+
+
+def compare_manifests(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    labels: tuple[str, str] = ("A", "B"),
+    stages: tuple[str, ...] | None = None,
+    title: str = "compare",
+) -> Comparison:
+    """Compare manifest B against manifest A; `stages` limits which stages are compared."""
+    sa, sb = a.get("stages", {}), b.get("stages", {})
+    wanted = set(stages) if stages is not None else set(sa) | set(sb)
+    rows = []
+    for stage in _ordered(wanted & (set(sa) | set(sb))):
+        ra, rb = sa.get(stage) or {}, sb.get(stage) or {}
+        rows.append(
+            StageRow(
+                stage, ra.get("seed"), rb.get("seed"), ra.get("fingerprint"), rb.get("fingerprint")
+            )
+        )
+
+    def ref(m: dict[str, Any], label: str) -> RunRef:
+        epochs = len(
+            m.get("stages", {}).get("train", {}).get("info", {}).get("epoch_fingerprints") or []
+        )
+        return RunRef(
+            label,
+            str(m.get("run_id", "?")),
+            str(m.get("status", "?")),
+            str(m.get("run_dir", "")),
+            epochs,
+        )
+
+    return Comparison(
+        a=ref(a, labels[0]),
+        b=ref(b, labels[1]),
+        stages=rows,
+        settings=diff_settings(a, b),
+        seeds=diff_seeds(a, b),
+        environment=diff_environment(a, b),
+        code=diff_code(a, b),
+        metrics=metric_deltas(a, b),
+        divergent_epoch=first_divergent_epoch(a, b) if "train" in wanted else None,
+        title=title,
+    )
