@@ -5,6 +5,7 @@ RunSettings -> SeedPlan -> environment -> data -> augment -> split -> model -> t
 
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
 from pathlib import Path
@@ -18,8 +19,9 @@ from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
 from seedtrail.quiet import import_tensorflow
 from seedtrail.report import run_card, short, terminal_summary
-from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id
+from seedtrail.rundir import COMPLETE, NotARun, RunDirectory, new_run_id, read_manifest
 from seedtrail.stage import StageResult
+from seedtrail.stage_cache import StageContext
 from seedtrail.store import store_dir
 from settings.cli import load_settings
 from settings.model import RunSettings
@@ -68,14 +70,18 @@ class _StopAfter(Exception):
     """Raised after the stage named by `stop_after` (verify can stop early)."""
 
 
-def run_training(settings: RunSettings, stop_after: Stage | None = None) -> dict[str, Any]:
-    """The pipeline, stage by stage; call it inside a flow run. Returns the run's manifest.
-
-    `stop_after` ends the run after that stage (status "partial"), e.g. to check data and split quickly.
-    """
+def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
+    if resume is not None:
+        try:
+            run = RunDirectory.reopen(resume)
+        except NotARun as err:
+            raise InputError(f"--resume: {err}") from None
+        if run.manifest["settings"] != settings.model_dump(mode="json"):
+            raise InputError(f"--resume: {resume} was made with other settings")
+        return run
     plan = SeedPlan.from_settings(settings)
     s_fp = settings_fingerprint(settings)
-    run = RunDirectory.create(
+    return RunDirectory.create(
         settings.output_dir,
         new_run_id(settings.seed, s_fp),
         header={
@@ -85,7 +91,23 @@ def run_training(settings: RunSettings, stop_after: Stage | None = None) -> dict
             "stage_versions": STAGE_VERSIONS,
         },
     )
-    store = store_dir(settings.output_dir)
+
+
+def run_training(
+    settings: RunSettings,
+    stop_after: Stage | None = None,
+    use_cache: bool = True,
+    resume: Path | None = None,
+) -> dict[str, Any]:
+    """The pipeline, stage by stage; call it inside a flow run. Returns the run's manifest.
+
+    `stop_after` ends the run after that stage (status "partial"), e.g. to check data
+    and split quickly. `resume` continues an unfinished run directory in place: finished
+    stages come from the cache, training from its last checkpoint.
+    """
+    plan = SeedPlan.from_settings(settings)
+    run = _open_run(settings, resume)
+    store = store_dir(Path(run.path).parent if resume else settings.output_dir)
 
     def record(result: StageResult) -> StageResult:
         run.record_stage(result)
@@ -98,25 +120,38 @@ def run_training(settings: RunSettings, stop_after: Stage | None = None) -> dict
     try:
         env = record(environment.environment_task(settings.determinism, plan["environment"]))
         run.set("environment", env.info["environment"])
-        ds = record(data.data_task(settings.data, plan["data"], store))
-        aug = record(augment.augment_task(settings.augment, plan["augment"], ds, run.path))
-        idx = record(split.split_task(settings.split, plan["split"], ds, store))
-        init = record(model.model_task(settings.model, plan["model"], ds, idx, store))
+        ctx = StageContext(
+            run_dir=run.path,
+            store=store,
+            use_cache=use_cache,
+            env_fingerprint=env.fingerprint,
+            stack_fingerprint=env.info["stack_fingerprint"],
+        )
+        ds = record(data.data_task(ctx, settings.data, plan["data"]))
+        aug = record(augment.augment_task(ctx, settings.augment, plan["augment"], ds))
+        idx = record(split.split_task(ctx, settings.split, plan["split"], ds))
+        init = record(model.model_task(ctx, settings.model, plan["model"], ds, idx))
         fit = record(
             train.train_task(
-                settings.training, plan["train"], settings.augment, aug, ds, idx, init, run.path
+                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
             )
         )
-        ev = record(evaluate.evaluate_task(plan["evaluate"], ds, idx, fit, run.path))
+        ev = record(evaluate.evaluate_task(ctx, plan["evaluate"], ds, idx, fit))
         run.set("metrics", ev.info["metrics"])
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")
     except InputError:
-        run.discard()  # bad input: leave nothing behind
+        if resume is None:
+            run.discard()  # bad input: leave nothing behind
         raise
     except KeyboardInterrupt:
         run.finish("interrupted")
+        print(
+            f"\ninterrupted; the last finished epoch is kept. Resume with:\n"
+            f"  python -m flows.train --resume {run.path}",
+            file=sys.stderr,
+        )
         raise
     except BaseException as err:
         run.finish("failed", error=f"{type(err).__name__}: {err}")
@@ -133,17 +168,45 @@ def run_training(settings: RunSettings, stop_after: Stage | None = None) -> dict
 def train_flow(
     settings: RunSettings = RunSettings(),  # noqa: B008 (frozen model)
     stop_after: Stage | None = None,
+    use_cache: bool = True,
+    resume: Path | None = None,
 ) -> dict[str, Any]:
     """Train one Keras model reproducibly; returns the run's manifest."""
-    return run_training(settings, stop_after)
+    return run_training(settings, stop_after, use_cache, resume)
+
+
+def _run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Flags that steer this invocation without changing what it computes."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--no-cache", action="store_true")
+    return parser.parse_known_args(argv)
+
+
+RUN_OPTIONS_HELP = (
+    "--resume RUN_DIR  continue an interrupted run in place (its settings, its directory). "
+    "--no-cache  recompute every stage instead of reusing verified cached results."
+)
 
 
 def main(argv: list[str]) -> int:
-    settings = load_settings(argv)
-    preflight(settings)
+    opts, rest = _run_options(argv)
+    if opts.resume is not None:
+        if rest:
+            raise InputError(f"--resume takes the run's own settings; remove {' '.join(rest)}")
+        try:
+            manifest = read_manifest(opts.resume)
+        except NotARun as err:
+            raise InputError(f"--resume: {err}") from None
+        if manifest["status"] == COMPLETE:
+            raise InputError(f"--resume: {opts.resume} is already complete; nothing to resume")
+        settings = RunSettings.model_validate(manifest["settings"])
+    else:
+        settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
+        preflight(settings)
     # Import TensorFlow while Prefect starts its server: the two waits overlap.
     threading.Thread(target=import_tensorflow, daemon=True).start()
-    manifest = train_flow(settings)
+    manifest = train_flow(settings, use_cache=not opts.no_cache, resume=opts.resume)
     print(terminal_summary(manifest, Path(manifest["run_dir"])))
     return 0
 

@@ -11,3 +11,8 @@ class InputError(Exception):
     def __init__(self, problems: str | Sequence[str]) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+def retry_unless_input_error(task: object, task_run: object, state: object) -> bool:
+    """Prefect retry condition: retry transient failures (I/O), never bad input."""
+    return not isinstance(getattr(state, "data", None), InputError)

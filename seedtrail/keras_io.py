@@ -10,8 +10,8 @@ from seedtrail.quiet import import_tensorflow
 
 
 def weights_fingerprint(model) -> str:
-    """sha256 of every weight tensor in order, non-trainable ones (e.g. seed states) included."""
-    return fingerprint_sequence(v.numpy() for v in model.weights)
+    """sha256 of every variable in order: weights, and the Dropout seed-generator states."""
+    return fingerprint_sequence(v.numpy() for v in model.variables)
 
 
 def save_model(model, path: Path) -> None:

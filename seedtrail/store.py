@@ -25,12 +25,12 @@ def store_dir(output_dir: Path) -> Path:
 
 
 def put_arrays(store: Path, arrays: Mapping[str, np.ndarray]) -> tuple[str, Path]:
-    """Save arrays under their fingerprint; return (fingerprint, path). Idempotent."""
+    """Save arrays under their fingerprint; return (fingerprint, path)."""
     fp = fingerprint_arrays(arrays)
     path = store / "arrays" / f"{fp}.npz"
-    if not path.exists():
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    # Always (re)write: an existing file might be corrupt, and the arrays are small.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return fp, path
 
 

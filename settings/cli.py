@@ -99,17 +99,16 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]
     return lines
 
 
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = _RaisingParser(
+def build_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    return _RaisingParser(
         prog=prog,
         description=description,
         epilog=(
             "--config FILE  TOML file of settings (same keys as the flags, in [sections]). "
             f"Precedence: defaults < --config < {ENV_PREFIX}* environment variables "
-            f"(e.g. {ENV_PREFIX}TRAINING__EPOCHS=3) < flags."
-        ),
+            f"(e.g. {ENV_PREFIX}TRAINING__EPOCHS=3) < flags. {epilog}"
+        ).strip(),
     )
-    return parser
 
 
 def load_settings(
@@ -117,6 +116,7 @@ def load_settings(
     *,
     prog: str = "python -m flows.train",
     description: str = "Train a Keras model reproducibly in a Prefect flow.",
+    epilog: str = "",
 ) -> RunSettings:
     """Parse flags (plus env and TOML) into a frozen RunSettings, or raise UsageError."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -124,7 +124,7 @@ def load_settings(
     if config is not None and not config.is_file():
         raise UsageError([f"--config: file not found: {config}"])
     model = _cli_model(config)
-    parser = build_parser(prog, description)
+    parser = build_parser(prog, description, epilog)
     cli = CliSettingsSource(
         model,
         root_parser=parser,

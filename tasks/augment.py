@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
+from seedtrail.cache_key import cache_key
+from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.quiet import set_quiet_environment
 from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import load_arrays
 from settings.model import AugmentSettings
 from settings.seeds import epoch_seeds
@@ -109,8 +112,6 @@ def run_augment(s: AugmentSettings, seed: int, data: StageResult, run_dir: Path)
         x = arrays["x"]
         idx = np.arange(min(s.preview_samples, len(x)))
         augmented = augment_epoch(build_augmenter(s), x, idx, seed, PREVIEW_EPOCH)
-        from seedtrail.fingerprint import fingerprint_arrays
-
         fp = fingerprint_arrays({"preview": augmented})
         preview = run_dir / "augment_preview.png"
         save_preview(x[idx], augmented, preview)
@@ -125,5 +126,10 @@ def run_augment(s: AugmentSettings, seed: int, data: StageResult, run_dir: Path)
 
 
 @task(name="augment")
-def augment_task(s: AugmentSettings, seed: int, data: StageResult, run_dir: Path) -> StageResult:
-    return run_augment(s, seed, data, run_dir)
+def augment_task(
+    ctx: StageContext, s: AugmentSettings, seed: int, data: StageResult
+) -> StageResult:
+    key = cache_key(
+        "augment", VERSION, s, seed, {"data": data.fingerprint, "stack": ctx.stack_fingerprint}
+    )
+    return cached(ctx, "augment", key, lambda: run_augment(s, seed, data, ctx.run_dir))

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from seedtrail.errors import InputError
+from seedtrail.cache_key import cache_key
+from seedtrail.errors import InputError, retry_unless_input_error
+from seedtrail.fingerprint import sha256_file
 from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import put_arrays
 from settings.model import DataSettings
 
@@ -262,6 +265,14 @@ def run_data(s: DataSettings, seed: int, store: Path) -> StageResult:
     )
 
 
-@task(name="data", retries=1, retry_delay_seconds=1)
-def data_task(s: DataSettings, seed: int, store: Path) -> StageResult:
-    return run_data(s, seed, store)
+def data_key(s: DataSettings, seed: int, stack_fingerprint: str) -> str:
+    inputs = {"stack": stack_fingerprint}
+    if s.kind == "file" and s.path is not None and Path(s.path).is_file():
+        inputs["file_sha256"] = sha256_file(Path(s.path))  # same path, new content: new key
+    return cache_key("data", VERSION, s, seed, inputs)
+
+
+@task(name="data", retries=2, retry_delay_seconds=0.5, retry_condition_fn=retry_unless_input_error)
+def data_task(ctx: StageContext, s: DataSettings, seed: int) -> StageResult:
+    key = data_key(s, seed, ctx.stack_fingerprint)
+    return cached(ctx, "data", key, lambda: run_data(s, seed, ctx.store))

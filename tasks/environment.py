@@ -62,7 +62,10 @@ def configure_runtime(s: DeterminismSettings, seed: int) -> None:
     if s.op_determinism:
         tf.config.experimental.enable_op_determinism()
     else:
-        tf.config.experimental.disable_op_determinism()
+        # No public disable in TF 2.21; the framework function is what enable() flips.
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
     keras.utils.set_random_seed(seed)  # python `random`, numpy global, TF global
 
 
@@ -116,6 +119,11 @@ _VOLATILE = {"platform", "cpu_count"}
 _VOLATILE_DETERMINISM = {"PYTHONHASHSEED"}
 
 
+def stack_fingerprint(env: dict[str, Any]) -> str:
+    """Versions only: what non-TF stages (numpy, scikit-learn, albumentations) depend on."""
+    return fingerprint_json({k: env[k] for k in ("python", "machine", "packages")})
+
+
 def environment_fingerprint(env: dict[str, Any]) -> str:
     stable = {k: v for k, v in env.items() if k not in _VOLATILE}
     stable["determinism"] = {
@@ -129,9 +137,16 @@ def run_environment(s: DeterminismSettings, seed: int) -> StageResult:
         configure_runtime(s, seed)
         env = capture_environment()
         fp = environment_fingerprint(env)
-    return StageResult("environment", seed, fp, elapsed(), info={"environment": env})
+    return StageResult(
+        "environment",
+        seed,
+        fp,
+        elapsed(),
+        info={"environment": env, "stack_fingerprint": stack_fingerprint(env)},
+    )
 
 
+# Never cached: it configures this process's TF runtime, which a cache hit would skip.
 @task(name="environment")
 def environment_task(s: DeterminismSettings, seed: int) -> StageResult:
     return run_environment(s, seed)

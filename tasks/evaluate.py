@@ -9,9 +9,11 @@ import numpy as np
 from prefect import task
 
 from seedtrail import atomic
+from seedtrail.cache_key import cache_key
 from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.keras_io import load_model
 from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import load_arrays
 
 VERSION = "1"
@@ -74,6 +76,13 @@ def run_evaluate(
 
 @task(name="evaluate")
 def evaluate_task(
-    seed: int, data: StageResult, split: StageResult, train: StageResult, run_dir: Path
+    ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
 ) -> StageResult:
-    return run_evaluate(seed, data, split, train, run_dir)
+    inputs = {
+        "data": data.fingerprint,
+        "split": split.fingerprint,
+        "train": train.fingerprint,
+        "env": ctx.env_fingerprint,
+    }
+    key = cache_key("evaluate", VERSION, None, seed, inputs)
+    return cached(ctx, "evaluate", key, lambda: run_evaluate(seed, data, split, train, ctx.run_dir))

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
+from seedtrail.cache_key import cache_key
 from seedtrail.keras_io import save_model, weights_fingerprint
 from seedtrail.quiet import import_tensorflow
 from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import load_arrays
 from settings.model import ModelSettings
 from settings.seeds import derive_seed
@@ -101,8 +103,7 @@ def run_model(
         )
         fp = weights_fingerprint(model)
         path = store / "models" / f"{fp}.keras"
-        if not path.exists():
-            save_model(model, path)
+        save_model(model, path)
     return StageResult(
         "model",
         seed,
@@ -115,6 +116,8 @@ def run_model(
 
 @task(name="model")
 def model_task(
-    s: ModelSettings, seed: int, data: StageResult, split: StageResult, store: Path
+    ctx: StageContext, s: ModelSettings, seed: int, data: StageResult, split: StageResult
 ) -> StageResult:
-    return run_model(s, seed, data, split, store)
+    inputs = {"data": data.fingerprint, "split": split.fingerprint, "env": ctx.env_fingerprint}
+    key = cache_key("model", VERSION, s, seed, inputs)
+    return cached(ctx, "model", key, lambda: run_model(s, seed, data, split, ctx.store))

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from seedtrail.errors import InputError
+from seedtrail.cache_key import cache_key
+from seedtrail.errors import InputError, retry_unless_input_error
 from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import load_arrays, put_arrays
 from settings.model import SplitSettings
 from settings.seeds import derive_seed
@@ -63,6 +65,9 @@ def run_split(s: SplitSettings, seed: int, data: StageResult, store: Path) -> St
     )
 
 
-@task(name="split", retries=1, retry_delay_seconds=1)
-def split_task(s: SplitSettings, seed: int, data: StageResult, store: Path) -> StageResult:
-    return run_split(s, seed, data, store)
+@task(name="split", retries=2, retry_delay_seconds=0.5, retry_condition_fn=retry_unless_input_error)
+def split_task(ctx: StageContext, s: SplitSettings, seed: int, data: StageResult) -> StageResult:
+    key = cache_key(
+        "split", VERSION, s, seed, {"data": data.fingerprint, "stack": ctx.stack_fingerprint}
+    )
+    return cached(ctx, "split", key, lambda: run_split(s, seed, data, ctx.store))

@@ -2,20 +2,26 @@
 
 `model.fit(shuffle=True)` would shuffle with TF's global seed; instead each epoch
 is fed in the order of a permutation drawn from SeedSequence(train_seed, (epoch,)),
-with shuffle=False. The weights are fingerprinted after every epoch.
+with shuffle=False. After every epoch the weights are fingerprinted and a
+checkpoint is committed, so an interrupted run resumes to the same bytes.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from seedtrail import atomic
+from seedtrail.cache_key import cache_key
+from seedtrail.checkpoint import load_checkpoint, save_checkpoint
+from seedtrail.fingerprint import fingerprint_json
 from seedtrail.keras_io import load_model, save_model, weights_fingerprint
 from seedtrail.plots import training_curves
 from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import load_arrays
 from settings.model import AugmentSettings, TrainingSettings
 from settings.seeds import epoch_rng
@@ -23,6 +29,7 @@ from tasks.augment import augment_epoch, build_augmenter
 
 VERSION = "1"
 DETERMINISTIC = True
+LOSS = "sparse_categorical_crossentropy"
 
 
 def _one_epoch_callback():
@@ -53,7 +60,9 @@ def run_train(
     split: StageResult,
     model_stage: StageResult,
     run_dir: Path,
+    key: str = "",
 ) -> StageResult:
+    """Train from the initial model, or continue from this run's last checkpoint for `key`."""
     with stopwatch() as elapsed:
         import keras
 
@@ -61,10 +70,23 @@ def run_train(
         arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
         idx = load_arrays(Path(split.outputs["indices"]), split.fingerprint)
         x, y = arrays["x"], arrays["y"]
-        model = load_model(Path(model_stage.outputs["initial_model"]))
+        ckpt_dir = run_dir / "checkpoints"
+        ckpt = load_checkpoint(ckpt_dir, key) if key else None
+        if ckpt is None:
+            model, optimizer, start = (
+                load_model(Path(model_stage.outputs["initial_model"])),
+                None,
+                0,
+            )
+            history: dict[str, list[float]] = {}
+            epoch_fingerprints: list[str] = []
+        else:
+            model, optimizer, start = ckpt.model, ckpt.model.optimizer, ckpt.epochs_done
+            history, epoch_fingerprints = ckpt.state["history"], ckpt.state["epoch_fingerprints"]
+            get_run_logger().info("train: resuming after epoch %d from its checkpoint", start)
         model.compile(
-            optimizer=make_optimizer(s),
-            loss="sparse_categorical_crossentropy",
+            optimizer=optimizer or make_optimizer(s),  # a checkpoint's optimizer keeps its state
+            loss=LOSS,
             metrics=["accuracy"],
             jit_compile=False,  # XLA is off under op determinism anyway; say so
         )
@@ -72,9 +94,7 @@ def run_train(
         x_val, y_val = x[idx["val"]], y[idx["val"]]
         verbose = 1 if sys.stdout.isatty() else 2
         one_epoch = _one_epoch_callback()
-        history: dict[str, list[float]] = {}
-        epoch_fingerprints: list[str] = []
-        for epoch in range(s.epochs):
+        for epoch in range(start, s.epochs):
             order = epoch_rng(seed, epoch).permutation(idx["train"])
             x_epoch = (
                 x[order]
@@ -92,12 +112,20 @@ def run_train(
                 validation_data=(x_val, y_val),
                 verbose=verbose,
             )
-            for key, values in h.history.items():
-                history.setdefault(key, []).append(float(values[-1]))
+            for name, values in h.history.items():
+                history.setdefault(name, []).append(float(values[-1]))
             epoch_fingerprints.append(weights_fingerprint(model))
+            if key:
+                save_checkpoint(
+                    ckpt_dir,
+                    model,
+                    epoch + 1,
+                    {"key": key, "history": history, "epoch_fingerprints": epoch_fingerprints},
+                )
 
         model_path = run_dir / "model.keras"
         save_model(model, model_path)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the final model supersedes them
         atomic.write_json(run_dir / "history.json", history)
         curves = run_dir / "training_curves.png"
         training_curves(history, curves, f"seed {seed} · {s.epochs} epochs")
@@ -112,15 +140,15 @@ def run_train(
             "training_curves": str(curves),
         },
         info={
-            "fingerprint_of": "final weights",
+            "fingerprint_of": "final weights and seed-generator states",
             "epoch_fingerprints": epoch_fingerprints,
+            "resumed_after_epoch": start,
             "final": {k: v[-1] for k, v in history.items()},
         },
     )
 
 
-@task(name="train")
-def train_task(
+def train_key(
     s: TrainingSettings,
     seed: int,
     augment_settings: AugmentSettings,
@@ -128,6 +156,43 @@ def train_task(
     data: StageResult,
     split: StageResult,
     model_stage: StageResult,
-    run_dir: Path,
+    env_fingerprint: str,
+) -> str:
+    return cache_key(
+        "train",
+        VERSION,
+        s,
+        seed,
+        {
+            "augment_settings": fingerprint_json(augment_settings.model_dump(mode="json")),
+            "augment": f"{augment.seed}:{augment.fingerprint}",
+            "data": data.fingerprint,
+            "split": split.fingerprint,
+            "model": model_stage.fingerprint,
+            "environment": env_fingerprint,
+        },
+    )
+
+
+@task(name="train")
+def train_task(
+    ctx: StageContext,
+    s: TrainingSettings,
+    seed: int,
+    augment_settings: AugmentSettings,
+    augment: StageResult,
+    data: StageResult,
+    split: StageResult,
+    model_stage: StageResult,
 ) -> StageResult:
-    return run_train(s, seed, augment_settings, augment, data, split, model_stage, run_dir)
+    key = train_key(
+        s, seed, augment_settings, augment, data, split, model_stage, ctx.env_fingerprint
+    )
+    return cached(
+        ctx,
+        "train",
+        key,
+        lambda: run_train(
+            s, seed, augment_settings, augment, data, split, model_stage, ctx.run_dir, key
+        ),
+    )

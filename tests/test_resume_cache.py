@@ -1,0 +1,170 @@
+"""Never redo, never lose: the stage cache, checkpoints, resume after kill -9 and Ctrl-C, retries."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.train import train_flow
+from settings import DataSettings, ModelSettings, RunSettings, SplitSettings, TrainingSettings
+from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
+
+# Long enough per epoch that a kill lands inside training, small enough to stay quick.
+SIX_EPOCHS = ("--data.n-samples", "600", "--training.epochs", "6")
+
+
+def _cached(manifest: dict) -> dict[str, bool]:
+    return {k: v["cached"] for k, v in manifest["stages"].items()}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> RunSettings:
+    return RunSettings(
+        output_dir=tmp_path / "runs",
+        data=DataSettings(n_samples=120, image_size=16),
+        split=SplitSettings(test_size=0.25, val_size=0.25),
+        model=ModelSettings(conv_filters=(4,), dense_units=8),
+        training=TrainingSettings(epochs=2),
+    )
+
+
+def test_identical_rerun_reuses_every_stage(prefect_server: None, settings: RunSettings) -> None:
+    first = train_flow(settings)
+    second = train_flow(settings)
+    assert not any(_cached(first).values())
+    assert _cached(second) == {s: s != "environment" for s in first["stages"]}
+    for stage, st in first["stages"].items():
+        assert second["stages"][stage]["fingerprint"] == st["fingerprint"], stage
+    assert second["metrics"] == first["metrics"]
+    run_dir = Path(second["run_dir"])
+    for name in ("model.keras", "metrics.json", "training_curves.png", "augment_preview.png"):
+        assert (run_dir / name).is_file(), f"{name} not materialized from the cache"
+
+
+def test_changing_only_epochs_reuses_what_does_not_depend_on_it(
+    prefect_server: None, settings: RunSettings
+) -> None:
+    train_flow(settings)
+    more = settings.model_copy(update={"training": TrainingSettings(epochs=3)})
+    cached = _cached(train_flow(more))
+    # data, augment, split and the initial weights do not depend on training settings
+    assert cached == {
+        "environment": False, "data": True, "augment": True, "split": True,
+        "model": True, "train": False, "evaluate": False,
+    }  # fmt: skip
+    other_seed = settings.model_copy(update={"seed": 1})
+    assert not any(_cached(train_flow(other_seed)).values())
+    assert not any(_cached(train_flow(settings, use_cache=False)).values())
+
+
+def test_corrupted_cache_file_is_detected_and_recomputed(
+    prefect_server: None, settings: RunSettings
+) -> None:
+    first = train_flow(settings)
+    arrays = Path(first["stages"]["data"]["outputs"]["arrays"])
+    blob = bytearray(arrays.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    arrays.write_bytes(bytes(blob))
+    (Path(first["run_dir"]) / "metrics.json").unlink()  # the run's own copy is not the cache
+    second = train_flow(settings)
+    assert second["stages"]["data"]["cached"] is False  # rejected, recomputed
+    assert second["stages"]["data"]["fingerprint"] == first["stages"]["data"]["fingerprint"]
+    assert second["stages"]["evaluate"]["cached"] is True
+    assert second["stages"]["train"]["fingerprint"] == first["stages"]["train"]["fingerprint"]
+
+
+def test_a_retried_stage_gives_the_same_bytes(
+    prefect_server: None, settings: RunSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.data
+
+    clean = train_flow(settings, stop_after="data", use_cache=False)
+    real_put, calls = tasks.data.put_arrays, []
+
+    def flaky_put(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("transient I/O error")
+        return real_put(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.data, "put_arrays", flaky_put)
+    retried = train_flow(settings, stop_after="data", use_cache=False)
+    assert len(calls) == 2
+    assert retried["stages"]["data"]["fingerprint"] == clean["stages"]["data"]["fingerprint"]
+
+
+def _wait_for_checkpoint(output_dir: Path, epochs_done: int, timeout: float = 240) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pointer in output_dir.glob("*/checkpoints/latest.json"):
+            try:
+                if json.loads(pointer.read_text())["epochs_done"] >= epochs_done:
+                    return pointer.parent.parent
+            except (OSError, ValueError):
+                pass  # being replaced right now
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _interrupt_then_resume(
+    tmp_path: Path, tiny_runs: TinyRuns, sig: signal.Signals
+) -> tuple[dict, dict, str]:
+    out = tmp_path / "runs"
+    api = {"PREFECT_API_URL": tiny_runs.api_url}
+    proc = start_module(
+        "flows.train", [*TINY, *SIX_EPOCHS, "--output-dir", str(out)],
+        cwd=tmp_path, prefect_home=tmp_path / "home", env=api,
+    )  # fmt: skip
+    run_dir = _wait_for_checkpoint(out, 2)  # epochs 1-2 done: now in epoch 3 of 6
+    proc.send_signal(sig)
+    killed = finish(proc)
+    interrupted = json.loads((run_dir / "manifest.json").read_text())  # must parse: atomic
+    resumed = run_module(
+        "flows.train", ["--resume", str(run_dir)],
+        cwd=tmp_path, prefect_home=tmp_path / "home", env=api,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads((run_dir / "manifest.json").read_text())
+    return interrupted, final, killed.stderr
+
+
+def test_kill_9_during_training_then_resume_is_bit_identical(
+    tmp_path: Path, tiny_runs: TinyRuns
+) -> None:
+    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
+    interrupted, final, _ = _interrupt_then_resume(tmp_path, tiny_runs, signal.SIGKILL)
+    assert interrupted["status"] == "running"  # never mistaken for finished
+    assert "train" not in interrupted["stages"]
+    assert final["status"] == "complete"
+    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 2
+    for stage in ("train", "evaluate"):
+        assert final["stages"][stage]["fingerprint"] == reference["stages"][stage]["fingerprint"]
+    assert (
+        final["stages"]["train"]["info"]["epoch_fingerprints"]
+        == reference["stages"]["train"]["info"]["epoch_fingerprints"]
+    )
+    assert final["metrics"] == reference["metrics"]
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(
+    tmp_path: Path, tiny_runs: TinyRuns
+) -> None:
+    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
+    interrupted, final, stderr = _interrupt_then_resume(tmp_path, tiny_runs, signal.SIGINT)
+    assert interrupted["status"] == "interrupted"
+    assert "--resume" in stderr
+    assert final["stages"]["train"]["fingerprint"] == reference["stages"]["train"]["fingerprint"]
+
+
+def test_resume_refuses_a_complete_run_and_a_non_run(tmp_path: Path, tiny_runs: TinyRuns) -> None:
+    done = tiny_runs.get(base=())["base"].run_dir
+    for target, expected in ((done, "already complete"), (tmp_path, "not a run directory")):
+        res = run_module(
+            "flows.train", ["--resume", str(target)], cwd=tmp_path, prefect_home=tmp_path / "h"
+        )
+        assert res.returncode == 2
+        assert res.stderr.strip().count("\n") == 0 and expected in res.stderr
