@@ -24,8 +24,10 @@ STAGES: tuple[str, ...] = get_args(Stage)
 SEED_RULE = (
     "stage seed = numpy.random.SeedSequence(root, spawn_key=(stage_key,)).generate_state(1)[0]; "
     "stage_key = int.from_bytes(blake2b(stage_name, digest_size=4), 'big'); "
-    "epoch e seeds = SeedSequence(stage_seed, spawn_key=(e,)).generate_state(n), "
-    "sample i takes element i; a pinned stage uses settings.seeds.<stage> instead"
+    "epoch e block = SeedSequence(stage_seed, spawn_key=(e,)).generate_state(n); "
+    "train: epoch order = default_rng(that SeedSequence).permutation(train indices); "
+    "augment: sample i's 128-bit state = block words 4i..4i+3; "
+    "a pinned stage uses settings.seeds.<stage> instead"
 )
 
 

@@ -1,13 +1,17 @@
 """Augment stage: the albumentations pipeline, seeded per sample so order never matters.
 
-albumentations ignores global seeds; `Compose.set_random_seed` before each
-sample makes an image depend only on (augment seed, epoch, sample index).
-The stage itself builds the pipeline and a preview; training applies it to the
-training split only, fresh each epoch.
+albumentations ignores global seeds. Each sample gets its own 128-bit random
+state, words 4i..4i+3 of SeedSequence(augment_seed, spawn_key=(epoch,)), so an
+image depends only on (augment seed, epoch, sample index). The state is written
+into one shared numpy Generator and Python Random that every transform uses:
+`Compose.set_random_seed` per sample would build ten new generators per image
+and halve throughput. The stage builds the pipeline and a preview; training
+applies it to the training split only, fresh each epoch.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +26,18 @@ from seedtrail.store import load_arrays
 from settings.model import AugmentSettings
 from settings.seeds import epoch_seeds
 
-VERSION = "1"
+VERSION = "2"  # 2: per-sample 128-bit states instead of set_random_seed
 DETERMINISTIC = True
 PREVIEW_EPOCH = 0
 
 
-def build_augmenter(s: AugmentSettings):  # -> albumentations.Compose
+def build_augmenter(s: AugmentSettings) -> SampleSeededAugmenter:
     set_quiet_environment()
     import albumentations as A
     import cv2
 
     cv2.setNumThreads(1)  # results must not depend on the machine's core count
-    return A.Compose(
+    compose = A.Compose(
         [
             A.HorizontalFlip(p=s.hflip_p),
             A.Affine(
@@ -49,26 +53,58 @@ def build_augmenter(s: AugmentSettings):  # -> albumentations.Compose
             ),
             A.GaussNoise(std_range=(0.0, s.noise_std), p=0.5 if s.noise_std > 0 else 0.0),
         ],
-        seed=0,  # replaced per sample below
+        seed=0,  # replaced per sample by SampleSeededAugmenter
     )
+    return SampleSeededAugmenter(compose)
 
 
-def augment_images(augmenter, images: np.ndarray, sample_seeds: np.ndarray) -> np.ndarray:
-    """Augment each image with its own seed; the result depends on (seed, image) only."""
+class SampleSeededAugmenter:
+    """An albumentations Compose whose randomness is reset from 128 bits before each sample."""
+
+    # Any odd increment is a valid PCG64 stream; fixed so a state fully determines the output.
+    _INC = 0xDA3E39CB94B95BDB4E65C5D3F1C1D8AB
+
+    def __init__(self, compose) -> None:
+        self.compose = compose
+        self._gen = np.random.Generator(np.random.PCG64(0))
+        self._py = random.Random(0)
+        compose.set_random_state(self._gen, self._py)
+
+    def __call__(self, image: np.ndarray, words: np.ndarray) -> np.ndarray:
+        state = int.from_bytes(words.astype(">u4").tobytes(), "big")
+        self._gen.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": state, "inc": self._INC},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        self._py.seed(state)
+        return self.compose(image=image)["image"]
+
+
+WORDS_PER_SAMPLE = 4
+
+
+def augment_images(
+    augmenter: SampleSeededAugmenter, images: np.ndarray, words: np.ndarray
+) -> np.ndarray:
+    """Augment each image from its own 4-word state; the result depends on (state, image) only."""
     out = np.empty_like(images)
-    for i, (img, seed) in enumerate(zip(images, sample_seeds, strict=True)):
-        augmenter.set_random_seed(int(seed))
-        res = augmenter(image=img)["image"]
-        out[i] = res.reshape(img.shape)
+    for i, img in enumerate(images):
+        out[i] = augmenter(img, words[i]).reshape(img.shape)
     return np.clip(out, 0.0, 1.0, out=out)
 
 
 def augment_epoch(
-    augmenter, x: np.ndarray, indices: np.ndarray, augment_seed: int, epoch: int
+    augmenter: SampleSeededAugmenter,
+    x: np.ndarray,
+    indices: np.ndarray,
+    augment_seed: int,
+    epoch: int,
 ) -> np.ndarray:
-    """Augmented copies of x[indices] for one epoch; seeds indexed by dataset index."""
-    seeds = epoch_seeds(augment_seed, epoch, len(x))
-    return augment_images(augmenter, x[indices], seeds[indices])
+    """Augmented copies of x[indices] for one epoch; states indexed by dataset index."""
+    words = epoch_seeds(augment_seed, epoch, len(x) * WORDS_PER_SAMPLE)
+    return augment_images(augmenter, x[indices], words.reshape(len(x), WORDS_PER_SAMPLE)[indices])
 
 
 def save_preview(original: np.ndarray, augmented: np.ndarray, path: Path) -> None:
