@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows._cli import run_cli
 from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
+from seedtrail.prefect_run import seed_tag, tag_current_flow_run
 from seedtrail.quiet import import_tensorflow
 from seedtrail.report import run_card, short, terminal_summary
 from seedtrail.rundir import COMPLETE, NotARun, RunDirectory, new_run_id, read_manifest
@@ -106,6 +107,7 @@ def run_training(
     stages come from the cache, training from its last checkpoint.
     """
     plan = SeedPlan.from_settings(settings)
+    tag_current_flow_run(seed_tag(settings.seed))  # find runs by seed in the UI
     run = _open_run(settings, resume)
     store = store_dir(Path(run.path).parent if resume else settings.output_dir)
 
