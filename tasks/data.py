@@ -142,6 +142,9 @@ def _as_images(x: np.ndarray) -> np.ndarray:
 
 def read_npz(path: Path) -> Dataset:
     where = f"data.path {path}"
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # np.load would guess "pickle" and say so
+            raise InputError(f"{where}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
