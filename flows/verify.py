@@ -1,7 +1,8 @@
 """`python -m flows.verify RUN_DIR`: rerun a finished run from its manifest and compare stage by stage.
 
 The rerun uses exactly the recorded settings, with `output_dir` replaced by a
-fresh directory (where files go never changes what a run computes). Exit 0
+fresh directory (where files go never changes what a run computes), and
+recomputes every stage (no stage cache). Exit 0
 when every stage fingerprint matches, 1 when one differs (the first divergent
 stage and the environment differences are named), 2 on bad input.
 
@@ -83,7 +84,8 @@ def verify_flow(
     # Only where files go changes; run_training records the rest exactly as recorded.
     rerun_settings = settings.model_copy(update={"output_dir": out})
     stop: Any = None if stages[-1] == STAGES[-1] else stages[-1]
-    rerun = run_training(rerun_settings, stop_after=stop)
+    # A cache hit would replay the recorded bytes, not reproduce them: recompute every stage.
+    rerun = run_training(rerun_settings, stop_after=stop, use_cache=False)
     result = compare_manifests(
         recorded, rerun, labels=("recorded", "new"), stages=stages, title="verify"
     )
