@@ -1,0 +1,263 @@
+"""flows.verify and flows.compare on real tiny runs, each run in its own process: the determinism matrix.
+
+| case                                         | runs              | expected                       |
+|----------------------------------------------|-------------------|--------------------------------|
+| same settings twice                          | base, its rerun   | verify exit 0, all stages match |
+| other output dir, cwd and PYTHONHASHSEED     | base vs again     | compare exit 0                 |
+| op determinism off vs on                     | base vs opdet_off | differs, names the flag        |
+| intra-op threads 1 vs 2                      | base vs threads1  | exit 1, names the thread count |
+| model seed pinned                            | base vs pinned    | upstream equal, model+ differ  |
+| another root seed                            | base vs seed1     | root and every stage seed      |
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from seedtrail.compare import compare_manifests
+from settings.seeds import STAGES
+from tests.conftest import Completed, TinyRuns, run_module
+
+UPSTREAM = ("data", "augment", "split")
+
+# Same specs as the other test files: the session shares one run per name.
+BASE: dict = {"base": ()}
+AGAIN = {"again": ((), {"PYTHONHASHSEED": "123"})}
+SEED1 = {"seed1": ("--seed", "1")}
+THREADS1 = {"threads1": ("--determinism.intra-op-threads", "1")}
+OPDET_OFF = {"opdet_off": ("--determinism.op-determinism", "false")}
+PINNED = {"pinned_model": ("--seeds.model", "99")}
+
+
+def cli(module: str, *args: str | Path, tmp_path: Path, api_url: str) -> Completed:
+    return run_module(
+        module,
+        [str(a) for a in args],
+        cwd=tmp_path,
+        prefect_home=tmp_path / "prefect-home",
+        env={"PREFECT_API_URL": api_url},
+    )
+
+
+def assert_clean_exit(res: Completed, code: int) -> None:
+    assert res.returncode == code, f"exit {res.returncode}\n{res.stdout}\n{res.stderr}"
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """The stage rows of the printed table: stage -> its columns."""
+    rows = (re.split(r"\s{2,}", line.strip()) for line in stdout.splitlines())
+    return {cols[0]: cols for cols in rows if cols[0] in STAGES}
+
+
+def latest_artifact(api_url: str, key: str) -> str:
+    body = json.dumps(
+        {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
+    ).encode()
+    req = urllib.request.Request(
+        f"{api_url}/artifacts/filter", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        (artifact,) = json.loads(r.read())
+    return artifact["data"]
+
+
+def test_verify_of_a_fresh_run_matches_every_stage(
+    tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
+) -> None:
+    base = tiny_runs.get(**BASE)["base"]
+    out = tmp_path / "rerun"
+    # The original's stage cache, where the rerun goes: verify must recompute, not replay it.
+    shutil.copytree(base.output_dir / ".store", out / ".store")
+    res = cli("flows.verify", base.run_dir, "--output-dir", out, tmp_path=tmp_path, api_url=prefect_api_url)  # fmt: skip
+    assert_clean_exit(res, 0)
+    rows = table_rows(res.stdout)
+    assert list(rows) == list(STAGES)
+    assert all(cols[-1] == "yes" for cols in rows.values()), res.stdout
+    assert "every stage matches (7 of 7)" in res.stdout
+    # The rerun is a real run in the fresh directory, byte-identical stage by stage.
+    (rerun,) = [p for p in out.iterdir() if (p / "manifest.json").exists()]
+    again = json.loads((rerun / "manifest.json").read_text())
+    assert again["status"] == "complete"
+    assert {s: v["fingerprint"] for s, v in again["stages"].items()} == base.fingerprints()
+    assert again["settings_fingerprint"] == base.manifest["settings_fingerprint"]
+    assert not any(v["cached"] for v in again["stages"].values())
+    report = latest_artifact(prefect_api_url, "verify-report")
+    assert base.manifest["run_id"] in report and "REPRODUCES" in report
+
+
+def test_verify_stops_early_and_names_the_first_divergent_stage_and_causes(
+    tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
+) -> None:
+    """A recorded run whose split and numpy version were "different": quick, no training."""
+    base = tiny_runs.get(**BASE)["base"]
+    recorded = tmp_path / "recorded"
+    shutil.copytree(base.run_dir, recorded)
+    m = json.loads((recorded / "manifest.json").read_text())
+    m["stages"]["split"]["fingerprint"] = m["stages"]["split"]["fingerprint"][::-1]
+    m["environment"]["packages"]["numpy"] = "1.0.0"
+    (recorded / "manifest.json").write_text(json.dumps(m))
+
+    res = cli("flows.verify", recorded, "--stop-after", "split", "--output-dir", tmp_path / "out", tmp_path=tmp_path, api_url=prefect_api_url)  # fmt: skip
+    assert_clean_exit(res, 1)
+    rows = table_rows(res.stdout)
+    assert list(rows) == ["environment", "data", "augment", "split"]
+    assert [rows[s][-1] for s in ("data", "augment")] == ["yes", "yes"]
+    assert rows["split"][-1] == "NO"
+    assert "first divergent stage: split" in res.stdout
+    assert "packages.numpy: 1.0.0 -> " in res.stdout
+
+
+def test_verify_and_compare_reject_bad_input_in_one_line(
+    tmp_path: Path, prefect_api_url: str
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "manifest.json").write_text('{"run_id": "x", "sett')
+    cases = [
+        ("flows.verify", [tmp_path / "missing"], "no such directory"),
+        ("flows.verify", [corrupt], "corrupt manifest"),
+        ("flows.compare", [tmp_path, corrupt], "not a run directory"),
+    ]
+    for module, args, expected in cases:
+        res = cli(module, *args, tmp_path=tmp_path, api_url=prefect_api_url)
+        assert_clean_exit(res, 2)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (
+            res.stderr
+        )
+
+
+def test_compare_same_settings_other_cwd_output_dir_and_hash_seed(
+    tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
+) -> None:
+    runs = tiny_runs.get(**BASE, **AGAIN)
+    a, b = runs["base"], runs["again"]
+    res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
+    assert_clean_exit(res, 0)
+    assert "every stage matches (7 of 7)" in res.stdout
+    # Shown, but not a cause: the hash seed is not in the environment fingerprint.
+    assert "determinism.PYTHONHASHSEED: unset -> 123" in res.stdout
+    assert "settings that differ" not in res.stdout  # output_dir is ignored
+
+
+def test_compare_thread_counts_names_the_thread_setting(
+    tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
+) -> None:
+    runs = tiny_runs.get(**BASE, **THREADS1)
+    a, b = runs["base"], runs["threads1"]
+    res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
+    assert_clean_exit(res, 1)
+    fa, fb = a.fingerprints(), b.fingerprints()
+    first = next(s for s in STAGES if s != "environment" and fa[s] != fb[s])
+    assert first not in UPSTREAM  # threads change the arithmetic, not the data
+    assert f"first divergent stage: {first}" in res.stdout
+    assert "determinism.intra_op_threads: 2 -> 1" in res.stdout  # settings and environment
+    assert res.stdout.count("determinism.intra_op_threads: 2 -> 1") == 2
+    assert table_rows(res.stdout)["train"][-1].startswith("NO")
+
+
+def test_compare_another_root_seed_lists_every_stage_seed(
+    tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
+) -> None:
+    runs = tiny_runs.get(**BASE, **SEED1)
+    a, b = runs["base"], runs["seed1"]
+    res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
+    assert_clean_exit(res, 1)
+    assert "seed: 0 -> 1" in res.stdout
+    assert "root: 0 -> 1" in res.stdout
+    for stage in STAGES:
+        old, new = a.manifest["seeds"]["stages"][stage], b.manifest["seeds"]["stages"][stage]
+        assert f"stages.{stage}: {old} -> {new}" in res.stdout
+    assert "first divergent stage: data" in res.stdout
+
+
+def test_op_determinism_off_differs_and_the_flag_is_named(tiny_runs: TinyRuns) -> None:
+    runs = tiny_runs.get(**BASE, **OPDET_OFF)
+    result = compare_manifests(runs["base"].manifest, runs["opdet_off"].manifest)
+    assert result.exit_code == 1
+    status = {r.stage: r.status for r in result.stages}
+    assert [status[s] for s in UPSTREAM] == ["match"] * 3
+    assert status["train"] == "differs"
+    assert result.first_divergent_stage not in (*UPSTREAM, "environment")
+    flag = ("determinism.op_determinism", True, False)
+    assert flag in [(d.key, d.a, d.b) for d in result.settings]
+    assert flag in [(d.key, d.a, d.b) for d in result.environment]
+    assert "determinism.op_determinism: True -> False" in result.render()
+
+
+def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: TinyRuns) -> None:
+    runs = tiny_runs.get(**BASE, **PINNED)
+    result = compare_manifests(runs["base"].manifest, runs["pinned_model"].manifest)
+    status = {r.stage: r.status for r in result.stages}
+    cut = STAGES.index("model")
+    assert [status[s] for s in STAGES[:cut]] == ["match"] * cut
+    assert [status[s] for s in STAGES[cut:]] == ["differs"] * (len(STAGES) - cut)
+    assert result.first_divergent_stage == "model"
+    assert result.divergent_epoch == 1  # other initial weights: training differs from epoch 1
+    assert [d.key for d in result.seeds] == ["stages.model", "pinned"]
+    assert [(d.key, d.b) for d in result.settings] == [("seeds.model", 99)]
+
+
+def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
+    from flows.verify import stages_to_verify
+
+    full = {"run_dir": "r", "stages": {s: {} for s in STAGES}}
+    partial = copy.deepcopy(full)
+    for s in ("model", "train", "evaluate"):
+        del partial["stages"][s]
+    assert stages_to_verify(full, None) == STAGES
+    assert stages_to_verify(full, "split")[-1] == "split"
+    assert stages_to_verify(partial, None)[-1] == "split"
+    assert stages_to_verify(partial, "train")[-1] == "split"
+
+
+def test_compare_flow_fails_on_a_difference_and_leaves_a_markdown_artifact(
+    prefect_server: None, tiny_runs: TinyRuns, tmp_path: Path
+) -> None:
+    from flows.compare import compare_flow
+
+    base = tiny_runs.get(**BASE)["base"]
+    other = tmp_path / "other"
+    shutil.copytree(base.run_dir, other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["stages"]["evaluate"]["fingerprint"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(m))
+
+    same = compare_flow(base.run_dir, base.run_dir, return_state=True)
+    assert same.is_completed() and same.result()["exit_code"] == 0
+    state = compare_flow(base.run_dir, other, return_state=True)
+    assert state.is_failed()
+    summary = state.result(raise_on_failure=False)
+    assert summary["first_divergent_stage"] == "evaluate"
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["compare-report"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+            )
+        )
+    assert artifact.type == "markdown"
+    assert "first divergent stage: evaluate" in artifact.data
+
+
+@pytest.mark.parametrize("module", ["flows.verify", "flows.compare"])
+def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
+    res = run_module(module, ["--help"], cwd=tmp_path, prefect_home=tmp_path / "home")
+    assert res.returncode == 0
+    assert "Exit 0" in res.stdout and "2: bad input" in res.stdout
