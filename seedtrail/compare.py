@@ -223,6 +223,7 @@ class Comparison:
     metrics: list[MetricDelta] = field(default_factory=list)
     divergent_epoch: int | None = None
     title: str = "compare"
+    limited: bool = False  # stages were limited on purpose (verify --stop-after): "partial" is fine
 
     @property
     def matches(self) -> bool:
@@ -254,7 +255,7 @@ class Comparison:
     def incomplete_notes(self) -> list[str]:
         notes = []
         for ref in (self.a, self.b):
-            if not ref.complete:
+            if not ref.complete and not (self.limited and ref.status == "partial"):
                 recorded = [
                     r.stage
                     for r in self.stages
@@ -268,7 +269,9 @@ class Comparison:
 
     def headline(self) -> str:
         if self.matches:
-            n = len(self.stages)
+            n, last = len(self.stages), self.stages[-1].stage
+            if self.limited and last != STAGES[-1]:
+                return f"every stage up to {last} matches ({n} of {n}); later stages not checked"
             return f"every stage matches ({n} of {n}): the run reproduces"
         stage = self.first_divergent_stage
         if stage is None:
@@ -479,4 +482,5 @@ def compare_manifests(
         metrics=metric_deltas(a, b),
         divergent_epoch=first_divergent_epoch(a, b) if "train" in wanted else None,
         title=title,
+        limited=stages is not None and set(STAGES) - set(stages) != set(),
     )

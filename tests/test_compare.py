@@ -220,9 +220,13 @@ def test_two_partial_runs_with_the_same_stages_match() -> None:
 def test_stages_limit_what_is_compared() -> None:
     a = make_manifest()
     b = diverge(a, "model")
+    b["status"] = "partial"  # verify --stop-after split: the rerun stops there on purpose
     result = compare_manifests(a, b, stages=("environment", "data", "augment", "split"))
     assert result.matches
     assert [r.stage for r in result.stages] == ["environment", "data", "augment", "split"]
+    text = result.render()
+    assert "every stage up to split matches (4 of 4); later stages not checked" in text
+    assert "incomplete" not in text
 
 
 def test_nothing_compared_is_not_a_match() -> None:

@@ -261,3 +261,25 @@ def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
     res = run_module(module, ["--help"], cwd=tmp_path, prefect_home=tmp_path / "home")
     assert res.returncode == 0
     assert "Exit 0" in res.stdout and "2: bad input" in res.stdout
+
+
+def test_verify_rejects_recorded_settings_it_cannot_rerun(tmp_path: Path) -> None:
+    from flows.verify import load_recorded
+    from seedtrail.errors import InputError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = {
+        "run_id": "r",
+        "status": "complete",
+        "seeds": {},
+        "stages": {},
+        "settings": {"seed": -1, "training": {"epochs": 0}},
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError) as err:
+        load_recorded(run)
+    problems = err.value.problems
+    assert len(problems) == 2
+    assert all(p.startswith(f"{run}: manifest settings: ") for p in problems)
+    assert any("training.epochs" in p for p in problems)
