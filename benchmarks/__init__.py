@@ -1,0 +1,1 @@
+"""Benchmarks: the cost of reproducibility and orchestration, as ratios against plain Keras."""

@@ -1,0 +1,81 @@
+"""The baseline: the same work as `python -m flows.train`, in plain Keras.
+
+Same data (the synthetic shapes generator), same split sizes, same CNN, epochs,
+batch size and per-epoch albumentations augmentation — but no Prefect, no
+manifest, no fingerprints, no explicit seeding, no op determinism, no pinned threads.
+
+    python -m benchmarks.plain_keras [--n-samples 1200 --image-size 24 --epochs 10 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n-samples", type=int, default=1200)
+    p.add_argument("--image-size", type=int, default=24)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--filters", default="16,32")
+    p.add_argument("--dense-units", type=int, default=64)
+    args = p.parse_args()
+
+    import albumentations as A
+    import cv2
+    import keras
+    import numpy as np
+    from keras import layers
+    from sklearn.model_selection import train_test_split
+
+    from tasks.data import synthetic_shapes
+
+    x, y = synthetic_shapes(args.n_samples, args.image_size, 4, 0.15, seed=0)
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=0.125, stratify=y_rest
+    )
+
+    aug = A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(rotate=(-15, 15), translate_percent=(-0.1, 0.1), scale=(0.9, 1.1),
+                     border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.9),
+            A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5),
+            A.GaussNoise(std_range=(0.0, 0.02), p=0.5),
+        ]
+    )  # fmt: skip
+
+    model = keras.Sequential([keras.Input(x.shape[1:])])
+    for f in (int(v) for v in args.filters.split(",")):
+        model.add(layers.Conv2D(f, 3, padding="same", activation="relu"))
+        model.add(layers.MaxPooling2D(2))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(args.dense_units, activation="relu"))
+    model.add(layers.Dropout(0.25))
+    model.add(layers.Dense(4, activation="softmax"))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.003),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    for epoch in range(args.epochs):
+        x_epoch = np.stack([aug(image=img)["image"] for img in x_train]).clip(0, 1)
+        model.fit(
+            x_epoch, y_train, batch_size=args.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+            validation_data=(x_val, y_val), verbose=0,
+        )  # fmt: skip
+    loss, acc = model.evaluate(x_test, y_test, verbose=0)
+    with tempfile.TemporaryDirectory() as tmp:  # it saves the model too, as the flow does
+        model.save(os.path.join(tmp, "model.keras"))
+    print(f"plain keras: test accuracy {acc:.4f} loss {loss:.4f}")
+
+
+if __name__ == "__main__":
+    main()
