@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,7 +268,7 @@ def sweep_flow(
             p.settings
         )
 
-    for i, fut in futures.items():
+    for i, fut in _as_completed(futures):
         p = planned[i]
         try:
             records[i] = run_record(p, fut.result(), resumed=False)
@@ -289,6 +290,17 @@ def sweep_flow(
     summary = write_summary(sweep_dir, base, seeds, vary, runs)
     publish_artifacts(summary)
     return summary
+
+
+def _as_completed(futures: dict[int, Any]) -> Iterator[tuple[int, Any]]:
+    """Futures as they finish. Polls: a blocking result() would swallow Ctrl-C."""
+    pending = dict(futures)
+    while pending:
+        ready = [i for i, f in pending.items() if f.wrapped_future.done()]
+        if not ready:
+            time.sleep(0.25)
+        for i in ready:
+            yield i, pending.pop(i)
 
 
 def write_summary(
