@@ -111,7 +111,7 @@ def test_output_dir_is_not_a_difference() -> None:
 
 def test_thread_count_is_named_with_the_first_divergent_stage_and_epoch() -> None:
     a = make_manifest()
-    b = make_manifest(RunSettings.model_validate({"determinism": {"intra_op_threads": 1}}))
+    b = make_manifest(RunSettings.model_validate({"determinism": {"intra_op_threads": 2}}))
     b["stages"]["train"]["info"]["epoch_fingerprints"][0] = a["stages"]["train"]["info"][
         "epoch_fingerprints"
     ][0]  # epoch 1 still equal: training diverges at epoch 2
@@ -119,12 +119,12 @@ def test_thread_count_is_named_with_the_first_divergent_stage_and_epoch() -> Non
     assert not result.matches and result.exit_code == 1
     assert result.first_divergent_stage == "train"
     assert result.divergent_epoch == 2
-    assert [(d.key, d.a, d.b) for d in result.settings] == [("determinism.intra_op_threads", 2, 1)]
-    assert ("determinism.intra_op_threads", 2, 1) in [(d.key, d.a, d.b) for d in result.environment]
+    assert [(d.key, d.a, d.b) for d in result.settings] == [("determinism.intra_op_threads", 1, 2)]
+    assert ("determinism.intra_op_threads", 1, 2) in [(d.key, d.a, d.b) for d in result.environment]
     assert "environment determinism.intra_op_threads" in result.causes
     text = result.render()
     assert "first divergent stage: train, at epoch 2 of 3" in text
-    assert "determinism.intra_op_threads: 2 -> 1" in text
+    assert "determinism.intra_op_threads: 1 -> 2" in text
     statuses = {r.stage: r.status for r in result.stages}
     assert statuses == {
         "environment": "differs",

@@ -5,7 +5,7 @@
 | same settings twice                          | base, its rerun   | verify exit 0, all stages match |
 | other output dir, cwd and PYTHONHASHSEED     | base vs again     | compare exit 0                 |
 | op determinism off vs on                     | base vs opdet_off | differs, names the flag        |
-| intra-op threads 1 vs 2                      | base vs threads1  | exit 1, names the thread count |
+| intra-op threads 1 vs 2                      | base vs threads2  | exit 1, names the thread count |
 | model seed pinned                            | base vs pinned    | upstream equal, model+ differ  |
 | another root seed                            | base vs seed1     | root and every stage seed      |
 """
@@ -31,7 +31,7 @@ UPSTREAM = ("data", "augment", "split")
 BASE: dict = {"base": ()}
 AGAIN = {"again": ((), {"PYTHONHASHSEED": "123"})}
 SEED1 = {"seed1": ("--seed", "1")}
-THREADS1 = {"threads1": ("--determinism.intra-op-threads", "1")}
+THREADS2 = {"threads2": ("--determinism.intra-op-threads", "2")}
 OPDET_OFF = {"opdet_off": ("--determinism.op-determinism", "false")}
 PINNED = {"pinned_model": ("--seeds.model", "99")}
 
@@ -151,16 +151,16 @@ def test_compare_same_settings_other_cwd_output_dir_and_hash_seed(
 def test_compare_thread_counts_names_the_thread_setting(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
-    runs = tiny_runs.get(**BASE, **THREADS1)
-    a, b = runs["base"], runs["threads1"]
+    runs = tiny_runs.get(**BASE, **THREADS2)
+    a, b = runs["base"], runs["threads2"]
     res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
     assert_clean_exit(res, 1)
     fa, fb = a.fingerprints(), b.fingerprints()
     first = next(s for s in STAGES if s != "environment" and fa[s] != fb[s])
     assert first not in UPSTREAM  # threads change the arithmetic, not the data
     assert f"first divergent stage: {first}" in res.stdout
-    assert "determinism.intra_op_threads: 2 -> 1" in res.stdout  # settings and environment
-    assert res.stdout.count("determinism.intra_op_threads: 2 -> 1") == 2
+    assert "determinism.intra_op_threads: 1 -> 2" in res.stdout  # settings and environment
+    assert res.stdout.count("determinism.intra_op_threads: 1 -> 2") == 2
     assert table_rows(res.stdout)["train"][-1].startswith("NO")
 
 
