@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -268,6 +270,35 @@ def sweep_flow(
             p.settings
         )
 
+    try:
+        finished = list(_record_finished(futures, planned, records, sweep_dir, log))
+    except KeyboardInterrupt:
+        _stop_local_workers()  # else the pool would wait for (or even start) more runs
+        raise
+    log.info("%d runs finished in this invocation", len(finished))
+
+    runs = [r for r in records if r is not None]
+    summary = write_summary(sweep_dir, base, seeds, vary, runs)
+    publish_artifacts(summary)
+    return summary
+
+
+def _stop_local_workers() -> None:
+    """Terminate this process's pool workers; their unfinished runs stay marked incomplete."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
+def _record_finished(
+    futures: dict[int, Any],
+    planned: list[PlannedRun],
+    records: list[dict[str, Any] | None],
+    sweep_dir: Path,
+    log: Any,
+) -> Iterator[int]:
+    """Fill `records` as runs finish; a failed seed is recorded, never fatal."""
     for i, fut in _as_completed(futures):
         p = planned[i]
         try:
@@ -285,11 +316,7 @@ def sweep_flow(
                 "run_dir": (failed or {}).get("run_dir"),
                 "settings_fingerprint": settings_fingerprint(p.settings),
             }
-
-    runs = [r for r in records if r is not None]
-    summary = write_summary(sweep_dir, base, seeds, vary, runs)
-    publish_artifacts(summary)
-    return summary
+        yield i
 
 
 def _as_completed(futures: dict[int, Any]) -> Iterator[tuple[int, Any]]:
@@ -424,6 +451,26 @@ def task_runner(workers: int, dask_address: str | None):
     return ProcessPoolTaskRunner(max_workers=workers)
 
 
+def _detached_server():
+    """Prefect's temporary API server, started in its own session.
+
+    A terminal Ctrl-C signals the whole foreground process group; if the API died
+    with it, the sweep's last status updates would retry against a dead server for
+    minutes. In its own session it outlives the interrupt and is stopped at exit.
+    """
+    from unittest import mock
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class DetachedServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self):  # type: ignore[override]
+            detached = functools.partial(subprocess.Popen, start_new_session=True)
+            with mock.patch.object(subprocess, "Popen", detached):
+                return super()._run_uvicorn_command()
+
+    return DetachedServer()
+
+
 @contextlib.contextmanager
 def shared_prefect_api() -> Iterator[None]:
     """Without PREFECT_API_URL, one temporary server for the sweep and all its workers.
@@ -437,9 +484,7 @@ def shared_prefect_api() -> Iterator[None]:
     if PREFECT_API_URL.value():
         yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
+    server = _detached_server()
     server.start()  # stopped at exit (atexit), as Prefect's own temporary server
     os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the worker processes
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
@@ -458,10 +503,17 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         raise InputError(f"--sweep-dir: cannot create {args.sweep_dir} ({err.strerror})") from None
     runner = task_runner(args.workers, args.dask_address)
-    with shared_prefect_api():
-        summary = sweep_flow.with_options(task_runner=runner)(
-            base=args.base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
+    try:
+        with shared_prefect_api():
+            summary = sweep_flow.with_options(task_runner=runner)(
+                base=args.base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
+            )
+    except KeyboardInterrupt:
+        print(
+            "\nsweep interrupted; finished runs are kept. Rerun the same command to continue.",
+            file=sys.stderr,
         )
+        raise
     print(summary["markdown"])
     print(f"sweep directory: {args.sweep_dir}")
     if summary["failed"]:
