@@ -74,12 +74,11 @@ class _StopAfter(Exception):
 def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
     if resume is not None:
         try:
-            run = RunDirectory.reopen(resume)
+            if read_manifest(resume)["settings"] != settings.model_dump(mode="json"):
+                raise InputError(f"--resume: {resume} was made with other settings")
+            return RunDirectory.reopen(resume)
         except NotARun as err:
             raise InputError(f"--resume: {err}") from None
-        if run.manifest["settings"] != settings.model_dump(mode="json"):
-            raise InputError(f"--resume: {resume} was made with other settings")
-        return run
     plan = SeedPlan.from_settings(settings)
     s_fp = settings_fingerprint(settings)
     return RunDirectory.create(
