@@ -6,6 +6,7 @@ RunSettings -> SeedPlan -> environment -> data -> augment -> split -> model -> t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -190,6 +191,10 @@ RUN_OPTIONS_HELP = (
 )
 
 
+def _drop_task_completed(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Finished in state Completed")
+
+
 def main(argv: list[str]) -> int:
     opts, rest = _run_options(argv)
     if opts.resume is not None:
@@ -205,6 +210,9 @@ def main(argv: list[str]) -> int:
     else:
         settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
         preflight(settings)
+    # One progress line per stage is ours; Prefect's per-task "Finished in state
+    # Completed()" lines would double them on the terminal. Failures still show.
+    logging.getLogger("prefect.task_runs").addFilter(_drop_task_completed)
     # Import TensorFlow while Prefect starts its server: the two waits overlap.
     threading.Thread(target=import_tensorflow, daemon=True).start()
     manifest = train_flow(settings, use_cache=not opts.no_cache, resume=opts.resume)
