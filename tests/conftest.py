@@ -90,6 +90,20 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> Completed:
     return Completed(proc.returncode, out, err)
 
 
+@pytest.fixture
+def settings(tmp_path: Path):
+    """Small settings for in-process flow runs: real training in about a second."""
+    from settings import DataSettings, ModelSettings, RunSettings, SplitSettings, TrainingSettings
+
+    return RunSettings(
+        output_dir=tmp_path / "runs",
+        data=DataSettings(n_samples=120, image_size=16),
+        split=SplitSettings(test_size=0.25, val_size=0.25),
+        model=ModelSettings(conv_filters=(4,), dense_units=8),
+        training=TrainingSettings(epochs=2),
+    )
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """One temporary Prefect API for all in-process flow tests (it takes seconds to start)."""

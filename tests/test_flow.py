@@ -8,16 +8,7 @@ import pytest
 
 from flows.train import train_flow
 from seedtrail.errors import InputError
-from settings import DataSettings, RunSettings, SplitSettings
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> RunSettings:
-    return RunSettings(
-        output_dir=tmp_path / "runs",
-        data=DataSettings(n_samples=120, image_size=16),
-        split=SplitSettings(test_size=0.25, val_size=0.25),
-    )
+from settings import DataSettings, RunSettings
 
 
 def test_stop_after_split_writes_a_partial_run(prefect_server: None, settings: RunSettings) -> None:

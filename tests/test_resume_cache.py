@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.train import train_flow
-from settings import DataSettings, ModelSettings, RunSettings, SplitSettings, TrainingSettings
+from settings import RunSettings, TrainingSettings
 from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
 
 # Long enough per epoch that a kill lands inside training, small enough to stay quick.
@@ -19,17 +19,6 @@ SIX_EPOCHS = ("--data.n-samples", "600", "--training.epochs", "6")
 
 def _cached(manifest: dict) -> dict[str, bool]:
     return {k: v["cached"] for k, v in manifest["stages"].items()}
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> RunSettings:
-    return RunSettings(
-        output_dir=tmp_path / "runs",
-        data=DataSettings(n_samples=120, image_size=16),
-        split=SplitSettings(test_size=0.25, val_size=0.25),
-        model=ModelSettings(conv_filters=(4,), dense_units=8),
-        training=TrainingSettings(epochs=2),
-    )
 
 
 def test_identical_rerun_reuses_every_stage(prefect_server: None, settings: RunSettings) -> None:
