@@ -98,12 +98,22 @@ def load_entry(ctx: StageContext, stage: str, key: str) -> tuple[StageResult | N
     return replace(result, outputs=outputs), ""
 
 
+def _warn(message: str) -> None:
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_logger, get_run_logger
+
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        get_logger("seedtrail").warning(message)
+
+
 def cached(
     ctx: StageContext,
     stage: str,
     key: str,
     compute: Callable[[], StageResult],
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] = _warn,
 ) -> StageResult:
     """Return a verified cache hit (cached=True), or compute, store and return the result."""
     with stopwatch() as elapsed:
@@ -113,7 +123,7 @@ def cached(
                 return replace(
                     hit, cached=True, duration_s=elapsed(), info={**hit.info, "cache_key": key}
                 )
-            if log and why != "no entry":
+            if why != "no entry":  # say why a stage ran again instead of reusing
                 log(f"{stage}: cache entry rejected, recomputing: {why}")
     result = compute()
     result = replace(result, info={**result.info, "cache_key": key})
