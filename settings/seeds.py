@@ -27,6 +27,8 @@ SEED_RULE = (
     "epoch e block = SeedSequence(stage_seed, spawn_key=(e,)).generate_state(n); "
     "train: epoch order = default_rng(that SeedSequence).permutation(train indices); "
     "augment: sample i's 128-bit state = block words 4i..4i+3; "
+    "model: layer i's initializer/Dropout seed = SeedSequence(model_seed, spawn_key=(i,)); "
+    "split: test and val draws use SeedSequence(split_seed, spawn_key=(0,)) and (1,); "
     "a pinned stage uses settings.seeds.<stage> instead"
 )
 
