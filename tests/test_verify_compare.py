@@ -151,17 +151,28 @@ def test_compare_same_settings_other_cwd_output_dir_and_hash_seed(
 def test_compare_thread_counts_names_the_thread_setting(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
+    """Whether 1 and 2 threads give other bytes depends on the CPU (oneDNN blocking): on some
+    they differ from training on, on others the tiny model's bytes agree. Compare must name the
+    thread setting either way, and be right about which case it is."""
     runs = tiny_runs.get(**BASE, **THREADS2)
     a, b = runs["base"], runs["threads2"]
     res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
-    assert_clean_exit(res, 1)
-    fa, fb = a.fingerprints(), b.fingerprints()
-    first = next(s for s in STAGES if s != "environment" and fa[s] != fb[s])
-    assert first not in UPSTREAM  # threads change the arithmetic, not the data
-    assert f"first divergent stage: {first}" in res.stdout
+    assert_clean_exit(res, 1)  # the environment differs in both cases
     assert "determinism.intra_op_threads: 1 -> 2" in res.stdout  # settings and environment
     assert res.stdout.count("determinism.intra_op_threads: 1 -> 2") == 2
-    assert table_rows(res.stdout)["train"][-1].startswith("NO")
+    fa, fb = a.fingerprints(), b.fingerprints()
+    assert [fa[s] for s in UPSTREAM] == [fb[s] for s in UPSTREAM]  # threads never touch data
+    differing = [s for s in STAGES if s != "environment" and fa[s] != fb[s]]
+    rows = table_rows(res.stdout)
+    if differing:
+        first = differing[0]
+        assert first not in UPSTREAM
+        assert f"first divergent stage: {first}" in res.stdout
+        assert rows[first][-1].startswith("NO")
+    else:
+        assert "every data stage matches, but the environment differs" in res.stdout
+        assert all(rows[s][-1] == "yes" for s in STAGES if s != "environment")
+    assert rows["environment"][-1] == "NO"
 
 
 def test_compare_another_root_seed_lists_every_stage_seed(
@@ -179,14 +190,20 @@ def test_compare_another_root_seed_lists_every_stage_seed(
     assert "first divergent stage: data" in res.stdout
 
 
-def test_op_determinism_off_differs_and_the_flag_is_named(tiny_runs: TinyRuns) -> None:
+def test_op_determinism_off_is_named_whether_or_not_the_bytes_move(tiny_runs: TinyRuns) -> None:
+    """Op determinism changes which kernels run; whether the tiny model's bytes move depends on
+    the CPU. Data never moves, and the flag is named as a cause either way."""
     runs = tiny_runs.get(**BASE, **OPDET_OFF)
-    result = compare_manifests(runs["base"].manifest, runs["opdet_off"].manifest)
+    a, b = runs["base"].manifest, runs["opdet_off"].manifest
+    result = compare_manifests(a, b)
     assert result.exit_code == 1
     status = {r.stage: r.status for r in result.stages}
     assert [status[s] for s in UPSTREAM] == ["match"] * 3
-    assert status["train"] == "differs"
-    assert result.first_divergent_stage not in (*UPSTREAM, "environment")
+    moved = a["stages"]["train"]["fingerprint"] != b["stages"]["train"]["fingerprint"]
+    assert (status["train"] == "differs") == moved
+    expected_first = "environment" if not moved else result.first_divergent_stage
+    assert result.first_divergent_stage == expected_first
+    assert result.first_divergent_stage not in UPSTREAM
     flag = ("determinism.op_determinism", True, False)
     assert flag in [(d.key, d.a, d.b) for d in result.settings]
     assert flag in [(d.key, d.a, d.b) for d in result.environment]
