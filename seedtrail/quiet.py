@@ -95,3 +95,14 @@ def import_tensorflow() -> ModuleType:
             except ImportError:
                 pass
         return tf
+
+
+def settle(timeout_s: float = 120.0) -> None:
+    """Wait for a TensorFlow import in progress (another thread) to finish.
+
+    While it runs, fd 2 points at a temporary file: anything written to stderr then,
+    an error line included, reaches the terminal only when the import restores fd 2.
+    A process must not exit before that, or those lines are lost.
+    """
+    if _lock.acquire(timeout=timeout_s):
+        _lock.release()
