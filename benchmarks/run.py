@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -46,15 +47,23 @@ class Comparison:
 
     @property
     def ratio(self) -> float:
+        if not (self.subject_values and self.baseline_values):
+            return math.nan  # e.g. every cold start failed: the note says so
         return statistics.median(self.subject_values) / statistics.median(self.baseline_values)
+
+    @property
+    def delta(self) -> float:
+        if not (self.subject_values and self.baseline_values):
+            return math.nan
+        return statistics.median(self.subject_values) - statistics.median(self.baseline_values)
 
     def row(self) -> list[str]:
         def spread(v: list[float]) -> str:
-            return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
+            return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]" if v else "none"
 
         return [self.name, f"{self.baseline}: {spread(self.baseline_values)}",
                 f"{self.subject}: {spread(self.subject_values)}", f"{self.ratio:.2f}x",
-                self.goal]  # fmt: skip
+                f"{self.delta:+.2f}", self.goal]  # fmt: skip
 
 
 @dataclass
@@ -135,11 +144,30 @@ class Bench:
         self.rss["flow"].append(p.max_rss_mb)
         return p.wall_s
 
-    def train_stage_s(self, op_determinism: bool, env: dict[str, str]) -> float:
+    def train_stage_s(self, *flags: str, env: dict[str, str]) -> float:
         out = self.out_dir()
-        self.flow("--determinism.op-determinism", str(op_determinism).lower(), env=env, out=out)
+        self.flow(*flags, env=env, out=out)
         (manifest,) = out.glob("*/manifest.json")
         return json.loads(manifest.read_text())["stages"]["train"]["duration_s"]
+
+    def cold_start(self, n: int) -> Comparison:
+        """The README's first command on an empty PREFECT_HOME, a CPU hog on the other core."""
+        cmp = Comparison(f"first run, empty PREFECT_HOME + CPU hog ({n} tries)", "warm home",
+                         "empty home", "s", f"{n} of {n} succeed")  # fmt: skip
+        hog = subprocess.Popen(py("-c", "while True: pass"))
+        try:
+            for i in range(n):
+                cmp.baseline_values.append(self.flow().wall_s)
+                home = {"PREFECT_HOME": str(self.work / f"cold-home-{i}")}
+                try:
+                    cmp.subject_values.append(self.flow(env=home).wall_s)
+                except RuntimeError as err:  # counted, not hidden
+                    cmp.note += f"try {i + 1} failed: {str(err).splitlines()[0][:200]}; "
+        finally:
+            hog.kill()
+            hog.wait()
+        cmp.note = f"{len(cmp.subject_values)} of {n} succeeded. {cmp.note}".strip()
+        return cmp
 
 
 def prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -196,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="Tiny settings, one repeat.")
     p.add_argument("--repeats", type=int, default=3, help="Alternations per comparison.")
     p.add_argument(
-        "--skip", default="", help="Comma-separated: server,sweep,cache,determinism,augment."
+        "--skip",
+        default="",
+        help="Comma-separated: server,sweep,cache,determinism,isa,augment,cold.",
     )
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
@@ -220,9 +250,18 @@ def main(argv: list[str] | None = None) -> int:
 
         results.append(alternate(
             repeats,
-            Comparison("orchestration (ephemeral API)", "plain Keras", "flows.train", "s", "small, mostly Prefect start"),
+            Comparison("orchestration (ephemeral API)", "plain Keras", "flows.train", "s",
+                       "+ <= empty flow's cost"),
             b.plain, b.flow_wall,
         ))  # fmt: skip
+        if "cache" not in skip:
+            rerun = Comparison("cached rerun (ephemeral API)", "empty @flow", "identical rerun", "s",
+                               "+ <= 1 s")  # fmt: skip
+            warm = b.out_dir()
+            b.flow(out=warm)
+            results.append(alternate(repeats, rerun,
+                                     lambda: run(py("-m", "benchmarks.empty_flow"), b.env).wall_s,
+                                     lambda: b.flow(out=warm).wall_s))  # fmt: skip
 
         server = None
         if "server" not in skip:
@@ -230,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             api = {"PREFECT_API_URL": url}
             results.append(alternate(
                 repeats,
-                Comparison("orchestration (prefect server)", "plain Keras", "flows.train", "s", "small"),
+                Comparison("orchestration (prefect server)", "plain Keras", "flows.train", "s", "<= 1.15x"),
                 b.plain, lambda: b.flow_wall(api),
             ))  # fmt: skip
         else:
@@ -240,10 +279,19 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(alternate(
                     repeats,
                     Comparison("op determinism (train stage)", "off", "on", "s", "~1x"),
-                    lambda: b.train_stage_s(False, api), lambda: b.train_stage_s(True, api),
+                    lambda: b.train_stage_s("--determinism.op-determinism", "false", env=api),
+                    lambda: b.train_stage_s("--determinism.op-determinism", "true", env=api),
+                ))  # fmt: skip
+            if "isa" not in skip:
+                results.append(alternate(
+                    repeats,
+                    Comparison("oneDNN ISA cap (train stage)", "native (default)", "avx2 cap", "s", "small"),
+                    lambda: b.train_stage_s("--determinism.cpu-isa", "native", env=api),
+                    lambda: b.train_stage_s("--determinism.cpu-isa", "avx2", env=api),
                 ))  # fmt: skip
             if "cache" not in skip:
-                cached = Comparison("cached rerun", "first run", "identical rerun", "s", "far less")
+                cached = Comparison("cached rerun (prefect server)", "first run", "identical rerun",
+                                    "s", "<= 0.25x")  # fmt: skip
                 for _ in range(repeats):
                     out = b.out_dir()
                     cached.baseline_values.append(b.flow(out=out, env=api).wall_s)
@@ -271,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         rss = Comparison("peak memory (RSS)", "plain Keras", "flows.train", "MiB", "close")
         rss.baseline_values, rss.subject_values = b.rss["plain"], b.rss["flow"]
         results.append(rss)
+        if "cold" not in skip:
+            results.append(b.cold_start(1 if args.quick else 5))
 
     print_table(results)
     payload = {
@@ -289,13 +339,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cpu() -> str:
-    from tasks.environment import _cpu_model
+    from seedtrail.hardware import cpu_facts
 
-    return _cpu_model()
+    facts = cpu_facts()
+    isa = [f for f in ("avx2", "avx512f", "amx_tile") if facts["isa"][f]]
+    return f"{facts['model']} ({', '.join(isa) or 'no avx2'}, caches {facts['cache']})"
 
 
 def print_table(results: list[Comparison]) -> None:
-    rows = [["benchmark", "baseline median [min-max]", "subject median [min-max]", "ratio", "goal"]]
+    rows = [["benchmark", "baseline median [min-max]", "subject median [min-max]", "ratio",
+             "difference", "goal"]]  # fmt: skip
     rows += [c.row() for c in results]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"\nmachine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -303,6 +356,9 @@ def print_table(results: list[Comparison]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    for c in results:
+        if c.note:
+            print(f"{c.name}: {c.note}")
 
 
 if __name__ == "__main__":

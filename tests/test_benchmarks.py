@@ -14,7 +14,7 @@ def test_benchmark_command_runs_on_a_tiny_setting(tmp_path: Path, prefect_api_ur
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--skip",
-         "server,sweep,cache,determinism", "--json", str(out)],
+         "server,sweep,cache,determinism,isa,cold", "--json", str(out)],
         # the session's server spares the flows a temporary API start: this checks the
         # harness, it does not time anything
         cwd=ROOT, env=cli_env(tmp_path / "home", PREFECT_API_URL=prefect_api_url),
@@ -27,3 +27,22 @@ def test_benchmark_command_runs_on_a_tiny_setting(tmp_path: Path, prefect_api_ur
     for r in data["results"]:
         assert r["baseline_values"] and r["subject_values"] and r["ratio"] > 0, r["name"]
     assert "orchestration (ephemeral API)" in proc.stdout and data["machine"]["cores"] >= 1
+
+
+def test_plain_keras_baseline_imports_no_prefect(tmp_path: Path) -> None:
+    """The baseline must not pay for what it is compared against (Prefect's import and memory)."""
+    script = (
+        "import runpy, sys\n"
+        "sys.argv = ['plain_keras', '--n-samples', '120', '--image-size', '12', '--epochs', '1',"
+        " '--filters', '4', '--dense-units', '8']\n"
+        "runpy.run_module('benchmarks.plain_keras', run_name='__main__')\n"
+        "print('imported:', sorted(m for m in ('prefect', 'seedtrail.stage_cache', 'tasks')"
+        " if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=cli_env(tmp_path / "home"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "plain keras: test accuracy" in proc.stdout
+    assert "imported: []" in proc.stdout, proc.stdout
