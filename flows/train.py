@@ -16,17 +16,17 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows._cli import run_cli
+from seedtrail import tf_runtime
 from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
 from seedtrail.prefect_run import seed_tag, tag_current_flow_run
-from seedtrail.quiet import import_tensorflow
 from seedtrail.report import run_card, short, terminal_summary
 from seedtrail.rundir import COMPLETE, NotARun, RunDirectory, new_run_id, read_manifest
 from seedtrail.stage import StageResult
 from seedtrail.stage_cache import StageContext
 from seedtrail.store import store_dir
 from settings.cli import load_settings
-from settings.model import RunSettings
+from settings.model import RunSettings, recorded_settings, upgrade_recorded
 from settings.seeds import SeedPlan, Stage
 from tasks import augment, data, environment, evaluate, model, split, train
 
@@ -51,8 +51,9 @@ def flow_run_name() -> str:
 
 def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
+    tf_runtime.effective_cap(settings.determinism)  # the CPU can run the requested ISA cap
     ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
-    split.split_indices(ds.y, settings.split, 0)
+    split.split_sizes(ds.y, settings.split)
     try:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -75,7 +76,8 @@ class _StopAfter(Exception):
 def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
     if resume is not None:
         try:
-            if read_manifest(resume)["settings"] != settings.model_dump(mode="json"):
+            recorded = read_manifest(resume)["settings"]
+            if upgrade_recorded(recorded) != settings.model_dump(mode="json"):
                 raise InputError(f"--resume: {resume} was made with other settings")
             return RunDirectory.reopen(resume)
         except NotARun as err:
@@ -191,6 +193,17 @@ RUN_OPTIONS_HELP = (
 )
 
 
+def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
+    """Whether this run will likely need TensorFlow (a guess: it only decides a prefetch).
+
+    A rerun whose store already holds trained results is probably a cache hit, and a hit
+    never imports TensorFlow; a wrong guess costs only the overlap, never correctness.
+    """
+    if not use_cache or resume is not None:
+        return True
+    return not (store_dir(settings.output_dir) / "cache" / "train").is_dir()
+
+
 def _drop_task_completed(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Finished in state Completed")
 
@@ -206,15 +219,16 @@ def main(argv: list[str]) -> int:
             raise InputError(f"--resume: {err}") from None
         if manifest["status"] == COMPLETE:
             raise InputError(f"--resume: {opts.resume} is already complete; nothing to resume")
-        settings = RunSettings.model_validate(manifest["settings"])
+        settings = recorded_settings(manifest["settings"])
     else:
         settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
         preflight(settings)
     # One progress line per stage is ours; Prefect's per-task "Finished in state
     # Completed()" lines would double them on the terminal. Failures still show.
     logging.getLogger("prefect.task_runs").addFilter(_drop_task_completed)
-    # Import TensorFlow while Prefect starts its server: the two waits overlap.
-    threading.Thread(target=import_tensorflow, daemon=True).start()
+    if will_train(settings, use_cache=not opts.no_cache, resume=opts.resume):
+        # Import TensorFlow while Prefect starts its server: the two waits overlap.
+        threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()
     manifest = train_flow(settings, use_cache=not opts.no_cache, resume=opts.resume)
     print(terminal_summary(manifest, Path(manifest["run_dir"])))
     return 0

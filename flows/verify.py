@@ -26,11 +26,11 @@ from pydantic import ValidationError
 
 from flows._cli import run_cli
 from flows.train import preflight, run_training
+from seedtrail import tf_runtime
 from seedtrail.compare import compare_manifests, read_run
 from seedtrail.errors import InputError
-from seedtrail.quiet import import_tensorflow
 from settings.cli import _RaisingParser, format_validation_error
-from settings.model import RunSettings
+from settings.model import RunSettings, recorded_settings
 from settings.seeds import STAGES, Stage
 
 
@@ -38,7 +38,7 @@ def load_recorded(run_dir: Path) -> tuple[dict[str, Any], RunSettings]:
     """The recorded manifest and its settings, or InputError naming the problem."""
     manifest = read_run(run_dir)
     try:
-        settings = RunSettings.model_validate(manifest["settings"])
+        settings = recorded_settings(manifest["settings"])
     except ValidationError as err:
         raise InputError(
             format_validation_error(err, prefix=f"{run_dir}: manifest settings: ")
@@ -135,7 +135,9 @@ def main(argv: list[str]) -> int:
     stages_to_verify(recorded, args.stop_after)
     out = args.output_dir if args.output_dir is not None else fresh_output_dir()
     preflight(settings.model_copy(update={"output_dir": out}))
-    threading.Thread(target=import_tensorflow, daemon=True).start()
+    if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
+        # Import TensorFlow while Prefect starts its server: the two waits overlap.
+        threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()
     state = verify_flow(args.run_dir, args.stop_after, out, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

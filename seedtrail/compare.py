@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail.errors import InputError
+from seedtrail.hardware import explain as explain_hardware
 from seedtrail.report import short
 from seedtrail.rundir import MANIFEST, NotARun, read_manifest
 from settings.seeds import STAGES
@@ -249,6 +250,8 @@ class Comparison:
         out = [f"settings {d.key}" for d in self.settings]
         out += [f"seed {d.key}" for d in self.seeds if not self.settings]
         out += [f"environment {d.key}" for d in self.environment if not d.note]
+        if explain_hardware([(d.key, d.a, d.b) for d in self.environment]):
+            out.insert(0, "hardware (see below)")
         out += [f"code version of stage {d.key}" for d in self.code]
         return out
 
@@ -362,6 +365,9 @@ class Comparison:
                     ],
                 )
             )
+        hardware = explain_hardware([(d.key, d.a, d.b) for d in self.environment])
+        if hardware:
+            sections.append(("what the hardware difference means", hardware))
         if self.code:
             sections.append(
                 (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seedtrail import tf_runtime
 from seedtrail.atomic import atomic_path
 from seedtrail.fingerprint import fingerprint_sequence
-from seedtrail.quiet import import_tensorflow
 
 
 def weights_fingerprint(model) -> str:
@@ -20,7 +20,7 @@ def save_model(model, path: Path) -> None:
 
 
 def load_model(path: Path, compile: bool = False):
-    import_tensorflow()
+    tf_runtime.load()
     import keras
 
     return keras.saving.load_model(path, compile=compile)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_SEED = 2**32 - 1
 
 DataKind = Literal["synthetic", "digits", "tabular", "file"]
+CpuIsa = Literal["native", "avx512", "avx2", "avx", "sse41"]
 
 
 class Section(BaseModel):
@@ -145,6 +146,14 @@ class DeterminismSettings(Section):
     inter_op_threads: int = Field(
         1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
     )
+    # Measured (README "Portable bytes"): no cap made training bytes travel between this
+    # project's AVX2 (Zen 3) and AVX-512 (Zen 4) machines, so the default keeps the fastest
+    # kernels; a cap still makes the ISA explicit, recorded and the same on every worker.
+    cpu_isa: CpuIsa = Field(
+        "native",
+        description="Most advanced x86 instruction set oneDNN may use (sets ONEDNN_MAX_CPU_ISA "
+        "before TensorFlow loads): native (the CPU's best), avx512, avx2, avx or sse41.",
+    )
 
 
 class SeedOverrides(Section):
@@ -183,3 +192,24 @@ class RunSettings(Section):
     seeds: SeedOverrides = Field(
         default_factory=SeedOverrides, description="Per-stage seed overrides."
     )
+
+
+#: Settings added after runs were first recorded, with the value those earlier runs used:
+#: a run from before the portable profile ran under no oneDNN cap.
+_ADDED_SINCE = {("determinism", "cpu_isa"): "native"}
+
+
+def upgrade_recorded(recorded: dict) -> dict:
+    """A manifest's settings with later-added fields set to what that run actually used."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in recorded.items()}
+    for (section, name), value in _ADDED_SINCE.items():
+        if isinstance(out.get(section, {}), dict):
+            out.setdefault(section, {}).setdefault(name, value)
+    return out
+
+
+def recorded_settings(recorded: object) -> RunSettings:
+    """RunSettings from a manifest's `settings`, older manifests included."""
+    if not isinstance(recorded, dict):
+        return RunSettings.model_validate(recorded)  # raises a ValidationError that says so
+    return RunSettings.model_validate(upgrade_recorded(recorded))

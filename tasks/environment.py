@@ -1,26 +1,30 @@
-"""Environment stage: pin threads and op determinism before the first TF op, seed, and record the stack.
+"""Environment stage: record the stack and the hardware, and request the TF runtime a run needs.
 
 Its fingerprint covers everything that can change a run's bytes on the same
-code (versions, threads, determinism flags, devices, CPU, uv.lock), so a
-verify can name the environment as the cause when bytes differ.
+code (versions, threads, determinism flags, the oneDNN ISA cap, devices, the CPU's
+instruction sets and caches, uv.lock), so compare and verify can name the cause
+when bytes differ. It imports no TensorFlow: the TF stages configure the runtime
+(seedtrail.tf_runtime) when they actually run, so a cached rerun never loads it.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import random
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import task
 
+from seedtrail import hardware, tf_runtime
 from seedtrail.fingerprint import fingerprint_json, sha256_file
-from seedtrail.quiet import import_tensorflow
 from seedtrail.stage import StageResult, stopwatch
 from settings.model import DeterminismSettings
 
-VERSION = "1"
+VERSION = "2"  # 2: TF-free capture with CPU ISA flags, caches, GPU and the oneDNN cap
 DETERMINISTIC = True
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
@@ -38,47 +42,6 @@ PACKAGES = (
 )
 
 
-class RuntimeConfigError(RuntimeError):
-    """The TF runtime of this process was already started with other settings."""
-
-
-def configure_runtime(s: DeterminismSettings, seed: int) -> None:
-    """Threads and op determinism (must precede any TF op), then every global seed."""
-    tf = import_tensorflow()
-    import keras
-
-    threads = tf.config.threading
-    try:
-        threads.set_intra_op_parallelism_threads(s.intra_op_threads)
-        threads.set_inter_op_parallelism_threads(s.inter_op_threads)
-    except RuntimeError:
-        raise RuntimeConfigError(
-            "TensorFlow already runs in this process with intra/inter-op threads "
-            f"{threads.get_intra_op_parallelism_threads()}/"
-            f"{threads.get_inter_op_parallelism_threads()}; "
-            f"determinism.* asks for {s.intra_op_threads}/{s.inter_op_threads}: "
-            "run it in a new process"
-        ) from None
-    if s.op_determinism:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        # No public disable in TF 2.21; the framework function is what enable() flips.
-        from tensorflow.python.framework import config as tf_config
-
-        tf_config.disable_op_determinism()
-    keras.utils.set_random_seed(seed)  # python `random`, numpy global, TF global
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(pkg: str) -> str | None:
     try:
         return metadata.version(pkg)
@@ -86,28 +49,35 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def capture_environment() -> dict[str, Any]:
-    """Everything about this process that can change the bytes of a run."""
-    tf = import_tensorflow()
-    from tensorflow.python.framework import config as tf_config  # is_op_determinism_enabled
+def capture_environment(s: DeterminismSettings, isa_cap: str) -> dict[str, Any]:
+    """Everything about this process that can change the bytes of a run, without TensorFlow.
 
+    Thread counts and op determinism are what `seedtrail.tf_runtime` will apply (it refuses
+    rather than run otherwise); `devices` is checked against TensorFlow's own list there.
+    """
     lock = PROJECT_ROOT / "uv.lock"
+    cpu = hardware.cpu_facts()
+    gpu = hardware.gpu_facts()
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu["model"],
         "cpu_count": os.cpu_count(),
-        "devices": sorted(f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()),
+        "cpu": {k: v for k, v in cpu.items() if k != "model"},
+        "gpu": gpu,
+        "devices": hardware.expected_devices(gpu),
         "packages": {p: _version(p) for p in PACKAGES},
         "determinism": {
-            "op_determinism": bool(tf_config.is_op_determinism_enabled()),
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "op_determinism": s.op_determinism,
+            "intra_op_threads": s.intra_op_threads,
+            "inter_op_threads": s.inter_op_threads,
             "jit_compile": False,
             # oneDNN is on by default on x86 TF builds; "0" turns it off and changes the bytes.
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+            # The ISA oneDNN may use at most; native lets it use the CPU's best.
+            "onednn_max_cpu_isa": isa_cap,
             "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "unset"),
         },
         "uv_lock_sha256": sha256_file(lock) if lock.is_file() else None,
@@ -133,9 +103,13 @@ def environment_fingerprint(env: dict[str, Any]) -> str:
 
 
 def run_environment(s: DeterminismSettings, seed: int) -> StageResult:
+    """Record the stack and request its TF runtime; TF loads only when a TF stage runs."""
     with stopwatch() as elapsed:
-        configure_runtime(s, seed)
-        env = capture_environment()
+        random.seed(seed)
+        np.random.seed(seed)
+        cap = tf_runtime.effective_cap(s)
+        env = capture_environment(s, cap)
+        tf_runtime.request(s, seed, env["devices"])
         fp = environment_fingerprint(env)
     return StageResult(
         "environment",

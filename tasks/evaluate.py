@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from prefect import task
 
-from seedtrail import atomic
+from seedtrail import atomic, tf_runtime
 from seedtrail.cache_key import cache_key
 from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.keras_io import load_model
@@ -53,6 +53,7 @@ def run_evaluate(
     seed: int, data: StageResult, split: StageResult, train: StageResult, run_dir: Path
 ) -> StageResult:
     with stopwatch() as elapsed:
+        tf_runtime.ensure()
         import keras
 
         keras.utils.set_random_seed(seed)

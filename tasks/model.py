@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
+from seedtrail import tf_runtime
 from seedtrail.cache_key import cache_key
 from seedtrail.keras_io import save_model, weights_fingerprint
-from seedtrail.quiet import import_tensorflow
 from seedtrail.stage import StageResult, stopwatch
 from seedtrail.stage_cache import StageContext, cached
 from seedtrail.store import load_arrays
@@ -45,7 +45,7 @@ def build_model(
     feature_var: np.ndarray | None = None,
 ):
     """A small CNN for images or an MLP for tabular rows, with seeded initializers."""
-    import_tensorflow()
+    tf_runtime.load()
     import keras
     from keras import layers
 
@@ -91,6 +91,7 @@ def run_model(
     s: ModelSettings, seed: int, data: StageResult, split: StageResult, store: Path
 ) -> StageResult:
     with stopwatch() as elapsed:
+        tf_runtime.ensure()
         info = data.info
         mean = var = None
         if info["modality"] == "tabular":  # standardize with training rows only

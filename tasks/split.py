@@ -19,15 +19,11 @@ VERSION = "1"
 DETERMINISTIC = True
 
 
-def split_indices(
-    y: np.ndarray, s: SplitSettings, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) dataset indices, each stratified by label.
+def split_sizes(y: np.ndarray, s: SplitSettings) -> tuple[int, int, int]:
+    """(n_train, n_val, n_test); raises InputError when there are too few samples per class.
 
-    Raises InputError when there are too few samples per class to stratify.
+    Cheap (no scikit-learn import): the CLI checks it before anything starts.
     """
-    from sklearn.model_selection import train_test_split
-
     n = len(y)
     classes, counts = np.unique(y, return_counts=True)
     k = len(classes)
@@ -40,7 +36,20 @@ def split_indices(
             f"test_size={s.test_size}, val_size={s.val_size}: every split needs at least one "
             f"sample per class ({n_train} train / {n_val} val / {n_test} test)"
         )
-    idx = np.arange(n)
+    return n_train, n_val, n_test
+
+
+def split_indices(
+    y: np.ndarray, s: SplitSettings, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) dataset indices, each stratified by label.
+
+    Raises InputError when there are too few samples per class to stratify.
+    """
+    from sklearn.model_selection import train_test_split
+
+    _, n_val, n_test = split_sizes(y, s)
+    idx = np.arange(len(y))
     rest, test = train_test_split(
         idx, test_size=n_test, stratify=y, random_state=derive_seed(seed, 0)
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from seedtrail import atomic
+from seedtrail import atomic, tf_runtime
 from seedtrail.cache_key import cache_key
 from seedtrail.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.fingerprint import fingerprint_json
@@ -64,6 +64,7 @@ def run_train(
 ) -> StageResult:
     """Train from the initial model, or continue from this run's last checkpoint for `key`."""
     with stopwatch() as elapsed:
+        tf_runtime.ensure()
         import keras
 
         keras.utils.set_random_seed(seed)

@@ -1,0 +1,260 @@
+"""The hardware facts that change a run's numerics, read without importing TensorFlow.
+
+oneDNN (TensorFlow's CPU kernels for convolutions and matmuls) picks its kernels at
+run time by instruction set and promises equal results only for the same ISA and
+thread count; some kernels also block by cache size. So the CPU's numerics-relevant
+flags, the oneDNN ISA cap in effect and the cache sizes are part of the environment
+fingerprint. On NVIDIA machines the GPU model, compute capability, driver, CUDA and
+cuDNN versions are too. Everything here reads /proc, /sys and package metadata: cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: CPU flags (as /proc/cpuinfo names them) that decide which oneDNN/Eigen kernels can run.
+NUMERIC_FLAGS = (
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "f16c",
+    "fma",
+    "avx2",
+    "avx_vnni",
+    "avx512f",
+    "avx512dq",
+    "avx512cd",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+
+#: determinism.cpu_isa -> (ONEDNN_MAX_CPU_ISA value, CPU flags the cap needs).
+ISA_CAPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "avx512": ("AVX512_CORE", ("avx512f", "avx512dq", "avx512bw", "avx512vl")),
+    "avx2": ("AVX2", ("avx2", "fma")),
+    "avx": ("AVX", ("avx",)),
+    "sse41": ("SSE41", ("sse4_1",)),
+}
+ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+NATIVE = "native"
+
+_GPU_PACKAGES = ("nvidia-cuda-runtime-cu12", "nvidia-cudnn-cu12", "nvidia-cublas-cu12")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    info: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def cpu_flags() -> frozenset[str]:
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
+
+
+def cache_sizes() -> dict[str, str]:
+    """{"L1d": "32K", "L2": "1024K", ...} of CPU 0, from sysfs."""
+    out: dict[str, str] = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        out[f"L{level}{suffix}"] = size
+    return out
+
+
+def cpu_facts() -> dict[str, Any]:
+    """Model, vendor/family/model ids, numerics-relevant ISA flags and cache sizes."""
+    info = _cpuinfo()
+    flags = cpu_flags()
+    return {
+        "model": info.get("model name") or platform.processor() or platform.machine(),
+        "id": "/".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model")),
+        "isa": {flag: flag in flags for flag in NUMERIC_FLAGS},
+        "cache": cache_sizes(),
+    }
+
+
+def _package(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _visible_gpu_count(present: int) -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return present
+    ids = [v for v in visible.split(",") if v.strip() and not v.strip().startswith("-")]
+    return min(len(ids), present)
+
+
+def gpu_facts() -> dict[str, Any] | None:
+    """NVIDIA GPUs TensorFlow will use, or None (no driver, no CUDA packages, or hidden).
+
+    TensorFlow uses a GPU only where the driver is loaded and the `gpu` extra's CUDA
+    libraries are installed; the prediction is checked against TensorFlow's own device
+    list when it loads (seedtrail.tf_runtime), so a wrong guess can never go unnoticed.
+    """
+    gpus = sorted(Path("/proc/driver/nvidia/gpus").glob("*/information"))
+    if not gpus or _package("nvidia-cudnn-cu12") is None:
+        return None
+    count = _visible_gpu_count(len(gpus))
+    if count == 0:
+        return None
+    models = []
+    for info in gpus[:count]:
+        m = re.search(r"^Model:\s*(.+)$", info.read_text(), re.MULTILINE)
+        models.append(m.group(1).strip() if m else "unknown")
+    driver = None
+    version = Path("/proc/driver/nvidia/version")
+    if version.is_file():
+        m = re.search(r"Kernel Module\s+([\d.]+)", version.read_text())
+        driver = m.group(1) if m else None
+    return {
+        "models": models,
+        "compute_capability": _compute_capabilities(count),
+        "driver": driver,
+        "cuda_packages": {p: _package(p) for p in _GPU_PACKAGES},
+    }
+
+
+def _compute_capabilities(count: int) -> list[str] | None:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line.strip() for line in out.splitlines() if line.strip()][:count]
+
+
+def expected_devices(gpu: dict[str, Any] | None) -> list[str]:
+    """TensorFlow's physical device list as `type:name`, predicted without importing it."""
+    devices = ["CPU:/physical_device:CPU:0"]
+    devices += [f"GPU:/physical_device:GPU:{i}" for i in range(len(gpu["models"]) if gpu else 0)]
+    return sorted(devices)
+
+
+def is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+def isa_cap_problem(cpu_isa: str, flags: frozenset[str] | None = None) -> str | None:
+    """Why `cpu_isa` cannot be used on this machine (one line), or None."""
+    if cpu_isa == NATIVE:
+        return None
+    if cpu_isa not in ISA_CAPS:
+        return (
+            f"determinism.cpu_isa: unknown ISA {cpu_isa!r} (one of: native, {', '.join(ISA_CAPS)})"
+        )
+    if not is_x86():
+        return (
+            f"determinism.cpu_isa: {cpu_isa} caps oneDNN on x86-64 CPUs; this machine is "
+            f"{platform.machine()}: use --determinism.cpu-isa native"
+        )
+    flags = cpu_flags() if flags is None else flags
+    missing = [f for f in ISA_CAPS[cpu_isa][1] if f not in flags]
+    if missing:
+        lower = [n for n, (_, need) in ISA_CAPS.items() if all(f in flags for f in need)]
+        hint = f"use one of: {', '.join(lower)}, native" if lower else "use native"
+        return (
+            f"determinism.cpu_isa: this CPU cannot run {cpu_isa} kernels "
+            f"(lacks {', '.join(missing)}); {hint}"
+        )
+    return None
+
+
+def isa_cap_value(cpu_isa: str) -> str | None:
+    """The ONEDNN_MAX_CPU_ISA value for a setting (None: no cap)."""
+    return None if cpu_isa == NATIVE else ISA_CAPS[cpu_isa][0]
+
+
+def isa_cap_in_environment() -> str | None:
+    """A cap the user set by hand in the environment (oneDNN also reads the old DNNL_ name)."""
+    return os.environ.get(ISA_ENV) or os.environ.get("DNNL_MAX_CPU_ISA") or None
+
+
+def explain(diffs: list[tuple[str, Any, Any]]) -> list[str]:
+    """What environment differences (dotted key, A, B) mean for the bytes, in words."""
+    keys = {k: (a, b) for k, a, b in diffs}
+    out: list[str] = []
+    gained = [
+        k.split(".")[-1]
+        for k, (a, b) in keys.items()
+        if k.startswith("cpu.isa.") and a is False and b is True
+    ]
+    lost = [
+        k.split(".")[-1]
+        for k, (a, b) in keys.items()
+        if k.startswith("cpu.isa.") and a is True and b is False
+    ]
+    if gained or lost:
+        which = "; ".join(
+            part
+            for part in (
+                f"only A has {', '.join(lost)}" if lost else "",
+                f"only B has {', '.join(gained)}" if gained else "",
+            )
+            if part
+        )
+        out.append(
+            f"CPU instruction sets differ ({which}): oneDNN picks its kernels by ISA; "
+            "the same --determinism.cpu-isa cap on both runs takes that difference away"
+        )
+    cap = keys.get("determinism.onednn_max_cpu_isa")
+    if cap:
+        out.append(f"the oneDNN ISA cap differs ({cap[0]} -> {cap[1]}): other kernels, other bytes")
+    caches = [
+        f"{k.split('.')[-1]} {a} -> {b}" for k, (a, b) in keys.items() if k.startswith("cpu.cache.")
+    ]
+    if caches:
+        out.append(
+            f"CPU caches differ ({', '.join(caches)}): some oneDNN kernels block by cache size, "
+            "which no ISA cap removes"
+        )
+    if "cpu_model" in keys or "cpu.id" in keys:
+        out.append("another CPU model: kernels tuned per model can round differently")
+    if "devices" in keys or any(k.startswith("gpu") for k in keys):
+        a, b = keys.get("devices", (None, None))
+        gpu_a = any("GPU" in d for d in a or []) if a is not None else None
+        gpu_b = any("GPU" in d for d in b or []) if b is not None else None
+        if gpu_a is not None and gpu_b is not None and gpu_a != gpu_b:
+            out.append(
+                f"one run used a GPU, the other only the CPU ({'A' if gpu_a else 'B'} on GPU): GPU kernels give other bytes"
+            )
+        else:
+            out.append("the GPUs differ (model, driver, CUDA or cuDNN): other kernels, other bytes")
+    return out

@@ -1,0 +1,36 @@
+"""Golden fingerprints: the stages that must give the same bytes on every machine.
+
+Recorded once (tests/golden/travelling_stages.json, with where), asserted here on
+whatever CPU runs the suite, so a machine on which they drift fails CI instead of
+silently producing other data, splits or initial weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from settings.cli import load_settings
+from tests.conftest import TINY, TinyRuns
+from tests.golden_stages import TRAVELLING, travelling_fingerprints
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "travelling_stages.json").read_text())
+
+
+@pytest.mark.parametrize(("name", "flags"), [("default", ()), ("tiny", TINY)])
+def test_travelling_stages_match_the_golden_fingerprints(name: str, flags: tuple) -> None:
+    got = travelling_fingerprints(load_settings(list(flags)))
+    assert got == GOLDEN[name], (
+        f"{name}: bytes drifted on this machine ({GOLDEN['recorded'][name]})"
+    )
+
+
+@pytest.mark.slow
+def test_the_pipeline_computes_the_golden_stages_as_the_golden_helper_does(
+    tiny_runs: TinyRuns,
+) -> None:
+    """The helper above must not drift from what `flows.train` records."""
+    base = tiny_runs.get(base=())["base"].fingerprints()
+    assert {s: base[s] for s in TRAVELLING} == GOLDEN["tiny"]

@@ -1,0 +1,154 @@
+"""The hardware the environment records, the oneDNN ISA cap, and what compare says of them.
+
+Pure functions and hand-made inputs: nothing here assumes the CPU it runs on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from seedtrail import hardware, tf_runtime
+from seedtrail.compare import compare_manifests
+from seedtrail.errors import InputError
+from settings.model import DeterminismSettings, RunSettings
+from tasks.environment import capture_environment, environment_fingerprint
+
+AVX2_ONLY = frozenset({"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c"})
+AVX512 = AVX2_ONLY | {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni"}
+
+
+def test_cpu_facts_name_every_numerics_flag_and_the_caches() -> None:
+    facts = hardware.cpu_facts()
+    assert set(facts["isa"]) == set(hardware.NUMERIC_FLAGS)
+    assert all(isinstance(v, bool) for v in facts["isa"].values())
+    assert isinstance(facts["cache"], dict) and facts["model"]
+
+
+@pytest.mark.parametrize(
+    ("isa", "flags", "problem"),
+    [
+        ("native", AVX2_ONLY, None),
+        ("avx2", AVX2_ONLY, None),
+        ("avx512", AVX512, None),
+        ("avx512", AVX2_ONLY, "lacks avx512f, avx512dq, avx512bw, avx512vl"),
+        ("avx2", frozenset({"sse4_1", "avx"}), "use one of: avx, sse41, native"),
+        ("amx", AVX512, "unknown ISA 'amx'"),
+    ],
+)
+def test_isa_cap_problems_name_the_setting(isa: str, flags: frozenset, problem: str | None) -> None:
+    if not hardware.is_x86():
+        pytest.skip("x86-64 caps are refused as a whole on this machine (tested below)")
+    got = hardware.isa_cap_problem(isa, flags)
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None and got.startswith("determinism.cpu_isa:") and problem in got
+
+
+def test_x86_caps_are_refused_on_other_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "aarch64")
+    problem = hardware.isa_cap_problem("avx2", AVX512)
+    assert problem is not None and "--determinism.cpu-isa native" in problem
+    assert hardware.isa_cap_problem("native") is None
+
+
+def test_a_cap_set_by_hand_is_recorded_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    if hardware.isa_cap_problem("avx2") or hardware.isa_cap_problem("avx"):
+        pytest.skip("this CPU cannot run the avx2 cap")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX")
+    assert tf_runtime.effective_cap(DeterminismSettings(cpu_isa="native")) == "AVX"
+    assert tf_runtime.effective_cap(DeterminismSettings(cpu_isa="avx")) == "AVX"
+    with pytest.raises(
+        InputError, match=r"determinism\.cpu_isa: avx2 means ONEDNN_MAX_CPU_ISA=AVX2"
+    ):
+        tf_runtime.effective_cap(DeterminismSettings(cpu_isa="avx2"))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert tf_runtime.effective_cap(DeterminismSettings(cpu_isa="native")) == "native"
+
+
+def test_the_cap_changes_the_environment_fingerprint() -> None:
+    """Acceptance: a native run and an ONEDNN_MAX_CPU_ISA=AVX run are told apart."""
+    s = DeterminismSettings(cpu_isa="native")
+    native = capture_environment(s, "native")
+    capped = capture_environment(s, "AVX")
+    assert native["determinism"]["onednn_max_cpu_isa"] == "native"
+    assert environment_fingerprint(native) != environment_fingerprint(capped)
+    # ...and so do the CPU's instruction sets and caches, which no setting controls
+    other_cpu = {
+        **native,
+        "cpu": {
+            **native["cpu"],
+            "isa": {**native["cpu"]["isa"], "avx512f": not native["cpu"]["isa"]["avx512f"]},
+        },
+    }
+    assert environment_fingerprint(other_cpu) != environment_fingerprint(native)
+    other_cache = {**native, "cpu": {**native["cpu"], "cache": {"L2": "512K"}}}
+    assert environment_fingerprint(other_cache) != environment_fingerprint(native)
+    # while the hash seed and core count are recorded but change no bytes
+    assert environment_fingerprint({**native, "cpu_count": 64}) == environment_fingerprint(native)
+
+
+def _with_env(manifest: dict, **changes: object) -> dict:
+    import copy
+
+    m = copy.deepcopy(manifest)
+    env = m["environment"]
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        node = env
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = value
+    m["stages"]["environment"]["fingerprint"] = repr(sorted(changes.items()))
+    m["stages"]["train"]["fingerprint"] = "f" * 64
+    m["stages"]["train"]["info"]["epoch_fingerprints"][-1] = "f" * 64
+    return m
+
+
+def test_compare_names_the_isa_the_cap_and_the_caches() -> None:
+    from tests.test_compare import make_manifest
+
+    base = make_manifest(RunSettings())
+    base["environment"]["cpu"] = {
+        "isa": {"avx2": True, "avx512f": False, "avx512bw": False},
+        "cache": {"L1d": "32K", "L2": "512K"},
+    }
+    base["environment"]["determinism"]["onednn_max_cpu_isa"] = "native"
+    other = _with_env(
+        base,
+        cpu__isa__avx512f=True,
+        cpu__isa__avx512bw=True,
+        cpu__cache__L2="1024K",
+        determinism__onednn_max_cpu_isa="AVX",
+    )
+    result = compare_manifests(base, other)
+    text = result.render()
+    assert result.exit_code == 1 and result.first_divergent_stage == "train"
+    assert result.causes[0] == "hardware (see below)"
+    assert "CPU instruction sets differ (only B has avx512f, avx512bw)" in text
+    assert "the oneDNN ISA cap differs (native -> AVX)" in text
+    assert "CPU caches differ (L2 512K -> 1024K)" in text
+    assert "determinism.onednn_max_cpu_isa: native -> AVX" in text
+
+
+def test_compare_names_cpu_against_gpu() -> None:
+    from tests.test_compare import make_manifest
+
+    base = make_manifest(RunSettings())
+    gpu = _with_env(
+        base,
+        devices=["CPU:/physical_device:CPU:0", "GPU:/physical_device:GPU:0"],
+        gpu={"models": ["NVIDIA H100"], "compute_capability": ["9.0"]},
+    )
+    text = compare_manifests(base, gpu).render()
+    assert "one run used a GPU, the other only the CPU (B on GPU)" in text
+
+
+def test_expected_devices_follow_the_gpu_facts() -> None:
+    assert hardware.expected_devices(None) == ["CPU:/physical_device:CPU:0"]
+    two = {"models": ["A", "B"]}
+    assert hardware.expected_devices(two) == [
+        "CPU:/physical_device:CPU:0",
+        "GPU:/physical_device:GPU:0",
+        "GPU:/physical_device:GPU:1",
+    ]
