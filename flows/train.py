@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows._cli import run_cli
@@ -20,20 +20,16 @@ from seedtrail import tf_runtime
 from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
 from seedtrail.prefect_run import seed_tag, tag_current_flow_run
-from seedtrail.report import run_card, short, terminal_summary
+from seedtrail.registry import code_versions
+from seedtrail.report import run_card, terminal_summary
 from seedtrail.rundir import COMPLETE, NotARun, RunDirectory, new_run_id, read_manifest
-from seedtrail.stage import StageResult
 from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageResult
 from seedtrail.store import store_dir
 from settings.cli import load_settings
 from settings.model import RunSettings, recorded_settings, upgrade_recorded
 from settings.seeds import SeedPlan, Stage
 from tasks import augment, data, environment, evaluate, model, split, train
-
-STAGE_VERSIONS = {
-    m.__name__.rsplit(".", 1)[1]: m.VERSION
-    for m in (environment, data, augment, split, model, train, evaluate)
-}
 
 
 def settings_fingerprint(settings: RunSettings) -> str:
@@ -62,13 +58,6 @@ def preflight(settings: RunSettings) -> None:
         ) from None
 
 
-def _log_stage(result: StageResult) -> None:
-    what = "skipped" if result.skipped else f"fingerprint {short(result.fingerprint)}"
-    get_run_logger().info(
-        "%-11s seed %-10d %s  %.2fs", result.stage, result.seed, what, result.duration_s
-    )
-
-
 class _StopAfter(Exception):
     """Raised after the stage named by `stop_after` (verify can stop early)."""
 
@@ -91,7 +80,7 @@ def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
             "settings": settings.model_dump(mode="json"),
             "settings_fingerprint": s_fp,
             "seeds": plan.to_manifest(),
-            "stage_versions": STAGE_VERSIONS,
+            "stage_versions": code_versions(),
         },
     )
 
@@ -116,13 +105,12 @@ def run_training(
     def record(result: StageResult) -> StageResult:
         run.record_stage(result)
         run.add_artifacts(result.outputs)
-        _log_stage(result)
         if result.stage == stop_after:
             raise _StopAfter
         return result
 
     try:
-        env = record(environment.environment_task(settings.determinism, plan["environment"]))
+        env = record(environment.run_environment(settings.determinism, plan["environment"]))
         run.set("environment", env.info["environment"])
         ctx = StageContext(
             run_dir=run.path,
@@ -131,16 +119,16 @@ def run_training(
             env_fingerprint=env.fingerprint,
             stack_fingerprint=env.info["stack_fingerprint"],
         )
-        ds = record(data.data_task(ctx, settings.data, plan["data"]))
-        aug = record(augment.augment_task(ctx, settings.augment, plan["augment"], ds))
-        idx = record(split.split_task(ctx, settings.split, plan["split"], ds))
-        init = record(model.model_task(ctx, settings.model, plan["model"], ds, idx))
+        ds = record(data.run_data(ctx, settings.data, plan["data"]))
+        aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
+        idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
+        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx))
         fit = record(
-            train.train_task(
+            train.run_train(
                 ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
             )
         )
-        ev = record(evaluate.evaluate_task(ctx, plan["evaluate"], ds, idx, fit))
+        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
         run.set("metrics", ev.info["metrics"])
         run.finish(COMPLETE)
     except _StopAfter:

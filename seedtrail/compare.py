@@ -23,9 +23,9 @@ from typing import Any
 
 from seedtrail.errors import InputError
 from seedtrail.hardware import explain as explain_hardware
+from seedtrail.registry import STAGES
 from seedtrail.report import short
 from seedtrail.rundir import MANIFEST, NotARun, read_manifest
-from settings.seeds import STAGES
 
 #: Settings that never change a run's bytes, so their differences are not reported as causes.
 IGNORED_SETTINGS = frozenset({"output_dir"})
@@ -35,7 +35,6 @@ IGNORED_SETTINGS = frozenset({"output_dir"})
 NOT_FINGERPRINTED = frozenset({"platform", "cpu_count", "determinism.PYTHONHASHSEED"})
 
 COMPLETE = "complete"
-DATA_STAGES = tuple(s for s in STAGES if s != "environment")
 
 
 def read_run(run_dir: Path | str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from settings.seeds import STAGES
+from seedtrail.registry import STAGES
 
 
 def short(fp: str | None, n: int = 12) -> str:

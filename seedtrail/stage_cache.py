@@ -15,10 +15,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from seedtrail import atomic
 from seedtrail.fingerprint import sha256_file
-from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage_result import StageResult
 
 
 @dataclass(frozen=True)
@@ -108,24 +109,16 @@ def _warn(message: str) -> None:
         get_logger("seedtrail").warning(message)
 
 
-def cached(
-    ctx: StageContext,
-    stage: str,
-    key: str,
-    compute: Callable[[], StageResult],
-    log: Callable[[str], None] = _warn,
-) -> StageResult:
-    """Return a verified cache hit (cached=True), or compute, store and return the result."""
-    with stopwatch() as elapsed:
-        if ctx.use_cache:
-            hit, why = load_entry(ctx, stage, key)
-            if hit is not None:
-                return replace(
-                    hit, cached=True, duration_s=elapsed(), info={**hit.info, "cache_key": key}
-                )
-            if why != "no entry":  # say why a stage ran again instead of reusing
-                log(f"{stage}: cache entry rejected, recomputing: {why}")
-    result = compute()
-    result = replace(result, info={**result.info, "cache_key": key})
-    save_entry(ctx, key, result)
-    return result
+def lookup(
+    ctx: StageContext, stage: str, key: str, log: Callable[[str], None] = _warn
+) -> tuple[StageResult | None, dict[str, Any]]:
+    """(verified hit or None, the cache decision as data) for one stage's key."""
+    if not ctx.use_cache:
+        return None, {"status": "off", "key": key, "reason": "cache disabled (--no-cache)"}
+    hit, why = load_entry(ctx, stage, key)
+    if hit is None:
+        if why != "no entry":  # say why a stage ran again instead of reusing
+            log(f"{stage}: cache entry rejected, recomputing: {why}")
+        return None, {"status": "miss", "key": key, "reason": why}
+    # load_entry checked the sha256 of every file of the entry before returning it
+    return replace(hit, cached=True), {"status": "hit", "key": key, "verified": True}

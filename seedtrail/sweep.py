@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail.errors import InputError
+from seedtrail.registry import VARY_STAGES
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
 
-# Sources of randomness a sweep can vary on its own; "all" varies the root seed.
-VARY_STAGES: tuple[str, ...] = ("data", "augment", "split", "model", "train")
+# Sources of randomness a sweep can vary on its own (the registry's), or "all": the root seed.
 VARY_CHOICES: tuple[str, ...] = (*VARY_STAGES, "all")
 MAX_SWEEP_RUNS = 10_000
 

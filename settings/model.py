@@ -8,9 +8,11 @@ bounds and a default. Nothing here reads the environment (see `settings.cli`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from seedtrail.registry import PIPELINE
 
 MAX_SEED = 2**32 - 1
 
@@ -156,22 +158,18 @@ class DeterminismSettings(Section):
     )
 
 
-class SeedOverrides(Section):
-    """Pin one stage's seed instead of deriving it from the root seed."""
+def _seed_field(description: str) -> Any:
+    return (int | None, Field(None, ge=0, le=MAX_SEED, description=description))
 
-    environment: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="Pin the environment seed."
-    )
-    data: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the data seed.")
-    augment: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the augment seed.")
-    split: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the split seed.")
-    model: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="Pin the model (weight init) seed."
-    )
-    train: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="Pin the train (batch order) seed."
-    )
-    evaluate: int | None = Field(None, ge=0, le=MAX_SEED, description="Pin the evaluate seed.")
+
+# One optional field per pipeline stage, from the registry (a Prefect UI form).
+SeedOverrides = create_model(
+    "SeedOverrides",
+    __base__=Section,
+    __doc__="Pin one stage's seed instead of deriving it from the root seed.",
+    __module__=__name__,
+    **{s.name: _seed_field(s.seed_description) for s in PIPELINE},
+)
 
 
 class RunSettings(Section):

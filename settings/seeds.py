@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from seedtrail.registry import STAGES
 
 if TYPE_CHECKING:
     from settings.model import RunSettings
 
-Stage = Literal["environment", "data", "augment", "split", "model", "train", "evaluate"]
-STAGES: tuple[str, ...] = get_args(Stage)
+#: A stage name, as a type (e.g. verify's --stop-after, a flow parameter).
+Stage = Literal[STAGES]  # type: ignore[valid-type]  (the registry's names)
 
 SEED_RULE = (
     "stage seed = numpy.random.SeedSequence(root, spawn_key=(stage_key,)).generate_state(1)[0]; "

@@ -15,19 +15,16 @@ import random
 from pathlib import Path
 
 import numpy as np
-from prefect import task
 
-from seedtrail.cache_key import cache_key
 from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.quiet import set_quiet_environment
-from seedtrail.stage import StageResult, stopwatch
-from seedtrail.stage_cache import StageContext, cached
+from seedtrail.stage import stage
+from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
 from settings.model import AugmentSettings
 from settings.seeds import epoch_seeds
 
-VERSION = "2"  # 2: per-sample 128-bit states instead of set_random_seed
-DETERMINISTIC = True
 PREVIEW_EPOCH = 0
 
 
@@ -137,35 +134,19 @@ def save_preview(original: np.ndarray, augmented: np.ndarray, path: Path) -> Non
     plt.close(fig)
 
 
-def run_augment(s: AugmentSettings, seed: int, data: StageResult, run_dir: Path) -> StageResult:
-    with stopwatch() as elapsed:
-        if data.info["modality"] != "image" or not s.enabled:
-            reason = "tabular data" if data.info["modality"] != "image" else "augment.enabled=false"
-            return StageResult(
-                "augment", seed, "skipped", elapsed(), skipped=True, info={"reason": reason}
-            )
-        arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
-        x = arrays["x"]
-        idx = np.arange(min(s.preview_samples, len(x)))
-        augmented = augment_epoch(build_augmenter(s), x, idx, seed, PREVIEW_EPOCH)
-        fp = fingerprint_arrays({"preview": augmented})
-        preview = run_dir / "augment_preview.png"
-        save_preview(x[idx], augmented, preview)
-    return StageResult(
-        "augment",
-        seed,
-        fp,
-        elapsed(),
+@stage(env="stack")
+def run_augment(ctx: StageContext, s: AugmentSettings, seed: int, data: StageResult) -> StageOutput:
+    if data.info["modality"] != "image" or not s.enabled:
+        return StageOutput.skip(
+            "tabular data" if data.info["modality"] != "image" else "augment.enabled=false"
+        )
+    x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
+    idx = np.arange(min(s.preview_samples, len(x)))
+    augmented = augment_epoch(build_augmenter(s), x, idx, seed, PREVIEW_EPOCH)
+    preview = ctx.run_dir / "augment_preview.png"
+    save_preview(x[idx], augmented, preview)
+    return StageOutput(
+        fingerprint_arrays({"preview": augmented}),
         outputs={"augment_preview": str(preview)},
         info={"fingerprint_of": f"first {len(idx)} samples augmented with epoch-0 seeds"},
     )
-
-
-@task(name="augment")
-def augment_task(
-    ctx: StageContext, s: AugmentSettings, seed: int, data: StageResult
-) -> StageResult:
-    key = cache_key(
-        "augment", VERSION, s, seed, {"data": data.fingerprint, "stack": ctx.stack_fingerprint}
-    )
-    return cached(ctx, "augment", key, lambda: run_augment(s, seed, data, ctx.run_dir))

@@ -15,19 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from prefect import task
 
-from seedtrail.cache_key import cache_key
 from seedtrail.datasets import SHAPES, digits, synthetic_shapes, tabular
-from seedtrail.errors import InputError, retry_unless_input_error
-from seedtrail.fingerprint import sha256_file
-from seedtrail.stage import StageResult, stopwatch
-from seedtrail.stage_cache import StageContext, cached
+from seedtrail.errors import InputError
+from seedtrail.stage import stage
+from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageOutput
 from seedtrail.store import put_arrays
 from settings.model import DataSettings
-
-VERSION = "1"
-DETERMINISTIC = True
 
 
 @dataclass(frozen=True)
@@ -197,23 +192,10 @@ def describe(ds: Dataset) -> dict:
     }
 
 
-def run_data(s: DataSettings, seed: int, store: Path) -> StageResult:
-    with stopwatch() as elapsed:
-        ds = load_dataset(s, seed)
-        fp, path = put_arrays(store, {"x": ds.x, "y": ds.y})
-    return StageResult(
-        "data", seed, fp, elapsed(), outputs={"arrays": str(path)}, info=describe(ds)
-    )
-
-
-def data_key(s: DataSettings, seed: int, stack_fingerprint: str) -> str:
-    inputs = {"stack": stack_fingerprint}
-    if s.kind == "file" and s.path is not None and Path(s.path).is_file():
-        inputs["file_sha256"] = sha256_file(Path(s.path))  # same path, new content: new key
-    return cache_key("data", VERSION, s, seed, inputs)
-
-
-@task(name="data", retries=2, retry_delay_seconds=0.5, retry_condition_fn=retry_unless_input_error)
-def data_task(ctx: StageContext, s: DataSettings, seed: int) -> StageResult:
-    key = data_key(s, seed, ctx.stack_fingerprint)
-    return cached(ctx, "data", key, lambda: run_data(s, seed, ctx.store))
+# Retries: reading a user file can fail transiently; bad input never retries.
+# The key covers the sha256 of data.path's content (seedtrail/cache_key.py).
+@stage(retries=2, env="stack")
+def run_data(ctx: StageContext, s: DataSettings, seed: int) -> StageOutput:
+    ds = load_dataset(s, seed)
+    fp, path = put_arrays(ctx.store, {"x": ds.x, "y": ds.y})
+    return StageOutput(fp, outputs={"arrays": str(path)}, info=describe(ds))

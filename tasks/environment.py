@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
 
 from seedtrail import hardware, tf_runtime
 from seedtrail.fingerprint import fingerprint_json, sha256_file
-from seedtrail.stage import StageResult, stopwatch
+from seedtrail.stage import stage
+from seedtrail.stage_result import StageOutput
 from settings.model import DeterminismSettings
 
-VERSION = "2"  # 2: TF-free capture with CPU ISA flags, caches, GPU and the oneDNN cap
-DETERMINISTIC = True
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "tensorflow",
@@ -102,25 +100,16 @@ def environment_fingerprint(env: dict[str, Any]) -> str:
     return fingerprint_json(stable)
 
 
-def run_environment(s: DeterminismSettings, seed: int) -> StageResult:
+# Never cached: it requests this process's TF runtime, which a cache hit would skip.
+@stage(cacheable=False, env="none")
+def run_environment(s: DeterminismSettings, seed: int) -> StageOutput:
     """Record the stack and request its TF runtime; TF loads only when a TF stage runs."""
-    with stopwatch() as elapsed:
-        random.seed(seed)
-        np.random.seed(seed)
-        cap = tf_runtime.effective_cap(s)
-        env = capture_environment(s, cap)
-        tf_runtime.request(s, seed, env["devices"])
-        fp = environment_fingerprint(env)
-    return StageResult(
-        "environment",
-        seed,
-        fp,
-        elapsed(),
+    random.seed(seed)
+    np.random.seed(seed)
+    cap = tf_runtime.effective_cap(s)
+    env = capture_environment(s, cap)
+    tf_runtime.request(s, seed, env["devices"])
+    return StageOutput(
+        environment_fingerprint(env),
         info={"environment": env, "stack_fingerprint": stack_fingerprint(env)},
     )
-
-
-# Never cached: it configures this process's TF runtime, which a cache hit would skip.
-@task(name="environment")
-def environment_task(s: DeterminismSettings, seed: int) -> StageResult:
-    return run_environment(s, seed)

@@ -6,18 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
 
 from seedtrail import atomic, tf_runtime
-from seedtrail.cache_key import cache_key
 from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.keras_io import load_model
-from seedtrail.stage import StageResult, stopwatch
-from seedtrail.stage_cache import StageContext, cached
+from seedtrail.stage import stage
+from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
-
-VERSION = "1"
-DETERMINISTIC = True
 
 
 def classification_metrics(
@@ -49,41 +45,24 @@ def classification_metrics(
     }
 
 
+@stage()
 def run_evaluate(
-    seed: int, data: StageResult, split: StageResult, train: StageResult, run_dir: Path
-) -> StageResult:
-    with stopwatch() as elapsed:
-        tf_runtime.ensure()
-        import keras
+    ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
+) -> StageOutput:
+    tf_runtime.ensure()
+    import keras
 
-        keras.utils.set_random_seed(seed)
-        arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
-        test = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["test"]
-        model = load_model(Path(train.outputs["model"]))
-        probs = np.asarray(model.predict(arrays["x"][test], batch_size=256, verbose=0))
-        metrics = classification_metrics(probs, arrays["y"][test], data.info["class_names"])
-        fp = fingerprint_arrays({"probabilities": probs})
-        path = run_dir / "metrics.json"
-        atomic.write_json(path, metrics)
-    return StageResult(
-        "evaluate",
-        seed,
-        fp,
-        elapsed(),
+    keras.utils.set_random_seed(seed)
+    arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
+    test = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["test"]
+    model = load_model(Path(train.outputs["model"]))
+    probs = np.asarray(model.predict(arrays["x"][test], batch_size=256, verbose=0))
+    # class_names come from data's record, not its bytes: the key covers both (cache_key.py)
+    metrics = classification_metrics(probs, arrays["y"][test], data.info["class_names"])
+    path = ctx.run_dir / "metrics.json"
+    atomic.write_json(path, metrics)
+    return StageOutput(
+        fingerprint_arrays({"probabilities": probs}),
         outputs={"metrics": str(path)},
         info={"fingerprint_of": "test-set probabilities", "metrics": metrics},
     )
-
-
-@task(name="evaluate")
-def evaluate_task(
-    ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
-) -> StageResult:
-    inputs = {
-        "data": data.fingerprint,
-        "split": split.fingerprint,
-        "train": train.fingerprint,
-        "env": ctx.env_fingerprint,
-    }
-    key = cache_key("evaluate", VERSION, None, seed, inputs)
-    return cached(ctx, "evaluate", key, lambda: run_evaluate(seed, data, split, train, ctx.run_dir))

@@ -9,19 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from prefect import task
 
 from seedtrail import tf_runtime
-from seedtrail.cache_key import cache_key
 from seedtrail.keras_io import save_model, weights_fingerprint
-from seedtrail.stage import StageResult, stopwatch
-from seedtrail.stage_cache import StageContext, cached
+from seedtrail.stage import stage
+from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
 from settings.model import ModelSettings
 from settings.seeds import derive_seed
-
-VERSION = "1"
-DETERMINISTIC = True
 
 
 class _Seeds:
@@ -87,38 +83,26 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"seedtrail_{modality}")
 
 
+@stage()
 def run_model(
-    s: ModelSettings, seed: int, data: StageResult, split: StageResult, store: Path
-) -> StageResult:
-    with stopwatch() as elapsed:
-        tf_runtime.ensure()
-        info = data.info
-        mean = var = None
-        if info["modality"] == "tabular":  # standardize with training rows only
-            x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
-            train = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]
-            mean = x[train].mean(axis=0, dtype=np.float64).astype(np.float32)
-            var = x[train].var(axis=0, dtype=np.float64).astype(np.float32)
-        model = build_model(
-            s, seed, tuple(info["sample_shape"]), info["n_classes"], info["modality"], mean, var
-        )
-        fp = weights_fingerprint(model)
-        path = store / "models" / f"{fp}.keras"
-        save_model(model, path)
-    return StageResult(
-        "model",
-        seed,
+    ctx: StageContext, s: ModelSettings, seed: int, data: StageResult, split: StageResult
+) -> StageOutput:
+    tf_runtime.ensure()
+    info = data.info
+    mean = var = None
+    if info["modality"] == "tabular":  # standardize with training rows only
+        x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
+        train = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]
+        mean = x[train].mean(axis=0, dtype=np.float64).astype(np.float32)
+        var = x[train].var(axis=0, dtype=np.float64).astype(np.float32)
+    model = build_model(
+        s, seed, tuple(info["sample_shape"]), info["n_classes"], info["modality"], mean, var
+    )
+    fp = weights_fingerprint(model)
+    path = ctx.store / "models" / f"{fp}.keras"
+    save_model(model, path)
+    return StageOutput(
         fp,
-        elapsed(),
         outputs={"initial_model": str(path)},
         info={"parameters": int(model.count_params()), "fingerprint_of": "initial weights"},
     )
-
-
-@task(name="model")
-def model_task(
-    ctx: StageContext, s: ModelSettings, seed: int, data: StageResult, split: StageResult
-) -> StageResult:
-    inputs = {"data": data.fingerprint, "split": split.fingerprint, "env": ctx.env_fingerprint}
-    key = cache_key("model", VERSION, s, seed, inputs)
-    return cached(ctx, "model", key, lambda: run_model(s, seed, data, split, ctx.store))

@@ -5,18 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from prefect import task
 
-from seedtrail.cache_key import cache_key
-from seedtrail.errors import InputError, retry_unless_input_error
-from seedtrail.stage import StageResult, stopwatch
-from seedtrail.stage_cache import StageContext, cached
+from seedtrail.errors import InputError
+from seedtrail.stage import stage
+from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays, put_arrays
 from settings.model import SplitSettings
 from settings.seeds import derive_seed
-
-VERSION = "1"
-DETERMINISTIC = True
 
 
 def split_sizes(y: np.ndarray, s: SplitSettings) -> tuple[int, int, int]:
@@ -59,24 +55,14 @@ def split_indices(
     return train.astype(np.int64), val.astype(np.int64), test.astype(np.int64)
 
 
-def run_split(s: SplitSettings, seed: int, data: StageResult, store: Path) -> StageResult:
-    with stopwatch() as elapsed:
-        y = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["y"]
-        train, val, test = split_indices(y, s, seed)
-        fp, path = put_arrays(store, {"train": train, "val": val, "test": test})
-    return StageResult(
-        "split",
-        seed,
+# Retries: reading the data arrays can fail transiently; bad input never retries.
+@stage(retries=2, env="stack")
+def run_split(ctx: StageContext, s: SplitSettings, seed: int, data: StageResult) -> StageOutput:
+    y = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["y"]
+    train, val, test = split_indices(y, s, seed)
+    fp, path = put_arrays(ctx.store, {"train": train, "val": val, "test": test})
+    return StageOutput(
         fp,
-        elapsed(),
         outputs={"indices": str(path)},
         info={"sizes": {"train": len(train), "val": len(val), "test": len(test)}},
     )
-
-
-@task(name="split", retries=2, retry_delay_seconds=0.5, retry_condition_fn=retry_unless_input_error)
-def split_task(ctx: StageContext, s: SplitSettings, seed: int, data: StageResult) -> StageResult:
-    key = cache_key(
-        "split", VERSION, s, seed, {"data": data.fingerprint, "stack": ctx.stack_fingerprint}
-    )
-    return cached(ctx, "split", key, lambda: run_split(s, seed, data, ctx.store))

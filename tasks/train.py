@@ -12,23 +12,20 @@ import shutil
 import sys
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from seedtrail import atomic, tf_runtime
-from seedtrail.cache_key import cache_key
 from seedtrail.checkpoint import load_checkpoint, save_checkpoint
-from seedtrail.fingerprint import fingerprint_json
 from seedtrail.keras_io import load_model, save_model, weights_fingerprint
 from seedtrail.plots import training_curves
-from seedtrail.stage import StageResult, stopwatch
-from seedtrail.stage_cache import StageContext, cached
+from seedtrail.stage import stage
+from seedtrail.stage_cache import StageContext
+from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
 from settings.model import AugmentSettings, TrainingSettings
 from settings.seeds import epoch_rng
 from tasks.augment import augment_epoch, build_augmenter
 
-VERSION = "1"
-DETERMINISTIC = True
 LOSS = "sparse_categorical_crossentropy"
 
 
@@ -51,132 +48,9 @@ def make_optimizer(s: TrainingSettings):
     return keras.optimizers.Adam(learning_rate=s.learning_rate)
 
 
+# The key names the checkpoints: a resumed run continues only its own training.
+@stage()
 def run_train(
-    s: TrainingSettings,
-    seed: int,
-    augment_settings: AugmentSettings,
-    augment: StageResult,
-    data: StageResult,
-    split: StageResult,
-    model_stage: StageResult,
-    run_dir: Path,
-    key: str = "",
-) -> StageResult:
-    """Train from the initial model, or continue from this run's last checkpoint for `key`."""
-    with stopwatch() as elapsed:
-        tf_runtime.ensure()
-        import keras
-
-        keras.utils.set_random_seed(seed)
-        arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
-        idx = load_arrays(Path(split.outputs["indices"]), split.fingerprint)
-        x, y = arrays["x"], arrays["y"]
-        ckpt_dir = run_dir / "checkpoints"
-        ckpt = load_checkpoint(ckpt_dir, key) if key else None
-        if ckpt is None:
-            model, optimizer, start = (
-                load_model(Path(model_stage.outputs["initial_model"])),
-                None,
-                0,
-            )
-            history: dict[str, list[float]] = {}
-            epoch_fingerprints: list[str] = []
-        else:
-            model, optimizer, start = ckpt.model, ckpt.model.optimizer, ckpt.epochs_done
-            history, epoch_fingerprints = ckpt.state["history"], ckpt.state["epoch_fingerprints"]
-            get_run_logger().info("train: resuming after epoch %d from its checkpoint", start)
-        model.compile(
-            optimizer=optimizer or make_optimizer(s),  # a checkpoint's optimizer keeps its state
-            loss=LOSS,
-            metrics=["accuracy"],
-            jit_compile=False,  # XLA is off under op determinism anyway; say so
-        )
-        augmenter = None if augment.skipped else build_augmenter(augment_settings)
-        x_val, y_val = x[idx["val"]], y[idx["val"]]
-        verbose = 1 if sys.stdout.isatty() else 2
-        one_epoch = _one_epoch_callback()
-        for epoch in range(start, s.epochs):
-            order = epoch_rng(seed, epoch).permutation(idx["train"])
-            x_epoch = (
-                x[order]
-                if augmenter is None
-                else augment_epoch(augmenter, x, order, augment.seed, epoch)
-            )
-            h = model.fit(
-                x_epoch,
-                y[order],
-                batch_size=s.batch_size,
-                epochs=s.epochs,
-                initial_epoch=epoch,
-                callbacks=[one_epoch],
-                shuffle=False,
-                validation_data=(x_val, y_val),
-                verbose=verbose,
-            )
-            for name, values in h.history.items():
-                history.setdefault(name, []).append(float(values[-1]))
-            epoch_fingerprints.append(weights_fingerprint(model))
-            if key:
-                save_checkpoint(
-                    ckpt_dir,
-                    model,
-                    epoch + 1,
-                    {"key": key, "history": history, "epoch_fingerprints": epoch_fingerprints},
-                )
-
-        model_path = run_dir / "model.keras"
-        save_model(model, model_path)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the final model supersedes them
-        atomic.write_json(run_dir / "history.json", history)
-        curves = run_dir / "training_curves.png"
-        training_curves(history, curves, f"seed {seed} · {s.epochs} epochs")
-    return StageResult(
-        "train",
-        seed,
-        epoch_fingerprints[-1],
-        elapsed(),
-        outputs={
-            "model": str(model_path),
-            "history": str(run_dir / "history.json"),
-            "training_curves": str(curves),
-        },
-        info={
-            "fingerprint_of": "final weights and seed-generator states",
-            "epoch_fingerprints": epoch_fingerprints,
-            "resumed_after_epoch": start,
-            "final": {k: v[-1] for k, v in history.items()},
-        },
-    )
-
-
-def train_key(
-    s: TrainingSettings,
-    seed: int,
-    augment_settings: AugmentSettings,
-    augment: StageResult,
-    data: StageResult,
-    split: StageResult,
-    model_stage: StageResult,
-    env_fingerprint: str,
-) -> str:
-    return cache_key(
-        "train",
-        VERSION,
-        s,
-        seed,
-        {
-            "augment_settings": fingerprint_json(augment_settings.model_dump(mode="json")),
-            "augment": f"{augment.seed}:{augment.fingerprint}",
-            "data": data.fingerprint,
-            "split": split.fingerprint,
-            "model": model_stage.fingerprint,
-            "environment": env_fingerprint,
-        },
-    )
-
-
-@task(name="train")
-def train_task(
     ctx: StageContext,
     s: TrainingSettings,
     seed: int,
@@ -185,15 +59,86 @@ def train_task(
     data: StageResult,
     split: StageResult,
     model_stage: StageResult,
-) -> StageResult:
-    key = train_key(
-        s, seed, augment_settings, augment, data, split, model_stage, ctx.env_fingerprint
+    cache_key: str = "",
+) -> StageOutput:
+    """Train from the initial model, or continue from this run's last checkpoint for the key."""
+    tf_runtime.ensure()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
+    idx = load_arrays(Path(split.outputs["indices"]), split.fingerprint)
+    x, y = arrays["x"], arrays["y"]
+    ckpt_dir = ctx.run_dir / "checkpoints"
+    ckpt = load_checkpoint(ckpt_dir, cache_key) if cache_key else None
+    if ckpt is None:
+        model, optimizer, start = (
+            load_model(Path(model_stage.outputs["initial_model"])),
+            None,
+            0,
+        )
+        history: dict[str, list[float]] = {}
+        epoch_fingerprints: list[str] = []
+    else:
+        model, optimizer, start = ckpt.model, ckpt.model.optimizer, ckpt.epochs_done
+        history, epoch_fingerprints = ckpt.state["history"], ckpt.state["epoch_fingerprints"]
+        get_run_logger().info("train: resuming after epoch %d from its checkpoint", start)
+    model.compile(
+        optimizer=optimizer or make_optimizer(s),  # a checkpoint's optimizer keeps its state
+        loss=LOSS,
+        metrics=["accuracy"],
+        jit_compile=False,  # XLA is off under op determinism anyway; say so
     )
-    return cached(
-        ctx,
-        "train",
-        key,
-        lambda: run_train(
-            s, seed, augment_settings, augment, data, split, model_stage, ctx.run_dir, key
-        ),
+    augmenter = None if augment.skipped else build_augmenter(augment_settings)
+    x_val, y_val = x[idx["val"]], y[idx["val"]]
+    verbose = 1 if sys.stdout.isatty() else 2
+    one_epoch = _one_epoch_callback()
+    for epoch in range(start, s.epochs):
+        order = epoch_rng(seed, epoch).permutation(idx["train"])
+        x_epoch = (
+            x[order]
+            if augmenter is None
+            else augment_epoch(augmenter, x, order, augment.seed, epoch)
+        )
+        h = model.fit(
+            x_epoch,
+            y[order],
+            batch_size=s.batch_size,
+            epochs=s.epochs,
+            initial_epoch=epoch,
+            callbacks=[one_epoch],
+            shuffle=False,
+            validation_data=(x_val, y_val),
+            verbose=verbose,
+        )
+        for name, values in h.history.items():
+            history.setdefault(name, []).append(float(values[-1]))
+        epoch_fingerprints.append(weights_fingerprint(model))
+        if cache_key:
+            save_checkpoint(
+                ckpt_dir,
+                model,
+                epoch + 1,
+                {"key": cache_key, "history": history, "epoch_fingerprints": epoch_fingerprints},
+            )
+
+    model_path = ctx.run_dir / "model.keras"
+    save_model(model, model_path)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the final model supersedes them
+    atomic.write_json(ctx.run_dir / "history.json", history)
+    curves = ctx.run_dir / "training_curves.png"
+    training_curves(history, curves, f"seed {seed} · {s.epochs} epochs")
+    return StageOutput(
+        epoch_fingerprints[-1],
+        outputs={
+            "model": str(model_path),
+            "history": str(ctx.run_dir / "history.json"),
+            "training_curves": str(curves),
+        },
+        info={
+            "fingerprint_of": "final weights and seed-generator states",
+            "epoch_fingerprints": epoch_fingerprints,
+            "resumed_after_epoch": start,
+            "final": {k: v[-1] for k, v in history.items()},
+        },
     )
