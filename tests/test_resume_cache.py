@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.train import train_flow
-from settings import RunSettings, TrainingSettings
+from settings import DataSettings, RunSettings, TrainingSettings
 from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
 
 # Long enough per epoch that a kill lands inside training, small enough to stay quick.
@@ -64,6 +64,26 @@ def test_corrupted_cache_file_is_detected_and_recomputed(
     assert second["stages"]["data"]["fingerprint"] == first["stages"]["data"]["fingerprint"]
     assert second["stages"]["evaluate"]["cached"] is True
     assert second["stages"]["train"]["fingerprint"] == first["stages"]["train"]["fingerprint"]
+
+
+def _labelled_csv(path: Path, names: tuple[str, str]) -> Path:
+    rows = [f"{i % 7},{(i * 3) % 5},{names[i % 2]}" for i in range(80)]
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_label_names_alone_never_give_a_stale_cached_evaluate(
+    prefect_server: None, settings: RunSettings, tmp_path: Path
+) -> None:
+    """Same data bytes, other class names: evaluate must report the new names."""
+    runs = []
+    for names in (("cat", "dog"), ("ant", "bee")):
+        data = DataSettings(kind="file", path=_labelled_csv(tmp_path / f"{names[0]}.csv", names))
+        runs.append(train_flow(settings.model_copy(update={"data": data})))
+    cats, ants = runs
+    assert ants["stages"]["data"]["fingerprint"] == cats["stages"]["data"]["fingerprint"]
+    assert sorted(ants["metrics"]["per_class"]) == ["ant", "bee"]
+    assert ants["stages"]["evaluate"]["cached"] is False
 
 
 def test_a_retried_stage_gives_the_same_bytes(
