@@ -37,7 +37,8 @@ from flows.train import preflight, settings_fingerprint
 from seedtrail import atomic
 from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
-from seedtrail.rundir import COMPLETE, MANIFEST, NotARun, read_manifest
+from seedtrail.manifest import COMPLETE, MANIFEST, Manifest, NotARun, parse_manifest, read_manifest
+from seedtrail.registry import STAGES
 from seedtrail.sweep import (
     VARY_CHOICES,
     PlannedRun,
@@ -51,7 +52,7 @@ from seedtrail.sweep import (
 )
 from settings.cli import load_settings
 from settings.model import RunSettings
-from settings.seeds import STAGES, SeedPlan
+from settings.seeds import SeedPlan
 
 PROG = "python -m flows.sweep"
 DESCRIPTION = "Run the training flow once per seed and summarise the spread of the metrics."
@@ -164,56 +165,57 @@ def parse_args(argv: Sequence[str]) -> SweepArgs:
 # ---- resume -----------------------------------------------------------------------------
 
 
-def completed_runs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+def completed_runs(sweep_dir: Path) -> dict[str, Manifest]:
     """settings fingerprint -> manifest of a finished run in the sweep directory.
 
     Finished means: status "complete" (the last write of a run), a fingerprint for
     every stage and the saved model on disk. Anything else is run again.
     """
-    found: dict[str, dict[str, Any]] = {}
-    if not sweep_dir.is_dir():
-        return found
-    for mf in sorted(sweep_dir.glob(f"*/{MANIFEST}")):
-        try:
-            m = read_manifest(mf.parent)
-        except NotARun:
-            continue
-        model = m.get("artifacts", {}).get("model")
+    found: dict[str, Manifest] = {}
+    for m in _manifests(sweep_dir):
+        model = m.artifacts.get("model")
         if (
-            m["status"] == COMPLETE
-            and all(m["stages"].get(s, {}).get("fingerprint") for s in STAGES)
+            m.complete
+            and all(s in m.stages and m.stages[s].fingerprint for s in STAGES)
             and model
-            and (mf.parent / model).is_file()
-            and m.get("settings_fingerprint")
+            and (Path(m.run_dir) / model).is_file()
+            and m.settings_fingerprint
         ):
-            found[m["settings_fingerprint"]] = {**m, "run_dir": str(mf.parent)}
+            found[m.settings_fingerprint] = m
     return found
 
 
-def failed_manifest(sweep_dir: Path, settings_fp: str) -> dict[str, Any] | None:
-    """The newest unfinished manifest of these settings (to report its error)."""
-    newest = None
+def _manifests(sweep_dir: Path) -> Iterator[Manifest]:
+    """Every readable run manifest in the sweep directory (an unreadable one is rerun)."""
+    if not sweep_dir.is_dir():
+        return
     for mf in sorted(sweep_dir.glob(f"*/{MANIFEST}")):
         try:
-            m = read_manifest(mf.parent)
+            yield read_manifest(mf.parent)
         except NotARun:
             continue
-        if m.get("settings_fingerprint") == settings_fp and m["status"] != COMPLETE:
-            newest = {**m, "run_dir": str(mf.parent)}
+
+
+def failed_manifest(sweep_dir: Path, settings_fp: str) -> Manifest | None:
+    """The newest unfinished manifest of these settings (to report its error)."""
+    newest = None
+    for m in _manifests(sweep_dir):
+        if m.settings_fingerprint == settings_fp and not m.complete:
+            newest = m
     return newest
 
 
-def run_record(planned: PlannedRun, manifest: dict[str, Any], resumed: bool) -> dict[str, Any]:
+def run_record(planned: PlannedRun, manifest: Manifest, resumed: bool) -> dict[str, Any]:
     return {
         "vary": planned.vary,
         "seed": planned.seed,
         "status": COMPLETE,
         "resumed": resumed,
-        "run_dir": manifest["run_dir"],
-        "settings_fingerprint": manifest["settings_fingerprint"],
-        "stage_seeds": manifest["seeds"]["stages"],
-        "fingerprints": {k: v["fingerprint"] for k, v in manifest["stages"].items()},
-        "metrics": run_metrics(manifest.get("metrics", {})),
+        "run_dir": manifest.run_dir,
+        "settings_fingerprint": manifest.settings_fingerprint,
+        "stage_seeds": manifest.seeds.stages,
+        "fingerprints": {k: v.fingerprint for k, v in manifest.stages.items()},
+        "metrics": run_metrics(manifest.metrics),
     }
 
 
@@ -229,11 +231,7 @@ def train_seed(settings: RunSettings) -> dict[str, Any]:
     from seedtrail.quiet import set_quiet_environment
 
     set_quiet_environment()
-    manifest = train_flow(settings)
-    return {
-        k: manifest[k]
-        for k in ("run_dir", "settings_fingerprint", "seeds", "stages", "metrics", "status")
-    }
+    return train_flow(settings)
 
 
 def sweep_run_name() -> str:
@@ -262,7 +260,7 @@ def sweep_flow(
     for i, p in enumerate(planned):
         fp = settings_fingerprint(p.settings)
         if fp in done:
-            log.info("%s: finished before (%s), skipped", p.label, Path(done[fp]["run_dir"]).name)
+            log.info("%s: finished before (%s), skipped", p.label, Path(done[fp].run_dir).name)
             records.append(run_record(p, done[fp], resumed=True))
             continue
         records.append(None)
@@ -302,18 +300,19 @@ def _record_finished(
     for i, fut in _as_completed(futures):
         p = planned[i]
         try:
-            records[i] = run_record(p, fut.result(), resumed=False)
+            manifest = fut.result()
+            records[i] = run_record(p, parse_manifest(manifest, run_dir=manifest["run_dir"]), False)
             log.info("%s: complete", p.label)
         except Exception as err:  # one failed seed must not lose the others
             failed = failed_manifest(sweep_dir, settings_fingerprint(p.settings))
-            error = (failed or {}).get("error") or f"{type(err).__name__}: {err}"
+            error = (failed and failed.error) or f"{type(err).__name__}: {err}"
             log.error("%s: failed: %s", p.label, error)
             records[i] = {
                 "vary": p.vary,
                 "seed": p.seed,
                 "status": "failed",
                 "error": " ".join(str(error).split())[:500],
-                "run_dir": (failed or {}).get("run_dir"),
+                "run_dir": failed.run_dir if failed else None,
                 "settings_fingerprint": settings_fingerprint(p.settings),
             }
         yield i

@@ -19,15 +19,16 @@ from flows._cli import run_cli
 from seedtrail import tf_runtime
 from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
+from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.prefect_run import seed_tag, tag_current_flow_run
 from seedtrail.registry import code_versions
 from seedtrail.report import run_card, terminal_summary
-from seedtrail.rundir import COMPLETE, NotARun, RunDirectory, new_run_id, read_manifest
+from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id
 from seedtrail.stage_cache import StageContext
 from seedtrail.stage_result import StageResult
 from seedtrail.store import store_dir
 from settings.cli import load_settings
-from settings.model import RunSettings, recorded_settings, upgrade_recorded
+from settings.model import RunSettings
 from settings.seeds import SeedPlan, Stage
 from tasks import augment, data, environment, evaluate, model, split, train
 
@@ -65,12 +66,11 @@ class _StopAfter(Exception):
 def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
     if resume is not None:
         try:
-            recorded = read_manifest(resume)["settings"]
-            if upgrade_recorded(recorded) != settings.model_dump(mode="json"):
+            if read_manifest(resume).settings != settings:
                 raise InputError(f"--resume: {resume} was made with other settings")
             return RunDirectory.reopen(resume)
-        except NotARun as err:
-            raise InputError(f"--resume: {err}") from None
+        except InputError as err:
+            raise InputError([f"--resume: {p}" for p in err.problems]) from None
     plan = SeedPlan.from_settings(settings)
     s_fp = settings_fingerprint(settings)
     return RunDirectory.create(
@@ -150,8 +150,9 @@ def run_training(
         raise
 
     manifest = {**run.manifest, "run_dir": str(run.path)}
+    card = run_card(parse_manifest(manifest, str(run.path), str(run.path)))  # as readers see it
     create_markdown_artifact(
-        key="run-card", markdown=run_card(manifest), description=f"seedtrail run {run.path.name}"
+        key="run-card", markdown=card, description=f"seedtrail run {run.path.name}"
     )
     return manifest
 
@@ -202,12 +203,12 @@ def main(argv: list[str]) -> int:
         if rest:
             raise InputError(f"--resume takes the run's own settings; remove {' '.join(rest)}")
         try:
-            manifest = read_manifest(opts.resume)
-        except NotARun as err:
-            raise InputError(f"--resume: {err}") from None
-        if manifest["status"] == COMPLETE:
+            recorded = read_manifest(opts.resume)
+        except InputError as err:
+            raise InputError([f"--resume: {p}" for p in err.problems]) from None
+        if recorded.complete:
             raise InputError(f"--resume: {opts.resume} is already complete; nothing to resume")
-        settings = recorded_settings(manifest["settings"])
+        settings = recorded.settings
     else:
         settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
         preflight(settings)
@@ -218,7 +219,8 @@ def main(argv: list[str]) -> int:
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()
     manifest = train_flow(settings, use_cache=not opts.no_cache, resume=opts.resume)
-    print(terminal_summary(manifest, Path(manifest["run_dir"])))
+    run_dir = manifest["run_dir"]
+    print(terminal_summary(parse_manifest(manifest, run_dir, run_dir)))
     return 0
 
 

@@ -22,35 +22,29 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
-from pydantic import ValidationError
 
 from flows._cli import run_cli
 from flows.train import preflight, run_training
 from seedtrail import tf_runtime
 from seedtrail.compare import compare_manifests, read_run
 from seedtrail.errors import InputError
-from settings.cli import _RaisingParser, format_validation_error
-from settings.model import RunSettings, recorded_settings
+from seedtrail.manifest import Manifest
+from settings.cli import _RaisingParser
+from settings.model import RunSettings
 from settings.seeds import STAGES, Stage
 
 
-def load_recorded(run_dir: Path) -> tuple[dict[str, Any], RunSettings]:
+def load_recorded(run_dir: Path) -> tuple[Manifest, RunSettings]:
     """The recorded manifest and its settings, or InputError naming the problem."""
-    manifest = read_run(run_dir)
-    try:
-        settings = recorded_settings(manifest["settings"])
-    except ValidationError as err:
-        raise InputError(
-            format_validation_error(err, prefix=f"{run_dir}: manifest settings: ")
-        ) from None
-    return manifest, settings
+    manifest = read_run(run_dir)  # its settings are validated RunSettings
+    return manifest, manifest.settings
 
 
-def stages_to_verify(manifest: dict[str, Any], stop_after: str | None) -> tuple[str, ...]:
+def stages_to_verify(manifest: Manifest, stop_after: str | None) -> tuple[str, ...]:
     """Stages up to `stop_after`, and never past the last stage the recorded run finished."""
-    recorded = [s for s in STAGES if s in manifest["stages"]]
+    recorded = [s for s in STAGES if s in manifest.stages]
     if not recorded:
-        raise InputError(f"{manifest['run_dir']}: the run recorded no stage; nothing to verify")
+        raise InputError(f"{manifest.run_dir}: the run recorded no stage; nothing to verify")
     last = recorded[-1]
     if stop_after is not None and STAGES.index(stop_after) < STAGES.index(last):
         last = stop_after
@@ -92,7 +86,7 @@ def verify_flow(
     create_markdown_artifact(
         key="verify-report",
         markdown=result.render(markdown=True),
-        description=f"verify {recorded['run_id']}: {result.headline()}",
+        description=f"verify {recorded.run_id}: {result.headline()}",
     )
     summary = {
         **result.to_dict(),

@@ -1,6 +1,6 @@
 """Compare two run manifests: which stage diverged first, and what differs that could explain it.
 
-Pure functions on manifest dicts (no TensorFlow, no Prefect), shared by
+Pure functions on typed manifests (seedtrail/manifest.py; no TensorFlow, no Prefect), shared by
 `flows.verify` (recorded run vs a fresh rerun) and `flows.compare` (two runs).
 
 Rules:
@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seedtrail.errors import InputError
 from seedtrail.hardware import explain as explain_hardware
+from seedtrail.manifest import Manifest, parse_manifest, read_manifest
 from seedtrail.registry import STAGES
 from seedtrail.report import short
-from seedtrail.rundir import MANIFEST, NotARun, read_manifest
 
 #: Settings that never change a run's bytes, so their differences are not reported as causes.
 IGNORED_SETTINGS = frozenset({"output_dir"})
@@ -37,21 +36,14 @@ NOT_FINGERPRINTED = frozenset({"platform", "cpu_count", "determinism.PYTHONHASHS
 COMPLETE = "complete"
 
 
-def read_run(run_dir: Path | str) -> dict[str, Any]:
-    """A run's manifest, checked enough to compare; bad input raises InputError (one line)."""
-    path = Path(run_dir)
-    try:
-        manifest = read_manifest(path)
-    except NotARun as err:
-        raise InputError(str(err)) from None
-    mf = path / MANIFEST if path.is_dir() else path
-    for key in ("settings", "seeds", "stages"):
-        if not isinstance(manifest[key], dict):
-            raise InputError(f"{mf}: corrupt manifest ({key} is not an object)")
-    for stage, record in manifest["stages"].items():
-        if not isinstance(record, dict) or not isinstance(record.get("fingerprint"), str):
-            raise InputError(f"{mf}: corrupt manifest (stage {stage} has no fingerprint)")
-    return {**manifest, "run_dir": str(mf.parent)}
+def read_run(run_dir: Path | str) -> Manifest:
+    """A run's validated manifest; bad input raises NotARun, an InputError (one line)."""
+    return read_manifest(Path(run_dir))
+
+
+def as_manifest(m: Manifest | dict[str, Any]) -> Manifest:
+    """Accept a manifest's JSON object too (hand-made ones in tests, a flow's return value)."""
+    return m if isinstance(m, Manifest) else parse_manifest(m, run_dir=str(m.get("run_dir", "")))
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -90,36 +82,27 @@ def diff_flat(
     ]
 
 
-def diff_settings(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
-    return diff_flat(a.get("settings", {}), b.get("settings", {}), IGNORED_SETTINGS)
+def diff_settings(a: Manifest, b: Manifest) -> list[Difference]:
+    return diff_flat(a.settings_json(), b.settings_json(), IGNORED_SETTINGS)
 
 
-def diff_seeds(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+def diff_seeds(a: Manifest, b: Manifest) -> list[Difference]:
     """Root seed, every stage seed and the pinned stages, where they differ."""
-    sa, sb = a.get("seeds", {}), b.get("seeds", {})
+    sa, sb = a.seeds, b.seeds
     out = []
-    if sa.get("root") != sb.get("root"):
-        out.append(Difference("root", sa.get("root"), sb.get("root")))
-    stages_a, stages_b = sa.get("stages", {}), sb.get("stages", {})
-    for stage in _ordered(set(stages_a) | set(stages_b)):
-        if stages_a.get(stage) != stages_b.get(stage):
-            out.append(Difference(f"stages.{stage}", stages_a.get(stage), stages_b.get(stage)))
-    if sorted(sa.get("pinned", [])) != sorted(sb.get("pinned", [])):
-        out.append(Difference("pinned", sa.get("pinned", []), sb.get("pinned", [])))
+    if sa.root != sb.root:
+        out.append(Difference("root", sa.root, sb.root))
+    for stage in _ordered(set(sa.stages) | set(sb.stages)):
+        if sa.stages.get(stage) != sb.stages.get(stage):
+            out.append(Difference(f"stages.{stage}", sa.stages.get(stage), sb.stages.get(stage)))
+    if sorted(sa.pinned) != sorted(sb.pinned):
+        out.append(Difference("pinned", sa.pinned, sb.pinned))
     return out
 
 
-def environment_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The captured environment: top level once recorded, else the environment stage's info."""
-    env = manifest.get("environment")
-    if isinstance(env, dict):
-        return env
-    return manifest.get("stages", {}).get("environment", {}).get("info", {}).get("environment", {})
-
-
-def diff_environment(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+def diff_environment(a: Manifest, b: Manifest) -> list[Difference]:
     """Versions, threads, determinism flags, devices, CPU, Python, uv.lock hash, where they differ."""
-    diffs = diff_flat(environment_of(a), environment_of(b))
+    diffs = diff_flat(a.environment_facts(), b.environment_facts())
     return [
         Difference(d.key, d.a, d.b, "not fingerprinted: does not change the bytes")
         if d.key in NOT_FINGERPRINTED
@@ -128,9 +111,9 @@ def diff_environment(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
     ]
 
 
-def diff_code(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
-    """Stage implementation versions (a bumped VERSION means the stage's code changed)."""
-    return diff_flat(a.get("stage_versions", {}), b.get("stage_versions", {}))
+def diff_code(a: Manifest, b: Manifest) -> list[Difference]:
+    """Stage code versions (a hash of each stage's source, or its declared version)."""
+    return diff_flat(a.stage_versions, b.stage_versions)
 
 
 def _ordered(stages: set[str]) -> list[str]:
@@ -145,12 +128,20 @@ class StageRow:
     seed_b: int | None
     fp_a: str | None  # None: the run has no record of this stage
     fp_b: str | None
+    deterministic: bool = True  # False in either run: other bytes are expected
 
     @property
     def status(self) -> str:
         if self.fp_a is None or self.fp_b is None:
             return "missing"
-        return "match" if self.fp_a == self.fp_b else "differs"
+        if self.fp_a == self.fp_b:
+            return "match"
+        return "differs" if self.deterministic else "expected"
+
+    @property
+    def agrees(self) -> bool:
+        """Counts as reproduced: equal bytes, or a stage declared not deterministic."""
+        return self.status in ("match", "expected")
 
 
 @dataclass(frozen=True)
@@ -164,30 +155,21 @@ class MetricDelta:
         return self.b - self.a
 
 
-def _numeric(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[MetricDelta]:
+def metric_deltas(a: Manifest, b: Manifest) -> list[MetricDelta]:
     """Scalar test metrics, and the final train/validation metrics of the last epoch."""
 
-    def scalars(m: dict[str, Any]) -> dict[str, float]:
-        out = {k: v for k, v in m.get("metrics", {}).items() if _numeric(v)}
-        final = m.get("stages", {}).get("train", {}).get("info", {}).get("final", {})
-        out.update({f"final_{k}": v for k, v in final.items() if _numeric(v)})
+    def scalars(m: Manifest) -> dict[str, float]:
+        out = m.metrics.scalars()
+        out.update({f"final_{k}": v for k, v in m.final_train_metrics().items()})
         return out
 
     ma, mb = scalars(a), scalars(b)
     return [MetricDelta(k, ma[k], mb[k]) for k in ma if k in mb]
 
 
-def first_divergent_epoch(a: dict[str, Any], b: dict[str, Any]) -> int | None:
+def first_divergent_epoch(a: Manifest, b: Manifest) -> int | None:
     """1-based epoch after which the weights first differ (None: the epochs agree, or unknown)."""
-
-    def epochs(m: dict[str, Any]) -> list[str]:
-        return m.get("stages", {}).get("train", {}).get("info", {}).get("epoch_fingerprints") or []
-
-    ea, eb = epochs(a), epochs(b)
+    ea, eb = a.epoch_fingerprints(), b.epoch_fingerprints()
     if not ea or not eb:
         return None
     for i, (x, y) in enumerate(zip(ea, eb, strict=False)):
@@ -228,7 +210,7 @@ class Comparison:
     @property
     def matches(self) -> bool:
         # nothing compared proves nothing
-        return bool(self.stages) and all(r.status == "match" for r in self.stages)
+        return bool(self.stages) and all(r.agrees for r in self.stages)
 
     @property
     def exit_code(self) -> int:
@@ -238,9 +220,9 @@ class Comparison:
     def first_divergent_stage(self) -> str | None:
         """First data stage whose bytes differ; "environment" if only the stack differs."""
         for row in self.stages:
-            if row.stage != "environment" and row.status != "match":
+            if row.stage != "environment" and not row.agrees:
                 return row.stage
-        envs = [r for r in self.stages if r.stage == "environment" and r.status != "match"]
+        envs = [r for r in self.stages if r.stage == "environment" and not r.agrees]
         return "environment" if envs else None
 
     @property
@@ -272,9 +254,17 @@ class Comparison:
     def headline(self) -> str:
         if self.matches:
             n, last = len(self.stages), self.stages[-1].stage
+            expected = [r.stage for r in self.stages if r.status == "expected"]
+            tail = (
+                f" ({', '.join(expected)} not deterministic: differ as expected)"
+                if expected
+                else ""
+            )
             if self.limited and last != STAGES[-1]:
-                return f"every stage up to {last} matches ({n} of {n}); later stages not checked"
-            return f"every stage matches ({n} of {n}): the run reproduces"
+                return (
+                    f"every stage up to {last} matches ({n} of {n}); later stages not checked{tail}"
+                )
+            return f"every stage matches ({n} of {n}): the run reproduces{tail}"
         stage = self.first_divergent_stage
         if stage is None:
             return "nothing to compare: neither run recorded a stage"
@@ -330,7 +320,12 @@ class Comparison:
         rows = []
         for r in self.stages:
             seed = str(r.seed_a) if r.seed_a == r.seed_b else f"{r.seed_a} -> {r.seed_b}"
-            match = {"match": "yes", "differs": "NO", "missing": "NO (missing)"}[r.status]
+            match = {
+                "match": "yes",
+                "expected": "no (expected: not deterministic)",
+                "differs": "NO",
+                "missing": "NO (missing)",
+            }[r.status]
             if r.stage == "train" and r.status == "differs" and self.divergent_epoch:
                 match = f"NO (from epoch {self.divergent_epoch})"
             fa = "(none)" if r.fp_a is None else short(r.fp_a, 16)
@@ -446,35 +441,31 @@ class Comparison:
 
 
 def compare_manifests(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: Manifest | dict[str, Any],
+    b: Manifest | dict[str, Any],
     labels: tuple[str, str] = ("A", "B"),
     stages: tuple[str, ...] | None = None,
     title: str = "compare",
 ) -> Comparison:
     """Compare manifest B against manifest A; `stages` limits which stages are compared."""
-    sa, sb = a.get("stages", {}), b.get("stages", {})
-    wanted = set(stages) if stages is not None else set(sa) | set(sb)
+    a, b = as_manifest(a), as_manifest(b)
+    wanted = set(stages) if stages is not None else set(a.stages) | set(b.stages)
     rows = []
-    for stage in _ordered(wanted & (set(sa) | set(sb))):
-        ra, rb = sa.get(stage) or {}, sb.get(stage) or {}
+    for stage in _ordered(wanted & (set(a.stages) | set(b.stages))):
+        ra, rb = a.stage(stage), b.stage(stage)
         rows.append(
             StageRow(
-                stage, ra.get("seed"), rb.get("seed"), ra.get("fingerprint"), rb.get("fingerprint")
+                stage,
+                ra.seed if ra else None,
+                rb.seed if rb else None,
+                ra.fingerprint if ra else None,
+                rb.fingerprint if rb else None,
+                deterministic=all(r.deterministic for r in (ra, rb) if r is not None),
             )
         )
 
-    def ref(m: dict[str, Any], label: str) -> RunRef:
-        epochs = len(
-            m.get("stages", {}).get("train", {}).get("info", {}).get("epoch_fingerprints") or []
-        )
-        return RunRef(
-            label,
-            str(m.get("run_id", "?")),
-            str(m.get("status", "?")),
-            str(m.get("run_dir", "")),
-            epochs,
-        )
+    def ref(m: Manifest, label: str) -> RunRef:
+        return RunRef(label, m.run_id, m.status, m.run_dir, len(m.epoch_fingerprints()))
 
     return Comparison(
         a=ref(a, labels[0]),

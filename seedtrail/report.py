@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from seedtrail.manifest import Manifest
 from seedtrail.registry import STAGES
 
 
@@ -12,55 +12,53 @@ def short(fp: str | None, n: int = 12) -> str:
     return "-" if not fp else fp if fp == "skipped" else fp[:n]
 
 
-def run_card(manifest: dict[str, Any]) -> str:
+def run_card(manifest: Manifest) -> str:
     """Markdown run card: settings summary, seeds, fingerprints, metrics."""
-    s = manifest["settings"]
-    m = manifest.get("metrics", {})
+    s, m = manifest.settings, manifest.metrics
     lines = [
-        f"# seedtrail run `{manifest['run_id']}`",
+        f"# seedtrail run `{manifest.run_id}`",
         "",
-        f"**status** {manifest['status']} · **root seed** {s['seed']} · **data** {s['data']['kind']}"
-        f" · **epochs** {s['training']['epochs']} · **batch** {s['training']['batch_size']}"
-        f" · **threads** {s['determinism']['intra_op_threads']}/{s['determinism']['inter_op_threads']}"
-        f" · **op determinism** {s['determinism']['op_determinism']}",
+        f"**status** {manifest.status} · **root seed** {s.seed} · **data** {s.data.kind}"
+        f" · **epochs** {s.training.epochs} · **batch** {s.training.batch_size}"
+        f" · **threads** {s.determinism.intra_op_threads}/{s.determinism.inter_op_threads}"
+        f" · **op determinism** {s.determinism.op_determinism}",
         "",
     ]
-    if m:
+    if m.test_accuracy is not None and m.test_loss is not None:
         lines += [
-            f"**test accuracy** {m['test_accuracy']:.4f} · **test loss** {m['test_loss']:.4f}"
-            f" · {m['test_samples']} test samples",
+            f"**test accuracy** {m.test_accuracy:.4f} · **test loss** {m.test_loss:.4f}"
+            f" · {m.test_samples} test samples",
             "",
         ]
-    lines += ["| stage | seed | fingerprint | seconds | cached |", "|---|---|---|---|---|"]
-    pinned = set(manifest["seeds"].get("pinned", []))
+    lines += ["| stage | seed | fingerprint | seconds | cache |", "|---|---|---|---|---|"]
+    pinned = set(manifest.seeds.pinned)
     for stage in STAGES:
-        st = manifest["stages"].get(stage)
+        st = manifest.stage(stage)
         if st is None:
             continue
-        seed = f"{st['seed']}{' (pinned)' if stage in pinned else ''}"
+        seed = f"{st.seed}{' (pinned)' if stage in pinned else ''}"
+        cache = st.cache.get("status", "hit" if st.cached else "-")
         lines.append(
-            f"| {stage} | {seed} | `{short(st['fingerprint'], 16)}` | {st['duration_s']:.2f} "
-            f"| {st['cached']} |"
+            f"| {stage} | {seed} | `{short(st.fingerprint, 16)}` | {st.duration_s:.2f} | {cache} |"
         )
-    lines += ["", f"Run directory: `{manifest.get('run_dir', '')}`"]
+    lines += ["", f"Run directory: `{manifest.run_dir}`"]
     return "\n".join(lines)
 
 
-def terminal_summary(manifest: dict[str, Any], run_dir: Path) -> str:
-    s = manifest["settings"]
-    m = manifest["metrics"]
-    stages = manifest["stages"]
+def terminal_summary(manifest: Manifest) -> str:
+    s, m, stages = manifest.settings, manifest.metrics, manifest.stages
+    run_dir = Path(manifest.run_dir)
     files = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-    took = sum(st["duration_s"] for st in stages.values())
+    took = sum(st.duration_s for st in stages.values())
     return "\n".join(
         [
             "",
-            f"run {manifest['status']}: seed {s['seed']} · {s['data']['kind']} · "
-            f"{s['training']['epochs']} epochs · stages {took:.1f} s",
-            f"  test accuracy  {m['test_accuracy']:.4f}   test loss  {m['test_loss']:.4f}"
-            f"   ({m['test_samples']} test samples)",
-            f"  fingerprint    {short(stages['train']['fingerprint'], 16)} (final weights)"
-            f"   predictions {short(stages['evaluate']['fingerprint'], 16)}",
+            f"run {manifest.status}: seed {s.seed} · {s.data.kind} · "
+            f"{s.training.epochs} epochs · stages {took:.1f} s",
+            f"  test accuracy  {m.test_accuracy:.4f}   test loss  {m.test_loss:.4f}"
+            f"   ({m.test_samples} test samples)",
+            f"  fingerprint    {short(stages['train'].fingerprint, 16)} (final weights)"
+            f"   predictions {short(stages['evaluate'].fingerprint, 16)}",
             f"  run directory  {run_dir}",
             f"                 {'  '.join(files)}",
         ]

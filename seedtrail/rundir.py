@@ -7,7 +7,6 @@ failed says "failed", a Ctrl-C "interrupted", and a killed process leaves
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -16,11 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail import atomic
-from seedtrail.stage import StageResult
-
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-COMPLETE = "complete"
+from seedtrail.manifest import COMPLETE, MANIFEST, MANIFEST_VERSION, NotARun, read_json
+from seedtrail.stage_result import StageResult
 
 
 def new_run_id(seed: int, settings_fp: str) -> str:
@@ -54,7 +50,7 @@ class RunDirectory:
     @classmethod
     def reopen(cls, path: Path) -> RunDirectory:
         """Continue an unfinished run in place (resume): same id, same directory."""
-        manifest = read_manifest(path)
+        manifest = read_json(path)
         if manifest["status"] == COMPLETE:
             raise NotARun(f"{path}: run is already complete; nothing to resume")
         run = cls(path=Path(path), manifest=manifest)
@@ -102,26 +98,3 @@ class RunDirectory:
     def discard(self) -> None:
         """Remove the whole directory (bad input: leave nothing behind)."""
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-class NotARun(Exception):
-    """The path is not a seedtrail run directory, or its manifest is unreadable."""
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir)
-    mf = path / MANIFEST if path.is_dir() else path
-    if not path.exists():
-        raise NotARun(f"{run_dir}: no such directory")
-    if not mf.is_file():
-        raise NotARun(f"{run_dir}: not a run directory (no {MANIFEST})")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise NotARun(f"{mf}: corrupt manifest ({err})") from None
-    if not isinstance(manifest, dict):  # before `in`: a JSON number would raise TypeError
-        raise NotARun(f"{mf}: not a seedtrail manifest (not a JSON object)")
-    missing = [k for k in ("run_id", "settings", "seeds", "stages", "status") if k not in manifest]
-    if missing:
-        raise NotARun(f"{mf}: not a seedtrail manifest (missing {', '.join(missing)})")
-    return manifest

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail.errors import InputError
+from seedtrail.manifest import Metrics
 from seedtrail.registry import VARY_STAGES
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
@@ -164,16 +165,11 @@ def describe(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def run_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The scalar metrics of one run that a sweep summarises (plus macro F1 from per_class)."""
-    out = {
-        k: float(v) for k, v in metrics.items() if isinstance(v, float) and not isinstance(v, bool)
-    }
-    per_class = metrics.get("per_class")
-    if isinstance(per_class, Mapping) and per_class:
-        f1 = [c.get("f1") for c in per_class.values() if isinstance(c, Mapping)]
-        if f1 and all(isinstance(x, int | float) for x in f1):
-            out["test_macro_f1"] = float(statistics.fmean(f1))
+def run_metrics(metrics: Metrics) -> dict[str, float]:
+    """The float metrics of one run that a sweep summarises (plus macro F1 from per_class)."""
+    out = {k: v for k, v in metrics.scalars().items() if isinstance(v, float)}
+    if metrics.per_class:
+        out["test_macro_f1"] = statistics.fmean(c.f1 for c in metrics.per_class.values())
     return out
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from seedtrail.compare import (
     NOT_FINGERPRINTED,
+    as_manifest,
     compare_manifests,
     diff_settings,
     flatten,
@@ -105,7 +106,7 @@ def test_identical_runs_match_in_every_stage() -> None:
 def test_output_dir_is_not_a_difference() -> None:
     a = make_manifest(RunSettings(output_dir=Path("/x")))
     b = make_manifest(RunSettings(output_dir=Path("/y")))
-    assert diff_settings(a, b) == []
+    assert diff_settings(as_manifest(a), as_manifest(b)) == []
     assert compare_manifests(a, b).matches
 
 
@@ -269,9 +270,9 @@ def test_changed_stage_code_version_is_a_likely_cause() -> None:
         ("5", "not a JSON object"),
         ('{"run_id": "x"}', "missing settings, seeds, stages, status"),
         (
-            '{"run_id": "x", "settings": {}, "seeds": {}, "status": "complete", '
+            '{"run_id": "x", "settings": {}, "seeds": {"root": 0}, "status": "complete", '
             '"stages": {"data": {"seed": 1}}}',
-            "stage data has no fingerprint",
+            "stages.data.fingerprint: Field required",
         ),
     ],
 )
@@ -293,5 +294,19 @@ def test_read_run_records_where_the_run_is(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps(make_manifest()))
-    assert read_run(run)["run_dir"] == str(run)
-    assert read_run(run / "manifest.json")["run_dir"] == str(run)
+    assert read_run(run).run_dir == str(run)
+    assert read_run(run / "manifest.json").run_dir == str(run)
+
+
+def test_a_stage_declared_not_deterministic_differs_as_expected() -> None:
+    a = make_manifest()
+    b = copy.deepcopy(a)
+    for m in (a, b):
+        m["stages"]["augment"]["deterministic"] = False
+    b["stages"]["augment"]["fingerprint"] = fp("other draw")
+    result = compare_manifests(a, b)
+    row = next(r for r in result.stages if r.stage == "augment")
+    assert row.status == "expected"
+    assert result.matches and result.exit_code == 0
+    assert "augment not deterministic: differ as expected" in result.headline()
+    assert "expected: not deterministic" in result.render()

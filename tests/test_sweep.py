@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from seedtrail.errors import InputError
+from seedtrail.manifest import Metrics
 from seedtrail.sweep import (
     VARY_STAGES,
     describe,
@@ -120,10 +121,17 @@ def test_run_metrics_takes_scalars_and_macro_f1() -> None:
         "test_loss": 1.5,
         "test_accuracy": 0.5,
         "test_samples": 32,
-        "per_class": {"a": {"f1": 0.2}, "b": {"f1": 0.6}},
+        "per_class": {
+            "a": {"precision": 1.0, "recall": 0.1, "f1": 0.2, "support": 2},
+            "b": {"precision": 0.5, "recall": 0.7, "f1": 0.6, "support": 2},
+        },
         "confusion_matrix": [[1, 0], [0, 1]],
     }
-    assert run_metrics(m) == {"test_loss": 1.5, "test_accuracy": 0.5, "test_macro_f1": 0.4}
+    assert run_metrics(Metrics.model_validate(m)) == {
+        "test_loss": 1.5,
+        "test_accuracy": 0.5,
+        "test_macro_f1": 0.4,
+    }
 
 
 def test_summarize_ignores_failed_runs_and_keeps_sources_apart() -> None:

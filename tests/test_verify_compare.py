@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -225,11 +224,13 @@ def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: Tin
 
 def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
     from flows.verify import stages_to_verify
+    from seedtrail.compare import as_manifest
+    from tests.test_compare import make_manifest
 
-    full = {"run_dir": "r", "stages": {s: {} for s in STAGES}}
-    partial = copy.deepcopy(full)
-    for s in ("model", "train", "evaluate"):
-        del partial["stages"][s]
+    full = as_manifest(make_manifest())
+    partial = full.model_copy(
+        update={"stages": {k: v for k, v in full.stages.items() if k in STAGES[:4]}}
+    )
     assert stages_to_verify(full, None) == STAGES
     assert stages_to_verify(full, "split")[-1] == "split"
     assert stages_to_verify(partial, None)[-1] == "split"
