@@ -226,3 +226,17 @@ class TinyRuns:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> TinyRuns:
     return TinyRuns(tmp_path_factory.mktemp("tiny-runs"), prefect_api_url)
+
+
+# Fixtures that start Prefect or a server: a test using one belongs to the slow tier.
+_SLOW_FIXTURES = frozenset({"prefect_server", "prefect_api_url", "tiny_runs"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the fast tier fast: a test that starts Prefect must say it is slow."""
+    for item in items:
+        uses = _SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(uses))}: mark it @pytest.mark.slow"
+            )

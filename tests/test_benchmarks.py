@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, cli_env
+
+# Every test here starts Prefect or a Python process, or trains for real.
+pytestmark = pytest.mark.slow
 
 
 def test_benchmark_command_runs_on_a_tiny_setting(tmp_path: Path, prefect_api_url: str) -> None:

@@ -10,6 +10,9 @@ from flows.train import train_flow
 from seedtrail.errors import InputError
 from settings import DataSettings, RunSettings
 
+# Every test here starts Prefect or a Python process, or trains for real.
+pytestmark = pytest.mark.slow
+
 
 def test_stop_after_split_writes_a_partial_run(prefect_server: None, settings: RunSettings) -> None:
     manifest = train_flow(settings, stop_after="split")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import TinyRuns
+
+# Every test here starts Prefect or a Python process, or trains for real.
+pytestmark = pytest.mark.slow
 
 
 def test_same_settings_in_two_processes_give_identical_bytes(tiny_runs: TinyRuns) -> None:

@@ -13,6 +13,9 @@ from flows.train import train_flow
 from settings import DataSettings, RunSettings, TrainingSettings
 from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
 
+# Every test here starts Prefect or a Python process, or trains for real.
+pytestmark = pytest.mark.slow
+
 # Long enough per epoch that a kill lands inside training, small enough to stay quick.
 SIX_EPOCHS = ("--data.n-samples", "600", "--training.epochs", "6")
 

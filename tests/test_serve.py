@@ -113,6 +113,7 @@ def _flow_run_id(output: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_custom_run_with_another_seed_matches_a_local_run(
     served: Served, tiny_runs: TinyRuns
 ) -> None:
@@ -147,6 +148,7 @@ def test_custom_run_with_another_seed_matches_a_local_run(
     assert manifest["run_id"] in cards[0]["data"]
 
 
+@pytest.mark.slow
 def test_invalid_parameters_are_refused_by_the_server(served: Served) -> None:
     before = served.run_dirs()
     refused = served.prefect(
@@ -170,6 +172,7 @@ def test_invalid_parameters_are_refused_by_the_server(served: Served) -> None:
     assert served.run_dirs() == before
 
 
+@pytest.mark.slow
 def test_every_setting_is_a_deployment_parameter_with_its_bounds(served: Served) -> None:
     _, deployment = _api(served.api_url, "/deployments/name/train/seedtrail")
     assert deployment["enforce_parameter_schema"] is True
@@ -190,11 +193,11 @@ def test_every_setting_is_a_deployment_parameter_with_its_bounds(served: Served)
     assert deployment["parameters"]["training"]["epochs"] == 2
     assert deployment["parameters"]["model"]["conv_filters"] == [4, 8]
     assert deployment["schedules"] == []  # --no-schedule
-    for optional in ("sweep", "verify"):
-        if (ROOT / "flows" / f"{optional}.py").exists():
-            assert _api(served.api_url, f"/deployments/name/{optional}/seedtrail")[0] == 200
+    for flow_name in ("sweep", "verify"):
+        assert _api(served.api_url, f"/deployments/name/{flow_name}/seedtrail")[0] == 200
 
 
+@pytest.mark.slow
 def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
     res = run_module("flows.serve", [], cwd=tmp_path, prefect_home=tmp_path / "home")
     assert res.returncode == 2

@@ -28,6 +28,9 @@ from tests.conftest import (
     start_module,
 )
 
+# Every test here starts Prefect or a Python process, or trains for real.
+pytestmark = pytest.mark.slow
+
 
 def _sweep_args(sweep_dir: Path, *extra: str) -> list[str]:
     return [*TINY, "--output-dir", str(sweep_dir.parent), "--sweep-dir", str(sweep_dir), *extra]
@@ -144,6 +147,20 @@ def test_vary_one_source_pins_the_others_a_failed_run_keeps_the_rest_and_resume(
     assert "| test_accuracy | model | 2 |" in md and "| test_accuracy | split | 2 |" in md
 
 
+def _wait_until_listening(port: int, timeout: float = 60) -> None:
+    """Poll until something accepts connections on the port (the Dask scheduler)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def dask_cluster(tmp_path: Path, prefect_api_url: str) -> Iterator[str]:
     """A real local Dask cluster: one scheduler and two single-threaded worker processes."""
@@ -161,7 +178,7 @@ def dask_cluster(tmp_path: Path, prefect_api_url: str) -> Iterator[str]:
         )
     ]  # fmt: skip
     try:
-        time.sleep(1)
+        _wait_until_listening(port)
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2",

@@ -68,6 +68,7 @@ def latest_artifact(api_url: str, key: str) -> str:
     return artifact["data"]
 
 
+@pytest.mark.slow
 def test_verify_of_a_fresh_run_matches_every_stage(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -92,6 +93,7 @@ def test_verify_of_a_fresh_run_matches_every_stage(
     assert base.manifest["run_id"] in report and "REPRODUCES" in report
 
 
+@pytest.mark.slow
 def test_verify_stops_early_and_names_the_first_divergent_stage_and_causes(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -114,6 +116,7 @@ def test_verify_stops_early_and_names_the_first_divergent_stage_and_causes(
     assert "packages.numpy: 1.0.0 -> " in res.stdout
 
 
+@pytest.mark.slow
 def test_verify_and_compare_reject_bad_input_in_one_line(
     tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -134,6 +137,7 @@ def test_verify_and_compare_reject_bad_input_in_one_line(
         )
 
 
+@pytest.mark.slow
 def test_compare_same_settings_other_cwd_output_dir_and_hash_seed(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -147,6 +151,7 @@ def test_compare_same_settings_other_cwd_output_dir_and_hash_seed(
     assert "settings that differ" not in res.stdout  # output_dir is ignored
 
 
+@pytest.mark.slow
 def test_compare_thread_counts_names_the_thread_setting(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -174,6 +179,7 @@ def test_compare_thread_counts_names_the_thread_setting(
     assert rows["environment"][-1] == "NO"
 
 
+@pytest.mark.slow
 def test_compare_another_root_seed_lists_every_stage_seed(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -189,6 +195,7 @@ def test_compare_another_root_seed_lists_every_stage_seed(
     assert "first divergent stage: data" in res.stdout
 
 
+@pytest.mark.slow
 def test_op_determinism_off_is_named_whether_or_not_the_bytes_move(tiny_runs: TinyRuns) -> None:
     """Op determinism changes which kernels run; whether the tiny model's bytes move depends on
     the CPU. Data never moves, and the flag is named as a cause either way."""
@@ -209,6 +216,7 @@ def test_op_determinism_off_is_named_whether_or_not_the_bytes_move(tiny_runs: Ti
     assert "determinism.op_determinism: True -> False" in result.render()
 
 
+@pytest.mark.slow
 def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: TinyRuns) -> None:
     runs = tiny_runs.get(**BASE, **PINNED)
     result = compare_manifests(runs["base"].manifest, runs["pinned_model"].manifest)
@@ -237,6 +245,7 @@ def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
     assert stages_to_verify(partial, "train")[-1] == "split"
 
 
+@pytest.mark.slow
 def test_compare_flow_fails_on_a_difference_and_leaves_a_markdown_artifact(
     prefect_server: None, tiny_runs: TinyRuns, tmp_path: Path
 ) -> None:
@@ -274,6 +283,7 @@ def test_compare_flow_fails_on_a_difference_and_leaves_a_markdown_artifact(
     assert "first divergent stage: evaluate" in artifact.data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["flows.verify", "flows.compare"])
 def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
     res = run_module(module, ["--help"], cwd=tmp_path, prefect_home=tmp_path / "home")
@@ -281,6 +291,7 @@ def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
     assert "Exit 0" in res.stdout and "2: bad input" in res.stdout
 
 
+@pytest.mark.slow
 def test_verify_rejects_recorded_settings_it_cannot_rerun(tmp_path: Path) -> None:
     from flows.verify import load_recorded
     from seedtrail.errors import InputError
