@@ -18,7 +18,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from flows._cli import run_cli
+from seedtrail.cli import run_cli
 from seedtrail.compare import compare_manifests, read_run
 from settings.cli import _RaisingParser
 

@@ -1,7 +1,7 @@
 """`python -m flows.serve`: register the project's deployments on a Prefect server and run them.
 
-Deployments (stable names): `train/seedtrail`, `sweep/seedtrail` and
-`verify/seedtrail` (when flows/verify.py exists). The settings flags (the same as
+Deployments (stable names, declared once in seedtrail/deployments.py, mirrored by
+prefect.yaml): `train/seedtrail`, `sweep/seedtrail` and `verify/seedtrail`. The settings flags (the same as
 `python -m flows.train`, plus `--config` and SEEDTRAIL_* variables) become the
 default parameters of `train/seedtrail` (and the `base` of `sweep/seedtrail`); a custom
 run overrides any of them:
@@ -15,24 +15,13 @@ refuses with exit status 2. Each flow run executes in its own process.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from prefect import Flow
-
-from flows._cli import run_cli
-from flows.deployments import (
-    DEPLOYMENT_NAME,
-    DEPLOYMENT_TAGS,
-    deployment_parameters,
-    sweep,
-    sweep_parameters,
-    train,
-)
+from seedtrail.cli import run_cli
+from seedtrail.deployments import DEPLOYMENTS, NAME, TAGS, load_flow
 from seedtrail.errors import InputError
 from settings.cli import load_settings
 from settings.model import RunSettings
@@ -43,13 +32,8 @@ if TYPE_CHECKING:
 
 PROG = "python -m flows.serve"
 
-# Default schedules (UTC unless --timezone): nightly training, a weekly sweep.
-# verify needs a finished run to check, so it has none unless asked for.
-DEFAULT_CRON: dict[str, str | None] = {
-    "train": "0 3 * * *",
-    "sweep": "0 4 * * 0",
-    "verify": None,
-}
+# Default schedules (UTC unless --timezone), from the deployment declarations.
+DEFAULT_CRON: dict[str, str | None] = {d.flow_name: d.cron for d in DEPLOYMENTS}
 OFF = ("off", "none", "")
 
 START_SERVER_HINT = (
@@ -182,59 +166,21 @@ def require_server() -> str:
     return url
 
 
-def optional_flow(name: str) -> ModuleType | None:
-    """flows/<name>.py if it exists (verify is served when present)."""
-    try:
-        return importlib.import_module(f"flows.{name}")
-    except ModuleNotFoundError as err:
-        if err.name == f"flows.{name}":
-            return None
-        raise
-
-
-def _verify(module: ModuleType, settings: RunSettings) -> tuple[Flow[Any, Any], dict[str, Any]]:
-    """The verify flow; a custom run names the run directory to check (`run_dir`)."""
-    return module.verify_flow, {}
-
-
-OPTIONAL = {"verify": _verify}  # served when flows/<name>.py exists
-
-
 def build_deployments(
     schedules: dict[str, list[CronSchedule | IntervalSchedule]], settings: RunSettings
 ) -> list[RunnerDeployment]:
     # Served runs execute in child processes of this one: pin where they write.
     settings = settings.model_copy(update={"output_dir": settings.output_dir.resolve()})
-    flows: list[tuple[str, Flow[Any, Any], dict[str, Any], str]] = [
-        (
-            "train",
-            train,
-            deployment_parameters(settings),
-            "One reproducible training run. Custom run: change any setting, e.g. only the "
-            "seed; the others keep this deployment's values.",
-        ),
-        (
-            "sweep",
-            sweep,
-            sweep_parameters(settings),
-            "The training flow once per seed (seeds), one process per run, plus statistics.",
-        ),
-    ]
-    for name, make in OPTIONAL.items():
-        module = optional_flow(name)
-        if module is not None:
-            f, params = make(module, settings)
-            flows.append((name, f, params, f.description or ""))
     return [
-        f.to_deployment(
-            name=DEPLOYMENT_NAME,
-            parameters=params,
-            schedules=schedules[name],
-            description=description,
-            tags=list(DEPLOYMENT_TAGS),
+        load_flow(d.entrypoint).to_deployment(
+            name=NAME,
+            parameters=d.parameters(settings),
+            schedules=schedules[d.flow_name],
+            description=d.description,
+            tags=list(TAGS),
             enforce_parameter_schema=True,  # the server rejects bad parameters, naming the field
         )
-        for name, f, params, description in flows
+        for d in DEPLOYMENTS
     ]
 
 

@@ -16,39 +16,30 @@ stage reseeds itself, so where a seed ran does not change its bytes.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import os
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow, get_run_logger
+from prefect.task_runners import ProcessPoolTaskRunner
 
-from flows._cli import EXIT_FAILED, EXIT_OK, run_cli
-from flows.train import preflight, settings_fingerprint
-from seedtrail import atomic
+from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
-from seedtrail.fingerprint import fingerprint_json
-from seedtrail.manifest import COMPLETE, MANIFEST, Manifest, NotARun, parse_manifest, read_manifest
-from seedtrail.registry import STAGES
-from seedtrail.sweep import (
-    VARY_CHOICES,
-    PlannedRun,
-    parse_vary,
-    plan_runs,
-    run_metrics,
-    runs_table,
-    seed_list,
-    stats_table,
-    summarize,
+from seedtrail.pipeline import preflight
+from seedtrail.rundir import settings_fingerprint
+from seedtrail.sweep import VARY_CHOICES, default_sweep_dir, parse_vary, plan_runs, seed_list
+from seedtrail.sweep_report import publish_artifacts, write_summary
+from seedtrail.sweep_resume import completed_runs, run_record
+from seedtrail.sweep_run import (
+    record_finished,
+    shared_prefect_api,
+    stop_local_workers,
+    task_runner,
+    train_seed,
 )
 from settings.cli import load_settings
 from settings.model import RunSettings
@@ -56,7 +47,6 @@ from settings.seeds import SeedPlan
 
 PROG = "python -m flows.sweep"
 DESCRIPTION = "Run the training flow once per seed and summarise the spread of the metrics."
-SUMMARY_JSON, SUMMARY_MD, DISTRIBUTION_PNG = "summary.json", "summary.md", "distribution.png"
 
 
 # ---- command line -----------------------------------------------------------------------
@@ -111,12 +101,6 @@ class SweepArgs:
     sweep_dir: Path
 
 
-def default_sweep_dir(base: RunSettings, vary: Sequence[str]) -> Path:
-    # Not the seeds: rerunning with more seeds reuses (resumes) the finished ones.
-    key = fingerprint_json({"settings": settings_fingerprint(base), "vary": list(vary)})
-    return base.output_dir / f"sweep-{'+'.join(vary)}-{key[:8]}"
-
-
 def _check_dask_address(address: str) -> None:
     """One line instead of a 30 s connect timeout deep inside distributed."""
     parts = urlsplit(address)
@@ -162,76 +146,7 @@ def parse_args(argv: Sequence[str]) -> SweepArgs:
     return SweepArgs(base, seeds, vary, ns.workers, ns.dask_address, sweep_dir)
 
 
-# ---- resume -----------------------------------------------------------------------------
-
-
-def completed_runs(sweep_dir: Path) -> dict[str, Manifest]:
-    """settings fingerprint -> manifest of a finished run in the sweep directory.
-
-    Finished means: status "complete" (the last write of a run), a fingerprint for
-    every stage and the saved model on disk. Anything else is run again.
-    """
-    found: dict[str, Manifest] = {}
-    for m in _manifests(sweep_dir):
-        model = m.artifacts.get("model")
-        if (
-            m.complete
-            and all(s in m.stages and m.stages[s].fingerprint for s in STAGES)
-            and model
-            and (Path(m.run_dir) / model).is_file()
-            and m.settings_fingerprint
-        ):
-            found[m.settings_fingerprint] = m
-    return found
-
-
-def _manifests(sweep_dir: Path) -> Iterator[Manifest]:
-    """Every readable run manifest in the sweep directory (an unreadable one is rerun)."""
-    if not sweep_dir.is_dir():
-        return
-    for mf in sorted(sweep_dir.glob(f"*/{MANIFEST}")):
-        try:
-            yield read_manifest(mf.parent)
-        except NotARun:
-            continue
-
-
-def failed_manifest(sweep_dir: Path, settings_fp: str) -> Manifest | None:
-    """The newest unfinished manifest of these settings (to report its error)."""
-    newest = None
-    for m in _manifests(sweep_dir):
-        if m.settings_fingerprint == settings_fp and not m.complete:
-            newest = m
-    return newest
-
-
-def run_record(planned: PlannedRun, manifest: Manifest, resumed: bool) -> dict[str, Any]:
-    return {
-        "vary": planned.vary,
-        "seed": planned.seed,
-        "status": COMPLETE,
-        "resumed": resumed,
-        "run_dir": manifest.run_dir,
-        "settings_fingerprint": manifest.settings_fingerprint,
-        "stage_seeds": manifest.seeds.stages,
-        "fingerprints": {k: v.fingerprint for k, v in manifest.stages.items()},
-        "metrics": run_metrics(manifest.metrics),
-    }
-
-
 # ---- the flow ---------------------------------------------------------------------------
-
-
-@task(name="train-seed", retries=0)
-def train_seed(settings: RunSettings) -> dict[str, Any]:
-    """One training run, as a `train` subflow, in whatever process executes this task."""
-    # Import here: the task travels to the worker pickled by value, and a flow pickled
-    # by value loses its module's globals (pydantic could not resolve its annotations).
-    from flows.train import train_flow
-    from seedtrail.quiet import set_quiet_environment
-
-    set_quiet_environment()
-    return train_flow(settings)
 
 
 def sweep_run_name() -> str:
@@ -242,7 +157,15 @@ def sweep_run_name() -> str:
     return f"sweep-{'+'.join(p.get('vary') or [])}-{len(seeds)}seeds"
 
 
-@flow(name="sweep", flow_run_name=sweep_run_name, validate_parameters=True)
+# The default runner (deployments): each seed trains in a worker process, never in the
+# flow's own (TF thread pools are per process), one at a time (a machine trains one model
+# at once). The CLI's --workers/--dask-address replace it.
+@flow(
+    name="sweep",
+    flow_run_name=sweep_run_name,
+    validate_parameters=True,
+    task_runner=ProcessPoolTaskRunner(max_workers=1),
+)
 def sweep_flow(
     base: RunSettings,
     seeds: list[int],
@@ -269,9 +192,9 @@ def sweep_flow(
         )
 
     try:
-        finished = list(_record_finished(futures, planned, records, sweep_dir, log))
+        finished = list(record_finished(futures, planned, records, sweep_dir, log))
     except KeyboardInterrupt:
-        _stop_local_workers()  # else the pool would wait for (or even start) more runs
+        stop_local_workers()  # else the pool would wait for (or even start) more runs
         raise
     log.info("%d runs finished in this invocation", len(finished))
 
@@ -279,215 +202,6 @@ def sweep_flow(
     summary = write_summary(sweep_dir, base, seeds, vary, runs)
     publish_artifacts(summary)
     return summary
-
-
-def _stop_local_workers() -> None:
-    """Terminate this process's pool workers; their unfinished runs stay marked incomplete."""
-    import multiprocessing
-
-    for child in multiprocessing.active_children():
-        child.terminate()
-
-
-def _record_finished(
-    futures: dict[int, Any],
-    planned: list[PlannedRun],
-    records: list[dict[str, Any] | None],
-    sweep_dir: Path,
-    log: Any,
-) -> Iterator[int]:
-    """Fill `records` as runs finish; a failed seed is recorded, never fatal."""
-    for i, fut in _as_completed(futures):
-        p = planned[i]
-        try:
-            manifest = fut.result()
-            records[i] = run_record(p, parse_manifest(manifest, run_dir=manifest["run_dir"]), False)
-            log.info("%s: complete", p.label)
-        except Exception as err:  # one failed seed must not lose the others
-            failed = failed_manifest(sweep_dir, settings_fingerprint(p.settings))
-            error = (failed and failed.error) or f"{type(err).__name__}: {err}"
-            log.error("%s: failed: %s", p.label, error)
-            records[i] = {
-                "vary": p.vary,
-                "seed": p.seed,
-                "status": "failed",
-                "error": " ".join(str(error).split())[:500],
-                "run_dir": failed.run_dir if failed else None,
-                "settings_fingerprint": settings_fingerprint(p.settings),
-            }
-        yield i
-
-
-def _as_completed(futures: dict[int, Any]) -> Iterator[tuple[int, Any]]:
-    """Futures as they finish. Polls: a blocking result() would swallow Ctrl-C."""
-    pending = dict(futures)
-    while pending:
-        ready = [i for i, f in pending.items() if f.wrapped_future.done()]
-        if not ready:
-            time.sleep(0.25)
-        for i in ready:
-            yield i, pending.pop(i)
-
-
-def write_summary(
-    sweep_dir: Path,
-    base: RunSettings,
-    seeds: list[int],
-    vary: list[str],
-    runs: list[dict[str, Any]],
-) -> dict[str, Any]:
-    stats = summarize(runs)
-    failed = [r for r in runs if r["status"] != COMPLETE]
-    summary = {
-        "sweep_dir": str(sweep_dir),
-        "base_settings": base.model_dump(mode="json"),
-        "base_settings_fingerprint": settings_fingerprint(base),
-        "vary": vary,
-        "seeds": seeds,
-        "seed_rule": "vary=all: root seed = s. vary=<stage>: root seed = base seed, "
-        "seeds.<stage> = SeedPlan.derive(s)[<stage>], other stages at the base seeds.",
-        "ci95": "mean ± t(0.975, n-1)·std/sqrt(n), std with ddof=1, over completed runs",
-        "complete": len(runs) - len(failed),
-        "failed": len(failed),
-        "runs": runs,
-        "statistics": stats,
-    }
-    md = "\n".join(
-        [
-            f"# seedtrail sweep `{sweep_dir.name}`",
-            "",
-            f"vary **{', '.join(vary)}** · seeds {', '.join(map(str, seeds))} · "
-            f"{summary['complete']} complete, {summary['failed']} failed",
-            "",
-            "## Per run",
-            "",
-            runs_table(runs),
-            "",
-            "## Across seeds (CI95: t-interval of the mean)",
-            "",
-            stats_table(stats),
-            "",
-        ]
-    )
-    # The PNG first: summary.json is the last write, the sign a sweep's report is whole.
-    plot_distribution(runs, sweep_dir / DISTRIBUTION_PNG)
-    atomic.write_text(sweep_dir / SUMMARY_MD, md)
-    atomic.write_json(sweep_dir / SUMMARY_JSON, summary)
-    summary["markdown"] = md
-    return summary
-
-
-def plot_distribution(runs: list[dict[str, Any]], path: Path) -> None:
-    """One panel per metric: every seed's value per varied source, with mean and CI95."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in runs if r["status"] == COMPLETE]
-    metrics = sorted({m for r in done for m in r["metrics"]}) or ["(no completed runs)"]
-    vary = list(dict.fromkeys(r["vary"] for r in runs))
-    stats = summarize(runs)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        for x, v in enumerate(vary):
-            values = [
-                r["metrics"][metric] for r in done if r["vary"] == v and metric in r["metrics"]
-            ]
-            ax.plot([x] * len(values), values, "o", alpha=0.6, markersize=5)
-            d = stats.get(v, {}).get(metric)
-            if d and d["ci95_low"] is not None:
-                ax.errorbar(
-                    x + 0.15, d["mean"], yerr=[[d["mean"] - d["ci95_low"]], [d["ci95_high"] - d["mean"]]],
-                    fmt="s", color="black", capsize=4, markersize=4,
-                )  # fmt: skip
-        ax.set_xticks(range(len(vary)), vary)
-        ax.set_xlim(-0.5, len(vary) - 0.5)
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("varied source")
-        ax.grid(alpha=0.3)
-    fig.suptitle("per-seed values (dots), mean and 95% CI (black)", fontsize=9)
-    fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-
-
-def publish_artifacts(summary: dict[str, Any]) -> None:
-    rows = [
-        {"metric": m, "vary": v, **{k: d[k] for k in ("n", "mean", "std", "min", "max", "ci95_low", "ci95_high")}}
-        for v, by_metric in summary["statistics"].items()
-        for m, d in by_metric.items()
-    ]  # fmt: skip
-    create_table_artifact(
-        table=rows, key="sweep-statistics", description="Metrics across seeds, per varied source"
-    )
-    create_table_artifact(
-        table=[
-            {
-                "vary": r["vary"],
-                "seed": r["seed"],
-                "status": r["status"],
-                **r.get("metrics", {}),
-                "train_fingerprint": (r.get("fingerprints") or {}).get("train"),
-                "error": r.get("error"),
-            }
-            for r in summary["runs"]
-        ],
-        key="sweep-runs",
-        description="One row per run of the sweep",
-    )
-    create_markdown_artifact(key="sweep-summary", markdown=summary["markdown"])
-
-
-def task_runner(workers: int, dask_address: str | None):
-    if dask_address is not None:
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=dask_address)
-    from prefect.task_runners import ProcessPoolTaskRunner
-
-    return ProcessPoolTaskRunner(max_workers=workers)
-
-
-def _detached_server():
-    """Prefect's temporary API server, started in its own session.
-
-    A terminal Ctrl-C signals the whole foreground process group; if the API died
-    with it, the sweep's last status updates would retry against a dead server for
-    minutes. In its own session it outlives the interrupt and is stopped at exit.
-    """
-    from unittest import mock
-
-    from prefect.server.api.server import SubprocessASGIServer
-
-    class DetachedServer(SubprocessASGIServer):
-        def _run_uvicorn_command(self):  # type: ignore[override]
-            detached = functools.partial(subprocess.Popen, start_new_session=True)
-            with mock.patch.object(subprocess, "Popen", detached):
-                return super()._run_uvicorn_command()
-
-    return DetachedServer()
-
-
-@contextlib.contextmanager
-def shared_prefect_api() -> Iterator[None]:
-    """Without PREFECT_API_URL, one temporary server for the sweep and all its workers.
-
-    Otherwise every worker process would start its own temporary server on the
-    same SQLite file ("database is locked"), and the runs would not show up as
-    subflows of the sweep.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    server = _detached_server()
-    server.start()  # stopped at exit (atexit), as Prefect's own temporary server
-    os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the worker processes
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        yield
 
 
 def main(argv: list[str]) -> int:

@@ -1,171 +1,96 @@
 """`python -m flows.train`: one reproducible training run, every stage a Prefect task.
 
-RunSettings -> SeedPlan -> environment -> data -> augment -> split -> model -> train -> evaluate
+The one `train` flow: the CLI, `flows.serve`, `prefect deploy` and sweeps all run
+this flow. Its parameters are RunSettings' fields, one per section (Prefect
+merges a custom run's parameters at the top level only: seedtrail/prefect_compat.py),
+plus three run options that never change what is computed. The pipeline itself
+is seedtrail/pipeline.py.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the parameter annotations are built at
+# import time from RunSettings, and Prefect reads them from the signature.
 
 import argparse
-import logging
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow, tags
+from pydantic import ValidationError
 
-from flows._cli import run_cli
 from seedtrail import tf_runtime
+from seedtrail.cli import run_cli
 from seedtrail.errors import InputError
-from seedtrail.fingerprint import fingerprint_json
 from seedtrail.manifest import parse_manifest, read_manifest
-from seedtrail.prefect_run import seed_tag, tag_current_flow_run
-from seedtrail.registry import code_versions
-from seedtrail.report import run_card, terminal_summary
-from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageResult
-from seedtrail.store import store_dir
+from seedtrail.pipeline import preflight, run_training, will_train
+from seedtrail.prefect_compat import (
+    drop_task_completed_lines,
+    seed_tag,
+    setting_annotation,
+    settings_from_parameters,
+    settings_parameters,
+    with_settings_docstring,
+)
+from seedtrail.report import terminal_summary
+from seedtrail.rundir import settings_fingerprint
 from settings.cli import load_settings
 from settings.model import RunSettings
-from settings.seeds import SeedPlan, Stage
-from tasks import augment, data, environment, evaluate, model, split, train
+from settings.seeds import Stage
 
-
-def settings_fingerprint(settings: RunSettings) -> str:
-    """Identity of what a run computes: everything but where its files go."""
-    return fingerprint_json(settings.model_dump(mode="json", exclude={"output_dir"}))
+_DEFAULTS = RunSettings()
 
 
 def flow_run_name() -> str:
     from prefect.runtime import flow_run
 
-    s = flow_run.parameters.get("settings")
-    s = s if isinstance(s, RunSettings) else RunSettings.model_validate(s or {})
+    params = dict(flow_run.parameters)
+    try:
+        s = settings_from_parameters(params)
+    except ValidationError:  # the run fails on its parameters next; still say which seed
+        return f"train-seed{params.get('seed', '?')}-invalid"
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
-def preflight(settings: RunSettings) -> None:
-    """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
-    tf_runtime.effective_cap(settings.determinism)  # the CPU can run the requested ISA cap
-    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
-    split.split_sizes(ds.y, settings.split)
-    try:
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(
-            f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
-        ) from None
-
-
-class _StopAfter(Exception):
-    """Raised after the stage named by `stop_after` (verify can stop early)."""
-
-
-def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
-    if resume is not None:
-        try:
-            if read_manifest(resume).settings != settings:
-                raise InputError(f"--resume: {resume} was made with other settings")
-            return RunDirectory.reopen(resume)
-        except InputError as err:
-            raise InputError([f"--resume: {p}" for p in err.problems]) from None
-    plan = SeedPlan.from_settings(settings)
-    s_fp = settings_fingerprint(settings)
-    return RunDirectory.create(
-        settings.output_dir,
-        new_run_id(settings.seed, s_fp),
-        header={
-            "settings": settings.model_dump(mode="json"),
-            "settings_fingerprint": s_fp,
-            "seeds": plan.to_manifest(),
-            "stage_versions": code_versions(),
-        },
-    )
-
-
-def run_training(
-    settings: RunSettings,
-    stop_after: Stage | None = None,
-    use_cache: bool = True,
-    resume: Path | None = None,
-) -> dict[str, Any]:
-    """The pipeline, stage by stage; call it inside a flow run. Returns the run's manifest.
-
-    `stop_after` ends the run after that stage (status "partial"), e.g. to check data
-    and split quickly. `resume` continues an unfinished run directory in place: finished
-    stages come from the cache, training from its last checkpoint.
-    """
-    plan = SeedPlan.from_settings(settings)
-    tag_current_flow_run(seed_tag(settings.seed))  # find runs by seed in the UI
-    run = _open_run(settings, resume)
-    store = store_dir(Path(run.path).parent if resume else settings.output_dir)
-
-    def record(result: StageResult) -> StageResult:
-        run.record_stage(result)
-        run.add_artifacts(result.outputs)
-        if result.stage == stop_after:
-            raise _StopAfter
-        return result
-
-    try:
-        env = record(environment.run_environment(settings.determinism, plan["environment"]))
-        run.set("environment", env.info["environment"])
-        ctx = StageContext(
-            run_dir=run.path,
-            store=store,
-            use_cache=use_cache,
-            env_fingerprint=env.fingerprint,
-            stack_fingerprint=env.info["stack_fingerprint"],
-        )
-        ds = record(data.run_data(ctx, settings.data, plan["data"]))
-        aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
-        idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
-        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx))
-        fit = record(
-            train.run_train(
-                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
-            )
-        )
-        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
-        run.set("metrics", ev.info["metrics"])
-        run.finish(COMPLETE)
-    except _StopAfter:
-        run.finish("partial")
-    except InputError:
-        if resume is None:
-            run.discard()  # bad input: leave nothing behind
-        raise
-    except KeyboardInterrupt:
-        run.finish("interrupted")
-        print(
-            f"\ninterrupted; the last finished epoch is kept. Resume with:\n"
-            f"  python -m flows.train --resume {run.path}",
-            file=sys.stderr,
-        )
-        raise
-    except BaseException as err:
-        run.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
-
-    manifest = {**run.manifest, "run_dir": str(run.path)}
-    card = run_card(parse_manifest(manifest, str(run.path), str(run.path)))  # as readers see it
-    create_markdown_artifact(
-        key="run-card", markdown=card, description=f"seedtrail run {run.path.name}"
-    )
-    return manifest
-
-
-@flow(name="train", flow_run_name=flow_run_name, validate_parameters=True)
+@flow(
+    name="train",
+    flow_run_name=flow_run_name,
+    validate_parameters=True,
+    description="Train one Keras model reproducibly: one parameter per settings section.",
+)
+@with_settings_docstring
 def train_flow(
-    settings: RunSettings = RunSettings(),  # noqa: B008 (frozen model)
+    seed: setting_annotation("seed") = _DEFAULTS.seed,
+    output_dir: setting_annotation("output_dir") = _DEFAULTS.output_dir,
+    data: setting_annotation("data") = _DEFAULTS.data,
+    augment: setting_annotation("augment") = _DEFAULTS.augment,
+    split: setting_annotation("split") = _DEFAULTS.split,
+    model: setting_annotation("model") = _DEFAULTS.model,
+    training: setting_annotation("training") = _DEFAULTS.training,
+    determinism: setting_annotation("determinism") = _DEFAULTS.determinism,
+    seeds: setting_annotation("seeds") = _DEFAULTS.seeds,
     stop_after: Stage | None = None,
     use_cache: bool = True,
     resume: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one Keras model reproducibly; returns the run's manifest."""
-    return run_training(settings, stop_after, use_cache, resume)
+    """Train one Keras model reproducibly; returns the run's manifest.
+
+    stop_after ends the run after that stage (status "partial"); use_cache=False
+    recomputes every stage; resume continues an unfinished run directory in place.
+    """
+    settings = RunSettings(
+        seed=seed,
+        output_dir=output_dir,
+        data=data,
+        augment=augment,
+        split=split,
+        model=model,
+        training=training,
+        determinism=determinism,
+        seeds=seeds,
+    )
+    with tags(seed_tag(settings.seed)):  # the task runs carry the seed too
+        return run_training(settings, stop_after, use_cache, resume)
 
 
 def _run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -182,43 +107,32 @@ RUN_OPTIONS_HELP = (
 )
 
 
-def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
-    """Whether this run will likely need TensorFlow (a guess: it only decides a prefetch).
-
-    A rerun whose store already holds trained results is probably a cache hit, and a hit
-    never imports TensorFlow; a wrong guess costs only the overlap, never correctness.
-    """
-    if not use_cache or resume is not None:
-        return True
-    return not (store_dir(settings.output_dir) / "cache" / "train").is_dir()
-
-
-def _drop_task_completed(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("Finished in state Completed")
+def _resumed_settings(run_dir: Path, rest: list[str]) -> RunSettings:
+    if rest:
+        raise InputError(f"--resume takes the run's own settings; remove {' '.join(rest)}")
+    try:
+        recorded = read_manifest(run_dir)
+    except InputError as err:
+        raise InputError([f"--resume: {p}" for p in err.problems]) from None
+    if recorded.complete:
+        raise InputError(f"--resume: {run_dir} is already complete; nothing to resume")
+    return recorded.settings
 
 
 def main(argv: list[str]) -> int:
     opts, rest = _run_options(argv)
     if opts.resume is not None:
-        if rest:
-            raise InputError(f"--resume takes the run's own settings; remove {' '.join(rest)}")
-        try:
-            recorded = read_manifest(opts.resume)
-        except InputError as err:
-            raise InputError([f"--resume: {p}" for p in err.problems]) from None
-        if recorded.complete:
-            raise InputError(f"--resume: {opts.resume} is already complete; nothing to resume")
-        settings = recorded.settings
+        settings = _resumed_settings(opts.resume, rest)
     else:
         settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
         preflight(settings)
-    # One progress line per stage is ours; Prefect's per-task "Finished in state
-    # Completed()" lines would double them on the terminal. Failures still show.
-    logging.getLogger("prefect.task_runs").addFilter(_drop_task_completed)
+    drop_task_completed_lines()
     if will_train(settings, use_cache=not opts.no_cache, resume=opts.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()
-    manifest = train_flow(settings, use_cache=not opts.no_cache, resume=opts.resume)
+    manifest = train_flow(
+        **settings_parameters(settings), use_cache=not opts.no_cache, resume=opts.resume
+    )
     run_dir = manifest["run_dir"]
     print(terminal_summary(parse_manifest(manifest, run_dir, run_dir)))
     return 0

@@ -23,12 +23,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from flows._cli import run_cli
-from flows.train import preflight, run_training
 from seedtrail import tf_runtime
+from seedtrail.cli import run_cli
 from seedtrail.compare import compare_manifests, read_run
 from seedtrail.errors import InputError
 from seedtrail.manifest import Manifest
+from seedtrail.pipeline import preflight, run_training
 from settings.cli import _RaisingParser
 from settings.model import RunSettings
 from settings.seeds import STAGES, Stage

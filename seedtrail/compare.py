@@ -25,6 +25,7 @@ from seedtrail.hardware import explain as explain_hardware
 from seedtrail.manifest import Manifest, parse_manifest, read_manifest
 from seedtrail.registry import STAGES
 from seedtrail.report import short
+from seedtrail.tables import markdown_table, text_table
 
 #: Settings that never change a run's bytes, so their differences are not reported as causes.
 IGNORED_SETTINGS = frozenset({"output_dir"})
@@ -401,13 +402,8 @@ class Comparison:
                     else []
                 ),
                 "",
-                "| " + " | ".join(head) + " |",
-                "|" + "---|" * len(head),
-                *(
-                    "| "
-                    + " | ".join(f"`{c}`" if i in (2, 3) else c for i, c in enumerate(r))
-                    + " |"
-                    for r in rows
+                markdown_table(
+                    head, [[f"`{c}`" if i in (2, 3) else c for i, c in enumerate(r)] for r in rows]
                 ),
             ]
             for note in notes:
@@ -416,11 +412,7 @@ class Comparison:
                 lines += ["", f"**{title}**", "", *(f"- `{i}`" for i in items)]
             return "\n".join(lines)
 
-        widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
-        table = [
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in (head, *rows)
-        ]
+        table = text_table(head, rows)
         lines = [
             f"{self.title}: {a.label} {a.run_id} ({a.status}) vs {b.label} {b.run_id} ({b.status})",
             "",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from seedtrail.manifest import Manifest
 from seedtrail.registry import STAGES
+from seedtrail.tables import markdown_table
 
 
 def short(fp: str | None, n: int = 12) -> str:
@@ -30,17 +31,19 @@ def run_card(manifest: Manifest) -> str:
             f" · {m.test_samples} test samples",
             "",
         ]
-    lines += ["| stage | seed | fingerprint | seconds | cache |", "|---|---|---|---|---|"]
     pinned = set(manifest.seeds.pinned)
-    for stage in STAGES:
-        st = manifest.stage(stage)
-        if st is None:
-            continue
-        seed = f"{st.seed}{' (pinned)' if stage in pinned else ''}"
-        cache = st.cache.get("status", "hit" if st.cached else "-")
-        lines.append(
-            f"| {stage} | {seed} | `{short(st.fingerprint, 16)}` | {st.duration_s:.2f} | {cache} |"
-        )
+    rows = [
+        [
+            stage,
+            f"{st.seed}{' (pinned)' if stage in pinned else ''}",
+            f"`{short(st.fingerprint, 16)}`",
+            f"{st.duration_s:.2f}",
+            st.cache.get("status", "hit" if st.cached else "-"),
+        ]
+        for stage in STAGES
+        if (st := manifest.stage(stage)) is not None
+    ]
+    lines += [markdown_table(["stage", "seed", "fingerprint", "seconds", "cache"], rows)]
     lines += ["", f"Run directory: `{manifest.run_dir}`"]
     return "\n".join(lines)
 

@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail import atomic
+from seedtrail.fingerprint import fingerprint_json
 from seedtrail.manifest import COMPLETE, MANIFEST, MANIFEST_VERSION, NotARun, read_json
 from seedtrail.stage_result import StageResult
+from settings.model import RunSettings
+
+
+def settings_fingerprint(settings: RunSettings) -> str:
+    """Identity of what a run computes: everything but where its files go."""
+    return fingerprint_json(settings.model_dump(mode="json", exclude={"output_dir"}))
 
 
 def new_run_id(seed: int, settings_fp: str) -> str:

@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail.errors import InputError
+from seedtrail.fingerprint import fingerprint_json
 from seedtrail.manifest import Metrics
 from seedtrail.registry import VARY_STAGES
+from seedtrail.rundir import settings_fingerprint
+from seedtrail.tables import markdown_table
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
 
@@ -188,6 +191,12 @@ def summarize(runs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     }
 
 
+def default_sweep_dir(base: RunSettings, vary: Sequence[str]) -> Path:
+    # Not the seeds: rerunning with more seeds reuses (resumes) the finished ones.
+    key = fingerprint_json({"settings": settings_fingerprint(base), "vary": list(vary)})
+    return base.output_dir / f"sweep-{'+'.join(vary)}-{key[:8]}"
+
+
 # ---- tables -----------------------------------------------------------------------------
 
 
@@ -199,7 +208,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: one row per run with status, metrics and the final-weights fingerprint."""
     metrics = sorted({k for r in runs for k in r.get("metrics", {})})
     head = ["vary", "seed", "status", *metrics, "train fingerprint", "run / error"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in runs:
         fp = (r.get("fingerprints") or {}).get("train")
         where = r.get("error") or Path(r.get("run_dir") or "-").name
@@ -209,28 +218,24 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
             r["status"] + (" (resumed)" if r.get("resumed") else ""),
             *(_num(r.get("metrics", {}).get(m)) for m in metrics),
             f"`{fp[:12]}`" if fp else "-",
-            str(where).replace("|", "/").replace("\n", " "),
+            str(where),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(head, rows)
 
 
 def stats_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """Markdown: per metric, one row per varied source, side by side."""
     head = ["metric", "vary", "n", "mean", "std", "min", "max", "CI95 low", "CI95 high"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     metrics = sorted({m for by_metric in summary.values() for m in by_metric})
     for m in metrics:
         for vary, by_metric in summary.items():
             d = by_metric.get(m)
             if d is None:
                 continue
-            lines.append(
-                "| "
-                + " | ".join(
-                    [m, vary, str(d["n"])]
-                    + [_num(d[k]) for k in ("mean", "std", "min", "max", "ci95_low", "ci95_high")]
-                )
-                + " |"
+            rows.append(
+                [m, vary, str(d["n"])]
+                + [_num(d[k]) for k in ("mean", "std", "min", "max", "ci95_low", "ci95_high")]
             )
-    return "\n".join(lines)
+    return markdown_table(head, rows)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from seedtrail.fingerprint import fingerprint_arrays
+from seedtrail.plots import save_preview
 from seedtrail.quiet import set_quiet_environment
 from seedtrail.stage import stage
 from seedtrail.stage_cache import StageContext
@@ -102,36 +103,6 @@ def augment_epoch(
     """Augmented copies of x[indices] for one epoch; states indexed by dataset index."""
     words = epoch_seeds(augment_seed, epoch, len(x) * WORDS_PER_SAMPLE)
     return augment_images(augmenter, x[indices], words.reshape(len(x), WORDS_PER_SAMPLE)[indices])
-
-
-def save_preview(original: np.ndarray, augmented: np.ndarray, path: Path) -> None:
-    """Grid: originals on top rows, augmented copies (epoch 0) below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seedtrail.atomic import atomic_path
-
-    n = len(original)
-    cols = min(n, 8)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 1.2, 2 * rows * 1.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        r, c = divmod(i, cols)
-        for block, imgs in ((0, original), (rows, augmented)):
-            img = imgs[i]
-            axes[block + r, c].imshow(
-                img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1
-            )
-    axes[0, 0].set_title("original", fontsize=7, loc="left")
-    axes[rows, 0].set_title("augmented (epoch 0)", fontsize=7, loc="left")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
 
 
 @stage(env="stack")

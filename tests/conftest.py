@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,14 @@ def start_module(
 def finish(proc: subprocess.Popen, timeout: float = 300) -> Completed:
     out, err = proc.communicate(timeout=timeout)
     return Completed(proc.returncode, out, err)
+
+
+def train_in_process(settings: Any, **options: Any) -> dict:
+    """The `train` flow in this process (one parameter per settings section, plus options)."""
+    from flows.train import train_flow
+    from seedtrail.prefect_compat import settings_parameters
+
+    return train_flow(**settings_parameters(settings), **options)
 
 
 @pytest.fixture

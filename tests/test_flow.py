@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from flows.train import train_flow
 from seedtrail.errors import InputError
 from settings import DataSettings, RunSettings
+from tests.conftest import train_in_process
 
 # Every test here starts Prefect or a Python process, or trains for real.
 pytestmark = pytest.mark.slow
 
 
 def test_stop_after_split_writes_a_partial_run(prefect_server: None, settings: RunSettings) -> None:
-    manifest = train_flow(settings, stop_after="split")
+    manifest = train_in_process(settings, stop_after="split")
     assert manifest["status"] == "partial"
     assert list(manifest["stages"]) == ["environment", "data", "augment", "split"]
     sizes = manifest["stages"]["split"]["info"]["sizes"]
@@ -30,13 +30,13 @@ def test_bad_input_inside_the_flow_leaves_no_run_directory(
         update={"data": DataSettings(kind="file", path=tmp_path / "gone.npz")}
     )
     with pytest.raises(InputError, match="file not found"):
-        train_flow(bad)
+        train_in_process(bad)
     assert not any(p.name != ".store" for p in settings.output_dir.iterdir())
 
 
 def test_tabular_data_skips_augmentation(prefect_server: None, settings: RunSettings) -> None:
     s = settings.model_copy(update={"data": DataSettings(kind="tabular", n_samples=120)})
-    manifest = train_flow(s, stop_after="model")
+    manifest = train_in_process(s, stop_after="model")
     assert manifest["stages"]["augment"]["skipped"] is True
     assert manifest["stages"]["augment"]["info"]["reason"] == "tabular data"
     assert manifest["stages"]["model"]["fingerprint"] != "skipped"

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.train import train_flow
 from settings import DataSettings, RunSettings, TrainingSettings
-from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
+from tests.conftest import TINY, TinyRuns, finish, run_module, start_module, train_in_process
 
 # Every test here starts Prefect or a Python process, or trains for real.
 pytestmark = pytest.mark.slow
@@ -25,8 +24,8 @@ def _cached(manifest: dict) -> dict[str, bool]:
 
 
 def test_identical_rerun_reuses_every_stage(prefect_server: None, settings: RunSettings) -> None:
-    first = train_flow(settings)
-    second = train_flow(settings)
+    first = train_in_process(settings)
+    second = train_in_process(settings)
     assert not any(_cached(first).values())
     assert _cached(second) == {s: s != "environment" for s in first["stages"]}
     for stage, st in first["stages"].items():
@@ -40,29 +39,29 @@ def test_identical_rerun_reuses_every_stage(prefect_server: None, settings: RunS
 def test_changing_only_epochs_reuses_what_does_not_depend_on_it(
     prefect_server: None, settings: RunSettings
 ) -> None:
-    train_flow(settings)
+    train_in_process(settings)
     more = settings.model_copy(update={"training": TrainingSettings(epochs=3)})
-    cached = _cached(train_flow(more))
+    cached = _cached(train_in_process(more))
     # data, augment, split and the initial weights do not depend on training settings
     assert cached == {
         "environment": False, "data": True, "augment": True, "split": True,
         "model": True, "train": False, "evaluate": False,
     }  # fmt: skip
     other_seed = settings.model_copy(update={"seed": 1})
-    assert not any(_cached(train_flow(other_seed)).values())
-    assert not any(_cached(train_flow(settings, use_cache=False)).values())
+    assert not any(_cached(train_in_process(other_seed)).values())
+    assert not any(_cached(train_in_process(settings, use_cache=False)).values())
 
 
 def test_corrupted_cache_file_is_detected_and_recomputed(
     prefect_server: None, settings: RunSettings
 ) -> None:
-    first = train_flow(settings)
+    first = train_in_process(settings)
     arrays = Path(first["stages"]["data"]["outputs"]["arrays"])
     blob = bytearray(arrays.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     arrays.write_bytes(bytes(blob))
     (Path(first["run_dir"]) / "metrics.json").unlink()  # the run's own copy is not the cache
-    second = train_flow(settings)
+    second = train_in_process(settings)
     assert second["stages"]["data"]["cached"] is False  # rejected, recomputed
     assert second["stages"]["data"]["fingerprint"] == first["stages"]["data"]["fingerprint"]
     assert second["stages"]["evaluate"]["cached"] is True
@@ -82,7 +81,7 @@ def test_label_names_alone_never_give_a_stale_cached_evaluate(
     runs = []
     for names in (("cat", "dog"), ("ant", "bee")):
         data = DataSettings(kind="file", path=_labelled_csv(tmp_path / f"{names[0]}.csv", names))
-        runs.append(train_flow(settings.model_copy(update={"data": data})))
+        runs.append(train_in_process(settings.model_copy(update={"data": data})))
     cats, ants = runs
     assert ants["stages"]["data"]["fingerprint"] == cats["stages"]["data"]["fingerprint"]
     assert sorted(ants["metrics"]["per_class"]) == ["ant", "bee"]
@@ -94,7 +93,7 @@ def test_a_retried_stage_gives_the_same_bytes(
 ) -> None:
     import tasks.data
 
-    clean = train_flow(settings, stop_after="data", use_cache=False)
+    clean = train_in_process(settings, stop_after="data", use_cache=False)
     real_put, calls = tasks.data.put_arrays, []
 
     def flaky_put(*args, **kwargs):
@@ -104,7 +103,7 @@ def test_a_retried_stage_gives_the_same_bytes(
         return real_put(*args, **kwargs)
 
     monkeypatch.setattr(tasks.data, "put_arrays", flaky_put)
-    retried = train_flow(settings, stop_after="data", use_cache=False)
+    retried = train_in_process(settings, stop_after="data", use_cache=False)
     assert len(calls) == 2
     assert retried["stages"]["data"]["fingerprint"] == clean["stages"]["data"]["fingerprint"]
 

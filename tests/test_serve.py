@@ -177,7 +177,13 @@ def test_every_setting_is_a_deployment_parameter_with_its_bounds(served: Served)
     _, deployment = _api(served.api_url, "/deployments/name/train/seedtrail")
     assert deployment["enforce_parameter_schema"] is True
     schema = deployment["parameter_openapi_schema"]
-    assert list(schema["properties"]) == list(RunSettings.model_fields)
+    # every setting, then the run options (never change what is computed)
+    assert list(schema["properties"]) == [
+        *RunSettings.model_fields,
+        "stop_after",
+        "use_cache",
+        "resume",
+    ]
     for name, info in RunSettings.model_fields.items():
         assert schema["properties"][name]["description"] == info.description
     assert schema["properties"]["seed"]["minimum"] == 0

@@ -1,0 +1,138 @@
+"""Every place where seedtrail works around a Prefect 3 behaviour, each with why.
+
+Each workaround is pinned by a test in tests/test_prefect_compat.py, so a Prefect
+upgrade that changes the behaviour shows up there, not as a silent regression.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Annotated, Any
+from uuid import UUID
+
+from settings.model import RunSettings
+
+# ---- 1. deployment parameters merge at the top level only ---------------------------------
+# A custom run sending {"settings": {"seed": 5}} would replace the whole default settings
+# object. So the train flow takes RunSettings' fields as its top-level parameters: a run
+# sending only `seed` keeps every other section of the deployment.
+
+
+def setting_annotation(name: str) -> Any:
+    """The annotation of `RunSettings.<name>` with its bounds, for a flow parameter."""
+    info = RunSettings.model_fields[name]
+    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+
+
+def with_settings_docstring(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Append an `Args:` section: Prefect takes the UI form's descriptions from the docstring."""
+    lines = [f"    {name}: {info.description}" for name, info in RunSettings.model_fields.items()]
+    fn.__doc__ = f"{(fn.__doc__ or '').strip()}\n\nArgs:\n" + "\n".join(lines) + "\n"
+    return fn
+
+
+def settings_parameters(settings: RunSettings) -> dict[str, Any]:
+    """The train flow's parameters for these settings (one per RunSettings field)."""
+    return {name: getattr(settings, name) for name in RunSettings.model_fields}
+
+
+def settings_from_parameters(parameters: dict[str, Any]) -> RunSettings:
+    """RunSettings from the train flow's parameters (models or their JSON)."""
+    return RunSettings.model_validate(
+        {k: v for k, v in parameters.items() if k in RunSettings.model_fields}
+    )
+
+
+# ---- 2. a deployment run's tags are fixed when the server creates it ----------------------
+# Deployment tags plus the caller's; the seed is only known from the parameters, so the
+# running flow adds `seed:<n>` to itself to be found by seed in the UI.
+
+
+def seed_tag(seed: int) -> str:
+    return f"seed:{seed}"
+
+
+def tag_current_flow_run(*new_tags: str) -> None:
+    """Add tags to the running flow run (no-op outside one)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(UUID(run_id)).tags
+        if not set(new_tags) <= set(current):
+            client.update_flow_run(UUID(run_id), tags=sorted({*current, *new_tags}))
+
+
+# ---- 3. one "Finished in state Completed()" line per task on the terminal -----------------
+# Each stage logs its own line (seed, fingerprint, time); Prefect's per-task completion
+# lines would double them. Failures still show.
+TASK_COMPLETED_PREFIX = "Finished in state Completed"
+
+
+def _not_task_completed(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(TASK_COMPLETED_PREFIX)
+
+
+def drop_task_completed_lines() -> None:
+    logging.getLogger("prefect.task_runs").addFilter(_not_task_completed)
+
+
+# ---- 4. the temporary API server dies with a terminal Ctrl-C -------------------------------
+# Prefect's temporary server runs in the foreground process group, so Ctrl-C in a sweep
+# kills it, and the sweep's last status updates then retry against a dead server for
+# minutes. A sweep starts its own server with the public CLI in a new session instead
+# (`prefect server start`, services off like the temporary one), stopped at exit. It is
+# shared by the sweep and its worker processes: one SQLite file, one writer.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_detached_server(timeout: float = 120) -> str:
+    """Start `prefect server start` in its own session; return its API URL once healthy."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--no-services"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    atexit.register(_stop, proc)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+            raise RuntimeError(f"the temporary Prefect server did not start: {err}")
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,116 @@
+"""Running a sweep's seeds: each a `train` flow run inside a task, in worker processes.
+
+TensorFlow's thread pools are fixed per process, so training never happens in
+the sweep's own process: a ProcessPoolTaskRunner (or a Dask cluster) runs the
+`train-seed` tasks. Results are collected as they finish; a failed seed is
+recorded, never fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from seedtrail.manifest import parse_manifest
+from seedtrail.rundir import settings_fingerprint
+from seedtrail.sweep import PlannedRun
+from seedtrail.sweep_resume import failed_manifest, run_record
+from settings.model import RunSettings
+
+
+@task(name="train-seed", retries=0)
+def train_seed(settings: RunSettings) -> dict[str, Any]:
+    """One training run, as a `train` subflow, in whatever process executes this task."""
+    # Loaded here, in the worker, by entrypoint: a flow pickled by value with the task
+    # would lose its module's globals (pydantic could not resolve its annotations).
+    from seedtrail.deployments import TRAIN_ENTRYPOINT, load_flow
+    from seedtrail.prefect_compat import settings_parameters
+    from seedtrail.quiet import set_quiet_environment
+
+    set_quiet_environment()
+    return load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings))
+
+
+def task_runner(workers: int, dask_address: str | None):
+    if dask_address is not None:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    return ProcessPoolTaskRunner(max_workers=workers)
+
+
+def stop_local_workers() -> None:
+    """Terminate this process's pool workers; their unfinished runs stay marked incomplete."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
+def record_finished(
+    futures: dict[int, Any],
+    planned: list[PlannedRun],
+    records: list[dict[str, Any] | None],
+    sweep_dir: Path,
+    log: Any,
+) -> Iterator[int]:
+    """Fill `records` as runs finish; a failed seed is recorded, never fatal."""
+    for i, fut in as_completed(futures):
+        p = planned[i]
+        try:
+            manifest = fut.result()
+            records[i] = run_record(p, parse_manifest(manifest, run_dir=manifest["run_dir"]), False)
+            log.info("%s: complete", p.label)
+        except Exception as err:  # one failed seed must not lose the others
+            failed = failed_manifest(sweep_dir, settings_fingerprint(p.settings))
+            error = (failed and failed.error) or f"{type(err).__name__}: {err}"
+            log.error("%s: failed: %s", p.label, error)
+            records[i] = {
+                "vary": p.vary,
+                "seed": p.seed,
+                "status": "failed",
+                "error": " ".join(str(error).split())[:500],
+                "run_dir": failed.run_dir if failed else None,
+                "settings_fingerprint": settings_fingerprint(p.settings),
+            }
+        yield i
+
+
+def as_completed(futures: dict[int, Any]) -> Iterator[tuple[int, Any]]:
+    """Futures as they finish. Polls: a blocking result() would swallow Ctrl-C."""
+    pending = dict(futures)
+    while pending:
+        ready = [i for i, f in pending.items() if f.wrapped_future.done()]
+        if not ready:
+            time.sleep(0.25)
+        for i in ready:
+            yield i, pending.pop(i)
+
+
+@contextlib.contextmanager
+def shared_prefect_api() -> Iterator[None]:
+    """Without PREFECT_API_URL, one temporary server for the sweep and all its workers.
+
+    Otherwise every worker process would start its own temporary server on the
+    same SQLite file ("database is locked"), and the runs would not show up as
+    subflows of the sweep.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from seedtrail.prefect_compat import start_detached_server
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    url = start_detached_server()  # stopped at exit, as Prefect's own temporary server
+    os.environ["PREFECT_API_URL"] = url  # inherited by the worker processes
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield

@@ -1,0 +1,82 @@
+"""Each Prefect workaround in seedtrail/prefect_compat.py, pinned: if Prefect changes, a test here says so."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from seedtrail import prefect_compat
+from seedtrail.deployments import ROOT, load_flow
+from settings.model import RunSettings, TrainingSettings
+
+
+def test_train_flow_takes_every_setting_as_a_top_level_parameter() -> None:
+    """Deployment parameters merge at the top level only: one parameter per section."""
+    train = load_flow("flows/train.py:train_flow")
+    params = list(inspect.signature(train.fn).parameters)
+    assert params[: len(RunSettings.model_fields)] == list(RunSettings.model_fields)
+    s = RunSettings(seed=5, training=TrainingSettings(epochs=3))
+    assert prefect_compat.settings_from_parameters(prefect_compat.settings_parameters(s)) == s
+    assert "training: Training." in (train.fn.__doc__ or "")  # the UI form's descriptions
+
+
+def test_tagging_the_flow_run_is_a_no_op_outside_one() -> None:
+    prefect_compat.tag_current_flow_run(prefect_compat.seed_tag(7))  # must not raise
+    assert prefect_compat.seed_tag(7) == "seed:7"
+
+
+def test_only_prefects_task_completed_lines_are_dropped() -> None:
+    import prefect.task_engine
+
+    # Prefect still words its per-task line this way (else the filter silently stops working).
+    assert 'f"Finished in state {display_state}"' in inspect.getsource(prefect.task_engine)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("prefect.task_runs", logging.INFO, "", 0, msg, None, None)
+
+    keep = prefect_compat._not_task_completed
+    assert not keep(record("Finished in state Completed()"))
+    assert keep(record("Finished in state Failed('boom')"))
+    assert keep(record("data        seed 1 fingerprint abc  0.01s"))
+
+
+def test_production_code_never_patches_prefect_with_mock() -> None:
+    for folder in ("seedtrail", "flows", "tasks", "settings"):
+        for path in (ROOT / folder).glob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"unittest\.mock|from unittest import mock|mock\.patch", text), (
+                path
+            )
+
+
+@pytest.mark.slow
+def test_the_sweeps_temporary_server_runs_in_its_own_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches the foreground process group; the sweep's server must not be in it."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    url = prefect_compat.start_detached_server()
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+        assert r.status == 200
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    pids = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _listens(int(p.name), port)
+    ]
+    assert pids and all(os.getsid(pid) != os.getsid(0) for pid in pids)
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether the process's command line names the port (Linux /proc)."""
+    try:
+        cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"server" in cmd and str(port).encode() in cmd
