@@ -30,17 +30,12 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
 from seedtrail.pipeline import preflight
+from seedtrail.prefect_compat import stop_local_workers
 from seedtrail.rundir import settings_fingerprint
 from seedtrail.sweep import VARY_CHOICES, default_sweep_dir, parse_vary, plan_runs, seed_list
 from seedtrail.sweep_report import publish_artifacts, write_summary
 from seedtrail.sweep_resume import completed_runs, run_record
-from seedtrail.sweep_run import (
-    record_finished,
-    shared_prefect_api,
-    stop_local_workers,
-    task_runner,
-    train_seed,
-)
+from seedtrail.sweep_run import record_finished, shared_prefect_api, task_runner, train_seed
 from settings.cli import load_settings
 from settings.model import RunSettings
 from settings.seeds import SeedPlan

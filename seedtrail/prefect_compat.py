@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -88,7 +88,31 @@ def drop_task_completed_lines() -> None:
     logging.getLogger("prefect.task_runs").addFilter(_not_task_completed)
 
 
-# ---- 4. the temporary API server dies with a terminal Ctrl-C -------------------------------
+# ---- 4. waiting on process-pool futures swallows Ctrl-C ----------------------------------
+# A blocking `future.result()` in the sweep does not return to Python until the run ends,
+# so Ctrl-C waits for it; and on Ctrl-C the pool would still wait for (or start) more runs.
+
+
+def as_completed(futures: dict[int, Any], poll_s: float = 0.25) -> Iterator[tuple[int, Any]]:
+    """(key, future) as each Prefect future finishes; polls so that Ctrl-C is seen at once."""
+    pending = dict(futures)
+    while pending:
+        ready = [i for i, f in pending.items() if f.wrapped_future.done()]
+        if not ready:
+            time.sleep(poll_s)
+        for i in ready:
+            yield i, pending.pop(i)
+
+
+def stop_local_workers() -> None:
+    """Terminate this process's pool workers; their unfinished runs stay marked incomplete."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
+# ---- 5. the temporary API server dies with a terminal Ctrl-C -------------------------------
 # Prefect's temporary server runs in the foreground process group, so Ctrl-C in a sweep
 # kills it, and the sweep's last status updates then retry against a dead server for
 # minutes. A sweep starts its own server with the public CLI in a new session instead
@@ -127,6 +151,19 @@ def start_detached_server(timeout: float = 120) -> str:
             err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
             raise RuntimeError(f"the temporary Prefect server did not start: {err}")
         time.sleep(0.2)
+
+
+def use_api_url(url: str) -> None:
+    """Point this process, every thread of it and its future workers at the API `url`.
+
+    Threads do not inherit a `temporary_settings` context, and Prefect's process-wide
+    settings were read from the environment at import; without the refresh, its log
+    and event threads would start a second temporary server of their own.
+    """
+    from prefect.context import refresh_global_settings_context
+
+    os.environ["PREFECT_API_URL"] = url  # inherited by worker processes
+    refresh_global_settings_context()
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -9,8 +9,6 @@ recorded, never fatal.
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from prefect import task
 
 from seedtrail.manifest import parse_manifest
+from seedtrail.prefect_compat import as_completed
 from seedtrail.rundir import settings_fingerprint
 from seedtrail.sweep import PlannedRun
 from seedtrail.sweep_resume import failed_manifest, run_record
@@ -45,14 +44,6 @@ def task_runner(workers: int, dask_address: str | None):
     from prefect.task_runners import ProcessPoolTaskRunner
 
     return ProcessPoolTaskRunner(max_workers=workers)
-
-
-def stop_local_workers() -> None:
-    """Terminate this process's pool workers; their unfinished runs stay marked incomplete."""
-    import multiprocessing
-
-    for child in multiprocessing.active_children():
-        child.terminate()
 
 
 def record_finished(
@@ -84,17 +75,6 @@ def record_finished(
         yield i
 
 
-def as_completed(futures: dict[int, Any]) -> Iterator[tuple[int, Any]]:
-    """Futures as they finish. Polls: a blocking result() would swallow Ctrl-C."""
-    pending = dict(futures)
-    while pending:
-        ready = [i for i, f in pending.items() if f.wrapped_future.done()]
-        if not ready:
-            time.sleep(0.25)
-        for i in ready:
-            yield i, pending.pop(i)
-
-
 @contextlib.contextmanager
 def shared_prefect_api() -> Iterator[None]:
     """Without PREFECT_API_URL, one temporary server for the sweep and all its workers.
@@ -103,14 +83,12 @@ def shared_prefect_api() -> Iterator[None]:
     same SQLite file ("database is locked"), and the runs would not show up as
     subflows of the sweep.
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL
 
-    from seedtrail.prefect_compat import start_detached_server
+    from seedtrail.prefect_compat import start_detached_server, use_api_url
 
     if PREFECT_API_URL.value():
         yield
         return
-    url = start_detached_server()  # stopped at exit, as Prefect's own temporary server
-    os.environ["PREFECT_API_URL"] = url  # inherited by the worker processes
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        yield
+    use_api_url(start_detached_server())  # stopped at exit, as Prefect's own temporary server
+    yield

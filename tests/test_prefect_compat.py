@@ -46,6 +46,40 @@ def test_only_prefects_task_completed_lines_are_dropped() -> None:
     assert keep(record("data        seed 1 fingerprint abc  0.01s"))
 
 
+def test_pool_futures_are_yielded_as_they_finish() -> None:
+    from concurrent.futures import Future
+
+    class PrefectFuture:  # what Prefect's process-pool futures expose
+        def __init__(self) -> None:
+            self.wrapped_future: Future = Future()
+
+    a, b = PrefectFuture(), PrefectFuture()
+    b.wrapped_future.set_result("b")
+    gen = prefect_compat.as_completed({0: a, 1: b}, poll_s=0.001)
+    assert next(gen) == (1, b)
+    a.wrapped_future.set_result("a")
+    assert next(gen) == (0, a)
+
+
+def test_an_api_url_set_at_run_time_reaches_every_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    seen: list[str | None] = []
+    try:
+        prefect_compat.use_api_url("http://127.0.0.1:9/api")
+        thread = threading.Thread(target=lambda: seen.append(get_current_settings().api.url))
+        thread.start()
+        thread.join()
+    finally:
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        refresh_global_settings_context()
+    assert seen == ["http://127.0.0.1:9/api"]
+
+
 def test_production_code_never_patches_prefect_with_mock() -> None:
     for folder in ("seedtrail", "flows", "tasks", "settings"):
         for path in (ROOT / folder).glob("*.py"):
