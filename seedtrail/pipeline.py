@@ -60,11 +60,12 @@ class _StopAfter(Exception):
 def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
     if resume is not None:
         try:
-            if read_manifest(resume).settings != settings:
-                raise InputError(f"--resume: {resume} was made with other settings")
-            return RunDirectory.reopen(resume)
-        except InputError as err:
+            recorded = read_manifest(resume).settings
+            if recorded == settings:
+                return RunDirectory.reopen(resume)
+        except InputError as err:  # not a run, or already complete
             raise InputError([f"--resume: {p}" for p in err.problems]) from None
+        raise InputError(f"--resume: {resume} was made with other settings")
     plan = SeedPlan.from_settings(settings)
     s_fp = settings_fingerprint(settings)
     return RunDirectory.create(
