@@ -183,7 +183,7 @@ def read_json(run_dir: Path) -> dict[str, Any]:
         data = json.loads(mf.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise NotARun(f"{mf}: corrupt manifest ({err})") from None
-    parse_manifest(data, str(mf))  # the same checks as every reader
+    parse_manifest(data, str(mf), str(mf.parent))  # the same checks as every reader
     return data
 
 
