@@ -101,7 +101,7 @@ def test_an_unknown_isa_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_a_cap_above_the_cpu_is_refused_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from flows.train import preflight
+    from seedtrail.pipeline import preflight
     from settings.cli import load_settings
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"sse4_1", "avx", "avx2", "fma"}))
