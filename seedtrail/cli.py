@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from seedtrail.ephemeral_api import patient_startup, startup_failure
 from seedtrail.errors import InputError
+from seedtrail.prefect_compat import patient_startup, startup_failure
 from seedtrail.quiet import set_quiet_environment, settle
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -96,7 +96,7 @@ def test_a_temporary_api_that_cannot_start_is_one_line_and_exit_1(tmp_path: Path
 def test_patient_startup_waits_longer_unless_the_user_chose_a_limit(monkeypatch) -> None:
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as LIMIT
 
-    from seedtrail.ephemeral_api import COLD_START_TIMEOUT_S, patient_startup
+    from seedtrail.prefect_compat import COLD_START_TIMEOUT_S, patient_startup
 
     with patient_startup() as timeout_s:
         assert timeout_s == LIMIT.value() == COLD_START_TIMEOUT_S
