@@ -1,8 +1,8 @@
 """Every place where seedtrail works around a Prefect 3 behaviour, each with why.
 
 Each workaround is pinned by a test (tests/test_prefect_compat.py; the start-up limit in
-tests/test_first_run.py), so a Prefect
-upgrade that changes the behaviour shows up there, not as a silent regression.
+tests/test_first_run.py), so a Prefect upgrade that changes the behaviour shows up there,
+not as a silent regression.
 """
 
 from __future__ import annotations
