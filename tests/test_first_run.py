@@ -77,6 +77,7 @@ def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     assert (manifest.parent / "model.keras").is_file()
 
 
+@pytest.mark.slow  # a fresh Python process, or the default run's real data
 def test_a_temporary_api_that_cannot_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """The user's own limit wins; when it is too short, one line says what to do."""
     env = {**cli_env(tmp_path / "home"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}

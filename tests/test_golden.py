@@ -19,7 +19,14 @@ from tests.golden_stages import TRAVELLING, travelling_fingerprints
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "travelling_stages.json").read_text())
 
 
-@pytest.mark.parametrize(("name", "flags"), [("default", ()), ("tiny", TINY)])
+@pytest.mark.parametrize(
+    ("name", "flags"),
+    [
+        # the default run's data, augment and split, computed for real
+        pytest.param("default", (), marks=pytest.mark.slow),
+        ("tiny", TINY),
+    ],
+)
 def test_travelling_stages_match_the_golden_fingerprints(name: str, flags: tuple) -> None:
     got = travelling_fingerprints(load_settings(list(flags)))
     assert got == GOLDEN[name], (

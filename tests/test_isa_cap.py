@@ -87,6 +87,7 @@ def test_a_process_running_tensorflow_under_another_cap_refuses(tmp_path: Path) 
     ) in proc.stdout
 
 
+@pytest.mark.slow  # a fresh Python process, or the default run's real data
 def test_an_unknown_isa_is_one_line_and_exit_2(tmp_path: Path) -> None:
     res = run_module(
         "flows.train", ["--determinism.cpu-isa", "amx", "--output-dir", str(tmp_path / "runs")],
