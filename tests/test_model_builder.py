@@ -1,0 +1,94 @@
+"""Model builders: the contract, the reproducibility self-check, and the built-in CNN/MLP."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from seedtrail import builtin_models
+from seedtrail.errors import InputError
+from seedtrail.keras_io import weights_fingerprint
+from seedtrail.model_builder import build_seeded
+from settings.model import ModelSettings
+from tasks.model import build_model
+
+keras = pytest.importorskip("keras")
+
+
+def plain(input_shape, n_classes, units=8):
+    """A user's builder as usually written: no explicit seeds anywhere."""
+    inputs = keras.Input(shape=input_shape)
+    h = keras.layers.Flatten()(inputs)
+    h = keras.layers.Dense(units, activation="relu")(h)
+    h = keras.layers.Dropout(0.2)(h)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(h))
+
+
+def unseeded(input_shape, n_classes):
+    rng = np.random.default_rng()  # not reached by keras.utils.set_random_seed
+    init = keras.initializers.Constant(float(rng.random()))
+    inputs = keras.Input(shape=input_shape)
+    h = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, kernel_initializer=init)(h))
+
+
+def test_builtin_cnn_and_mlp_give_the_bytes_the_model_stage_always_built():
+    s = ModelSettings()
+    options = {"conv_filters": s.conv_filters, "dense_units": s.dense_units, "dropout": s.dropout}
+    old = build_model(s, 1234, (16, 16, 1), 4, "image")
+    _, fp = build_seeded(builtin_models.cnn, (16, 16, 1), 4, 1234, options)
+    assert fp == weights_fingerprint(old)
+    x_train = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    mean, var = builtin_models.standardization(x_train)
+    old = build_model(s, 99, (5,), 2, "tabular", mean, var)
+    options = {"dense_units": s.dense_units, "dropout": s.dropout}
+    _, fp = build_seeded(builtin_models.mlp, (5,), 2, 99, options, x_train=x_train)
+    assert fp == weights_fingerprint(old)
+
+
+def test_a_builder_without_explicit_seeds_is_reproducible_from_the_stage_seed():
+    random.random()  # whatever ran before must not matter: seedtrail seeds before building
+    model, a = build_seeded(plain, (6, 6, 1), 3, 7, {"units": 4})
+    _, b = build_seeded(plain, (6, 6, 1), 3, 7, {"units": 4})
+    _, c = build_seeded(plain, (6, 6, 1), 3, 8, {"units": 4})
+    assert a == b != c
+    assert model.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize(
+    ("builder", "options", "pattern"),
+    [
+        (
+            unseeded,
+            {},
+            r"^model\.builder: b built different weights twice from the same seed 7: .*default_rng",
+        ),
+        (
+            lambda input_shape, n_classes: "model",
+            {},
+            r"^model\.builder: b returned a str, not a keras\.Model",
+        ),
+        (
+            lambda input_shape, n_classes: plain(input_shape, n_classes + 1),
+            {},
+            r"output shape \(None, 4\), but the data has 3 classes",
+        ),
+        (
+            plain,
+            {"unitz": 3},
+            r"^model\.options: b cannot be called .*unexpected keyword argument 'unitz'",
+        ),
+        (plain, {"seed": 3}, r"^model\.options: \['seed'\] are set by seedtrail"),
+        (
+            lambda x: x,
+            {},
+            r"^model\.builder: b cannot be called as \(input_shape, n_classes, \*\*options\)",
+        ),
+    ],
+)
+def test_contract_violations_are_one_line(builder, options, pattern):
+    with pytest.raises(InputError, match=pattern) as err:
+        build_seeded(builder, (6, 6, 1), 3, 7, options, name="b")
+    assert len(err.value.problems) == 1 and "\n" not in err.value.problems[0]
