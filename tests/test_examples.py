@@ -51,4 +51,3 @@ def test_example_loader_and_pipeline():
     pipeline = load_pipeline(ROOT / "examples" / "augment.yaml")
     for shape in ((12, 12, 3), (8, 8, 1)):
         check_pipeline(seeded(pipeline), shape, pipeline.path)
-
