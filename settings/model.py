@@ -7,17 +7,33 @@ bounds and a default. Nothing here reads the environment (see `settings.cli`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from seedtrail.registry import PIPELINE
 
 MAX_SEED = 2**32 - 1
 
-DataKind = Literal["synthetic", "digits", "tabular", "file"]
+DataKind = Literal["synthetic", "digits", "tabular", "file", "images", "python"]
+#: `package.module:function`, importable from the working directory (the repository root).
+CODE_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 CpuIsa = Literal["native", "avx512", "avx2", "avx", "sse41"]
+
+
+def _code_ref(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(CODE_REF_PATTERN, value):
+        raise ValueError("must be package.module:function, e.g. examples.model:build")
+    return value
 
 
 class Section(BaseModel):
@@ -32,11 +48,20 @@ class DataSettings(Section):
     kind: DataKind = Field(
         "synthetic",
         description="synthetic: noisy shapes images (needs a CNN); digits: scikit-learn's 8x8 "
-        "digits; tabular: random binary classification table; file: your .npz or .csv (data.path).",
+        "digits; tabular: random binary classification table; file: your .npz or .csv (data.path); "
+        "images: your folder of class subfolders (data.path); python: your loader (data.loader).",
     )
     path: Path | None = Field(
         None,
-        description="Data file for kind=file: .npz with arrays x and y, or .csv with a label column.",
+        description="kind=file: .npz with arrays x and y, or .csv with a label column. "
+        "kind=images: a folder with one subfolder of PNG/JPEG images per class.",
+    )
+    loader: str | None = Field(
+        None,
+        max_length=200,
+        json_schema_extra={"pattern": CODE_REF_PATTERN},  # the UI checks it; the validator says why
+        description="kind=python: package.module:function(seed) -> (x, y[, class_names]); "
+        "its source and the project modules it imports are hashed into the cache key.",
     )
     label_column: str = Field(
         "label", min_length=1, description="Name of the label column in a .csv data file."
@@ -45,7 +70,10 @@ class DataSettings(Section):
         1200, ge=60, le=200_000, description="Samples to generate (synthetic and tabular)."
     )
     image_size: int = Field(
-        24, ge=12, le=128, description="Side in pixels of the synthetic images."
+        24,
+        ge=12,
+        le=128,
+        description="Side in pixels of the synthetic images, and of folder images (resized).",
     )
     n_classes: int = Field(
         4,
@@ -58,10 +86,17 @@ class DataSettings(Section):
     )
     n_features: int = Field(20, ge=2, le=1000, description="Features of the tabular set.")
 
+    @field_validator("loader")
+    @classmethod
+    def _loader_is_ref(cls, value: str | None) -> str | None:
+        return _code_ref(value)
+
     @model_validator(mode="after")
-    def _file_needs_path(self) -> DataSettings:
-        if self.kind == "file" and self.path is None:
-            raise ValueError("data.kind=file needs data.path")
+    def _source_given(self) -> DataSettings:
+        if self.kind in ("file", "images") and self.path is None:
+            raise ValueError(f"data.kind={self.kind} needs data.path")
+        if self.kind == "python" and self.loader is None:
+            raise ValueError("data.kind=python needs data.loader (package.module:function)")
         return self
 
 
@@ -69,6 +104,12 @@ class AugmentSettings(Section):
     """The albumentations pipeline applied to training images, fresh each epoch."""
 
     enabled: bool = Field(True, description="Augment training images (ignored for tabular data).")
+    pipeline: Path | None = Field(
+        None,
+        description="Your albumentations pipeline file (JSON or YAML from albumentations.save), "
+        "used instead of the built-in one (hflip_p .. noise_std are then ignored); "
+        "still seeded per sample, its content hashed into the cache key.",
+    )
     hflip_p: float = Field(0.5, ge=0.0, le=1.0, description="Probability of a horizontal flip.")
     rotate_limit: float = Field(
         15.0, ge=0.0, le=180.0, description="Largest rotation, in degrees, either way."
@@ -111,7 +152,20 @@ class SplitSettings(Section):
 
 
 class ModelSettings(Section):
-    """The Keras model: a small CNN for images, an MLP for tabular data."""
+    """The Keras model: your builder, or the built-in small CNN (images) / MLP (tables)."""
+
+    builder: str | None = Field(
+        None,
+        max_length=200,
+        json_schema_extra={"pattern": CODE_REF_PATTERN},  # the UI checks it; the validator says why
+        description="package.module:function(input_shape, n_classes, **options) returning a "
+        "keras.Model; empty: the built-in CNN or MLP (conv_filters, dense_units, dropout).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=64,
+        description='Keyword options for model.builder, a JSON object, e.g. {"filters": [8, 16]}.',
+    )
 
     conv_filters: tuple[int, ...] = Field(
         (16, 32),
@@ -121,6 +175,17 @@ class ModelSettings(Section):
     )
     dense_units: int = Field(64, ge=1, le=4096, description="Units of the hidden dense layer.")
     dropout: float = Field(0.25, ge=0.0, lt=1.0, description="Dropout rate before the output.")
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_is_ref(cls, value: str | None) -> str | None:
+        return _code_ref(value)
+
+    @model_validator(mode="after")
+    def _options_need_builder(self) -> ModelSettings:
+        if self.options and self.builder is None:
+            raise ValueError("model.options are for model.builder; set model.builder too")
+        return self
 
 
 class TrainingSettings(Section):
@@ -193,8 +258,15 @@ class RunSettings(Section):
 
 
 #: Settings added after runs were first recorded, with the value those earlier runs used:
-#: a run from before the portable profile ran under no oneDNN cap.
-_ADDED_SINCE = {("determinism", "cpu_isa"): "native"}
+#: a run from before the portable profile ran under no oneDNN cap, one from before
+#: user code used the built-in model, data and augmentation.
+_ADDED_SINCE = {
+    ("determinism", "cpu_isa"): "native",
+    ("data", "loader"): None,
+    ("model", "builder"): None,
+    ("model", "options"): {},
+    ("augment", "pipeline"): None,
+}
 
 
 def upgrade_recorded(recorded: dict) -> dict:
