@@ -1,0 +1,96 @@
+"""What a run takes from the user's project: identified statically, keyed per stage, compared."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from seedtrail.errors import InputError
+from seedtrail.user_inputs import changes, identify
+from settings.model import RunSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings(**sections) -> RunSettings:
+    return RunSettings.model_validate(sections)
+
+
+def test_default_run_brings_nothing_and_keys_nothing():
+    user = identify(RunSettings())
+    assert user.to_manifest(RunSettings()) == {}
+    assert all(user.key_inputs(s) == {} for s in ("data", "augment", "model", "train", "evaluate"))
+
+
+def test_builder_images_and_pipeline_are_identified_and_keyed(tmp_path: Path):
+    from examples.make_images import write_dataset
+
+    write_dataset(tmp_path / "imgs", per_class=3, size=12)
+    s = settings(
+        data={"kind": "images", "path": str(tmp_path / "imgs")},
+        model={"builder": "examples.model:build", "options": {"filters": [4]}},
+        augment={"pipeline": str(ROOT / "examples" / "augment.yaml")},
+    )
+    user = identify(s)
+    record = user.to_manifest(s)
+    assert record["data.path"]["files"] == 9
+    assert list(record["model.builder"]["modules"]) == [
+        "examples",
+        "examples.blocks",
+        "examples.model",
+    ]
+    assert set(user.key_inputs("data")) == {"image_files"}
+    assert set(user.key_inputs("model")) == {"builder_code"}
+    assert (
+        user.key_inputs("augment") == user.key_inputs("train") == {"pipeline": user.pipeline_sha256}
+    )
+
+
+def test_changes_name_the_module_or_file():
+    a = {
+        "model.builder": {"sha256": "1", "modules": {"x.model": "a", "x.blocks": "b"}},
+        "augment.pipeline": {"path": "aug.yaml", "sha256": "p"},
+        "data.path": {"path": "imgs", "sha256": "d"},
+    }
+    b = {
+        "model.builder": {"sha256": "2", "modules": {"x.model": "a", "x.blocks": "c"}},
+        "augment.pipeline": {"path": "aug.yaml", "sha256": "q"},
+        "data.path": {"path": "imgs", "sha256": "d"},
+    }
+    assert changes(a, b) == [
+        "model code changed (module x.blocks)",
+        "augmentation pipeline file changed (aug.yaml)",
+    ]
+    assert changes(a, a) == []
+
+
+@pytest.mark.parametrize(
+    ("sections", "pattern"),
+    [
+        ({"model": {"builder": "examples.nosuch:build"}}, r"^model\.builder: no module named"),
+        (
+            {"model": {"builder": "examples.model:nosuch"}},
+            r"^model\.builder: module examples\.model has no function",
+        ),
+        (
+            {"data": {"kind": "python", "loader": "examples.loader:nope"}},
+            r"^data\.loader: module examples\.loader has no",
+        ),
+        ({"augment": {"pipeline": "nope.yaml"}}, r"^augment\.pipeline nope\.yaml: cannot read"),
+    ],
+)
+def test_bad_references_fail_before_anything_runs(sections, pattern):
+    with pytest.raises(InputError, match=pattern):
+        identify(settings(**sections))
+
+
+def test_an_empty_class_folder_fails_before_anything_runs(tmp_path: Path):
+    from examples.make_images import write_dataset
+
+    write_dataset(tmp_path / "imgs", per_class=3, size=12)
+    shutil.rmtree(tmp_path / "imgs" / "square")
+    (tmp_path / "imgs" / "square").mkdir()
+    with pytest.raises(InputError, match=r"^data\.path .*: class folder square/ has no images"):
+        identify(settings(data={"kind": "images", "path": str(tmp_path / "imgs")}))
