@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from seedtrail.errors import InputError
-from seedtrail.user_inputs import changes, identify
+from seedtrail.user_inputs import (
+    changes,
+    identify,
+    key_inputs,
+)
 from settings.model import RunSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,9 +23,8 @@ def settings(**sections) -> RunSettings:
 
 
 def test_default_run_brings_nothing_and_keys_nothing():
-    user = identify(RunSettings())
-    assert user.to_manifest(RunSettings()) == {}
-    assert all(user.key_inputs(s) == {} for s in ("data", "augment", "model", "train", "evaluate"))
+    assert identify(RunSettings()) == {}
+    assert key_inputs({}) == {}
 
 
 def test_builder_images_and_pipeline_are_identified_and_keyed(tmp_path: Path):
@@ -33,19 +36,14 @@ def test_builder_images_and_pipeline_are_identified_and_keyed(tmp_path: Path):
         model={"builder": "examples.model:build", "options": {"filters": [4]}},
         augment={"pipeline": str(ROOT / "examples" / "augment.yaml")},
     )
-    user = identify(s)
-    record = user.to_manifest(s)
+    record = identify(s)
     assert record["data.path"]["files"] == 9
-    assert list(record["model.builder"]["modules"]) == [
-        "examples",
-        "examples.blocks",
-        "examples.model",
-    ]
-    assert set(user.key_inputs("data")) == {"image_files"}
-    assert set(user.key_inputs("model")) == {"builder_code"}
-    assert (
-        user.key_inputs("augment") == user.key_inputs("train") == {"pipeline": user.pipeline_sha256}
-    )
+    modules = list(record["model.builder"]["modules"])
+    assert modules == ["examples", "examples.blocks", "examples.model"]
+    assert list(key_inputs(data_record(s.data))) == ["data.path"]
+    assert list(key_inputs(model_record(s.model))) == ["model.builder"]
+    pipeline = record["augment.pipeline"]["sha256"]
+    assert key_inputs(augment_record(s.augment)) == {"augment.pipeline": pipeline}
 
 
 def test_changes_name_the_module_or_file():
