@@ -9,9 +9,12 @@ import pytest
 
 from seedtrail.errors import InputError
 from seedtrail.user_inputs import (
+    augment_record,
     changes,
+    data_record,
     identify,
     key_inputs,
+    model_record,
 )
 from settings.model import RunSettings
 
