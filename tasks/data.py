@@ -11,11 +11,12 @@ import contextlib
 import csv
 import math
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from seedtrail import data_loader, image_folder, user_code
 from seedtrail.datasets import SHAPES, digits, synthetic_shapes, tabular
 from seedtrail.errors import InputError
 from seedtrail.stage import stage
@@ -32,6 +33,11 @@ class Dataset:
     modality: str  # "image" or "tabular"
     class_names: tuple[str, ...]
     source: str
+    # Stored and fingerprinted with x and y: an image folder's file list, a loader's names.
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"x": self.x, "y": self.y, **self.extra}
 
     @property
     def n_classes(self) -> int:
@@ -161,6 +167,18 @@ def load_dataset(s: DataSettings, seed: int) -> Dataset:
     elif s.kind == "digits":
         x, y = digits()
         ds = Dataset(x, y, "image", tuple(str(d) for d in range(10)), "sklearn digits")
+    elif s.kind == "images":
+        assert s.path is not None  # enforced by DataSettings
+        folder = image_folder.read_image_folder(Path(s.path), s.image_size)
+        extra = {"files": folder.arrays()["files"]}
+        ds = Dataset(folder.x, folder.y, "image", folder.class_names, f"images:{s.path}", extra)
+    elif s.kind == "python":
+        assert s.loader is not None  # enforced by DataSettings
+        loaded = data_loader.load(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
+        extra = {"class_names": loaded.arrays()["class_names"]}
+        ds = Dataset(
+            loaded.x, loaded.y, loaded.modality, loaded.class_names, f"python:{s.loader}", extra
+        )
     else:
         assert s.path is not None  # enforced by DataSettings
         path = Path(s.path)
@@ -193,9 +211,12 @@ def describe(ds: Dataset) -> dict:
 
 
 # Retries: reading a user file can fail transiently; bad input never retries.
-# The key covers the sha256 of data.path's content (seedtrail/cache_key.py).
+# The key covers the sha256 of data.path's content (seedtrail/cache_key.py), and
+# `user_content`: the image folder's bytes or the loader's source (seedtrail/user_inputs.py).
 @stage(retries=2, env="stack")
-def run_data(ctx: StageContext, s: DataSettings, seed: int) -> StageOutput:
+def run_data(
+    ctx: StageContext, s: DataSettings, seed: int, user_content: dict[str, str] | None = None
+) -> StageOutput:
     ds = load_dataset(s, seed)
-    fp, path = put_arrays(ctx.store, {"x": ds.x, "y": ds.y})
+    fp, path = put_arrays(ctx.store, ds.arrays())
     return StageOutput(fp, outputs={"arrays": str(path)}, info=describe(ds))
