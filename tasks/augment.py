@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seedtrail.augment_pipeline import check_pipeline
 from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.plots import save_preview
 from seedtrail.quiet import set_quiet_environment
@@ -30,6 +31,11 @@ PREVIEW_EPOCH = 0
 
 
 def build_augmenter(s: AugmentSettings) -> SampleSeededAugmenter:
+    """The user's pipeline file (augment.pipeline) or the built-in one, seeded per sample."""
+    if s.pipeline is not None:
+        from seedtrail.augment_pipeline import load_pipeline, seeded
+
+        return seeded(load_pipeline(s.pipeline))
     set_quiet_environment()
     import albumentations as A
     import cv2
@@ -105,6 +111,7 @@ def augment_epoch(
     return augment_images(augmenter, x[indices], words.reshape(len(x), WORDS_PER_SAMPLE)[indices])
 
 
+# A pipeline file's content is in the key: AugmentSettings.pipeline is a Path (cache_key.py).
 @stage(env="stack")
 def run_augment(ctx: StageContext, s: AugmentSettings, seed: int, data: StageResult) -> StageOutput:
     if data.info["modality"] != "image" or not s.enabled:
@@ -113,7 +120,10 @@ def run_augment(ctx: StageContext, s: AugmentSettings, seed: int, data: StageRes
         )
     x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
     idx = np.arange(min(s.preview_samples, len(x)))
-    augmented = augment_epoch(build_augmenter(s), x, idx, seed, PREVIEW_EPOCH)
+    augmenter = build_augmenter(s)
+    if s.pipeline is not None:  # a user's pipeline must work on these images, shape kept
+        check_pipeline(augmenter, x.shape[1:], s.pipeline)
+    augmented = augment_epoch(augmenter, x, idx, seed, PREVIEW_EPOCH)
     preview = ctx.run_dir / "augment_preview.png"
     save_preview(x[idx], augmented, preview)
     return StageOutput(
