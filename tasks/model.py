@@ -1,34 +1,43 @@
-"""Model stage: build the Keras model; every initializer and Dropout gets an explicit seed.
+"""Model stage: build the initial Keras model with a builder (seedtrail/model_builder.py).
 
-Layers without a seed draw one from Python's `random` when constructed, so one
-stray `random.random()` would change the weights; here nothing is left to chance.
+The builder is the user's `model.builder`, or seedtrail's own CNN/MLP
+(seedtrail/builtin_models.py, explicit seeds on every layer). Either is called after
+seeding everything from the model stage's seed, built twice and compared, and
+checked to give (None, n_classes); its source is part of the cache key.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from seedtrail import tf_runtime
-from seedtrail.keras_io import save_model, weights_fingerprint
+from seedtrail import builtin_models, tf_runtime, user_code
+from seedtrail.errors import InputError
+from seedtrail.keras_io import load_model, save_model
+from seedtrail.model_builder import build_seeded
 from seedtrail.stage import stage
 from seedtrail.stage_cache import StageContext
 from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
 from settings.model import ModelSettings
-from settings.seeds import derive_seed
 
 
-class _Seeds:
-    """Hands out layer seeds in build order: seed i = derive_seed(model_seed, i)."""
+BUILTIN = {"image": "seedtrail.builtin_models:cnn", "tabular": "seedtrail.builtin_models:mlp"}
 
-    def __init__(self, model_seed: int) -> None:
-        self.model_seed, self.i = model_seed, 0
 
-    def __call__(self) -> int:
-        self.i += 1
-        return derive_seed(self.model_seed, self.i - 1)
+def select_builder(s: ModelSettings, modality: str) -> tuple[Callable[..., Any], dict, str]:
+    """(builder, options, name): the user's model.builder with model.options, else the
+    built-in CNN (images) or MLP (tables) with the model.* fields as options."""
+    if s.builder is not None:
+        return user_code.resolve(s.builder, "model.builder"), dict(s.options), s.builder
+    common = {"dense_units": s.dense_units, "dropout": s.dropout}
+    if modality == "image":
+        return builtin_models.cnn, {"conv_filters": s.conv_filters, **common}, BUILTIN[modality]
+    return builtin_models.mlp, common, BUILTIN["tabular"]
 
 
 def build_model(
@@ -37,72 +46,57 @@ def build_model(
     input_shape: tuple[int, ...],
     n_classes: int,
     modality: str,
-    feature_mean: np.ndarray | None = None,
-    feature_var: np.ndarray | None = None,
+    x_train: np.ndarray | None = None,
 ):
-    """A small CNN for images or an MLP for tabular rows, with seeded initializers."""
-    tf_runtime.load()
-    import keras
-    from keras import layers
+    """The initial model the settings describe, seeded, checked and built twice to prove it."""
+    builder, options, name = select_builder(s, modality)
+    model, _ = build_seeded(builder, input_shape, n_classes, seed, options, x_train, name)
+    return model
 
-    keras.utils.set_random_seed(seed)  # defensive: nothing below should read global state
-    seeds = _Seeds(seed)
 
-    def dense(units: int, activation: str | None, name: str) -> layers.Dense:
-        return layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
-            bias_initializer="zeros",
-            name=name,
-        )
-
-    inputs = keras.Input(shape=input_shape, name="x")
-    h = inputs
-    if modality == "image":
-        side = min(input_shape[:2])
-        for i, filters in enumerate(s.conv_filters):
-            h = layers.Conv2D(
-                filters,
-                3,
-                padding="same",
-                activation="relu",
-                kernel_initializer=keras.initializers.HeUniform(seed=seeds()),
-                bias_initializer="zeros",
-                name=f"conv{i}",
-            )(h)
-            if side >= 4:  # pool while there is room
-                h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
-                side //= 2
-        h = layers.Flatten(name="flatten")(h)
-    else:
-        h = layers.Normalization(mean=feature_mean, variance=feature_var, name="standardize")(h)
-    h = dense(s.dense_units, "relu", "hidden")(h)
-    h = layers.Dropout(s.dropout, seed=seeds(), name="dropout")(h)
-    outputs = dense(n_classes, "softmax", "output")(h)
-    return keras.Model(inputs, outputs, name=f"seedtrail_{modality}")
+def _check_loads_back(path: Path, name: str) -> None:
+    """The train stage reloads the file: a custom layer Keras cannot rebuild fails here."""
+    try:
+        load_model(path)
+    except Exception as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise InputError(
+            f"model.builder: {name} built a model that Keras cannot load back from .keras "
+            f"({first[:200]}); decorate custom layers with "
+            "@keras.saving.register_keras_serializable()"
+        ) from None
 
 
 @stage()
 def run_model(
-    ctx: StageContext, s: ModelSettings, seed: int, data: StageResult, split: StageResult
+    ctx: StageContext,
+    s: ModelSettings,
+    seed: int,
+    data: StageResult,
+    split: StageResult,
+    user_content: dict[str, str] | None = None,
 ) -> StageOutput:
-    tf_runtime.ensure()
+    """`user_content`: the builder's source hashes (seedtrail/user_inputs.py), for the key."""
+    tf_runtime.ensure()  # before user code: it may import TensorFlow itself
     info = data.info
-    mean = var = None
-    if info["modality"] == "tabular":  # standardize with training rows only
+    builder, options, name = select_builder(s, info["modality"])
+    x_train = None
+    if "x_train" in inspect.signature(builder).parameters:  # e.g. standardization statistics
         x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
-        train = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]
-        mean = x[train].mean(axis=0, dtype=np.float64).astype(np.float32)
-        var = x[train].var(axis=0, dtype=np.float64).astype(np.float32)
-    model = build_model(
-        s, seed, tuple(info["sample_shape"]), info["n_classes"], info["modality"], mean, var
+        x_train = x[load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]]
+    model, fp = build_seeded(
+        builder, tuple(info["sample_shape"]), info["n_classes"], seed, options, x_train, name
     )
-    fp = weights_fingerprint(model)
     path = ctx.store / "models" / f"{fp}.keras"
     save_model(model, path)
+    if s.builder is not None:
+        _check_loads_back(path, name)
     return StageOutput(
         fp,
         outputs={"initial_model": str(path)},
-        info={"parameters": int(model.count_params()), "fingerprint_of": "initial weights"},
+        info={
+            "parameters": int(model.count_params()),
+            "fingerprint_of": "initial weights",
+            "builder": name,
+        },
     )
