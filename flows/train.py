@@ -25,6 +25,7 @@ from seedtrail.errors import InputError
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.pipeline import preflight, run_training, will_train
 from seedtrail.prefect_compat import (
+    drop_input_error_lines,
     drop_task_completed_lines,
     seed_tag,
     setting_annotation,
@@ -127,6 +128,7 @@ def main(argv: list[str]) -> int:
         settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
         preflight(settings)
     drop_task_completed_lines()
+    drop_input_error_lines()
     if will_train(settings, use_cache=not opts.no_cache, resume=opts.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()

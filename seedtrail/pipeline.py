@@ -8,13 +8,15 @@ task; `run_training` must run inside a flow run (the `train` flow, or verify's).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
-from seedtrail import tf_runtime
+from seedtrail import tensorboard_log, tf_runtime, user_inputs
+from seedtrail.augment_pipeline import check_pipeline
 from seedtrail.errors import InputError
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.prefect_compat import seed_tag, tag_current_flow_run
@@ -31,9 +33,18 @@ from tasks import augment, data, environment, evaluate, model, split, train
 
 def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
-    tf_runtime.effective_cap(settings.determinism)  # the CPU can run the requested ISA cap
+    # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
+    tf_runtime.prepare(settings.determinism)
+    user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
     ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
     split.split_sizes(ds.y, settings.split)
+    if (
+        settings.augment.pipeline is not None
+        and ds.modality == "image"
+        and settings.augment.enabled
+    ):
+        augmenter = augment.build_augmenter(settings.augment)
+        check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
     try:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -51,6 +62,14 @@ def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> b
     if not use_cache or resume is not None:
         return True
     return not (store_dir(settings.output_dir) / "cache" / "train").is_dir()
+
+
+def _tensorboard(run_dir: Path, fit: StageResult, aug: StageResult) -> dict[str, str]:
+    """TensorBoard logs from the run's files (also after a cache hit: no TensorFlow needed)."""
+    history = json.loads(Path(fit.outputs["history"]).read_text())
+    preview = aug.outputs.get("augment_preview")
+    paths = tensorboard_log.write_run_logs(run_dir, history, Path(preview) if preview else None)
+    return {f"tensorboard_{p.parent.name}": str(p) for p in paths}
 
 
 class _StopAfter(Exception):
@@ -107,6 +126,8 @@ def run_training(
     try:
         env = record(environment.run_environment(settings.determinism, plan["environment"]))
         run.set("environment", env.info["environment"])
+        user = user_inputs.identify(settings)  # the user's code and files, by content
+        run.set(user_inputs.SECTION, user)
         ctx = StageContext(
             run_dir=run.path,
             store=store,
@@ -114,10 +135,12 @@ def run_training(
             env_fingerprint=env.fingerprint,
             stack_fingerprint=env.info["stack_fingerprint"],
         )
-        ds = record(data.run_data(ctx, settings.data, plan["data"]))
+        data_content = user_inputs.key_inputs(user_inputs.data_record(settings.data))
+        ds = record(data.run_data(ctx, settings.data, plan["data"], data_content))
         aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
         idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
-        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx))
+        builder_content = user_inputs.key_inputs(user_inputs.model_record(settings.model))
+        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, builder_content))
         fit = record(
             train.run_train(
                 ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
@@ -125,6 +148,7 @@ def run_training(
         )
         ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
         run.set("metrics", ev.info["metrics"])
+        run.add_artifacts(_tensorboard(run.path, fit, aug))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")

@@ -90,6 +90,24 @@ def drop_task_completed_lines() -> None:
     logging.getLogger("prefect.task_runs").addFilter(_not_task_completed)
 
 
+# ---- 3b. bad input found inside a stage is one line, not Prefect's tracebacks ------------
+# A user's model builder is only called by the model stage (it needs TensorFlow); when it
+# breaks the contract, the CLI prints one `error:` line. Prefect would log the task's and
+# the flow's traceback and failure lines for the same InputError first.
+
+
+def _not_input_error(record: logging.LogRecord) -> bool:
+    from seedtrail.errors import InputError
+
+    err = record.exc_info[1] if record.exc_info else None
+    return not isinstance(err, InputError) and "InputError" not in record.getMessage()
+
+
+def drop_input_error_lines() -> None:
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_not_input_error)
+
+
 # ---- 4. waiting on process-pool futures swallows Ctrl-C ----------------------------------
 # A blocking `future.result()` in the sweep does not return to Python until the run ends,
 # so Ctrl-C waits for it; and on Ctrl-C the pool would still wait for (or start) more runs.

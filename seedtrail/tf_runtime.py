@@ -83,6 +83,14 @@ def _apply_cap(cap: str) -> None:
         os.environ[hardware.ISA_ENV] = cap
 
 
+def prepare(s: DeterminismSettings) -> str:
+    """Apply the cap without importing TensorFlow: user code about to run may import it."""
+    with _lock:
+        cap = effective_cap(s)
+        _apply_cap(cap)
+        return cap
+
+
 def load(s: DeterminismSettings | None = None) -> ModuleType:
     """Import TensorFlow under the cap of `s` (default: the request, else default settings)."""
     global _loaded_cap

@@ -25,7 +25,6 @@ from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
 from settings.model import ModelSettings
 
-
 BUILTIN = {"image": "seedtrail.builtin_models:cnn", "tabular": "seedtrail.builtin_models:mlp"}
 
 
