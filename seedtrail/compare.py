@@ -26,6 +26,7 @@ from seedtrail.manifest import Manifest, parse_manifest, read_manifest
 from seedtrail.registry import STAGES
 from seedtrail.report import short
 from seedtrail.tables import markdown_table, text_table
+from seedtrail.user_inputs import changes as user_input_changes
 
 #: Settings that never change a run's bytes, so their differences are not reported as causes.
 IGNORED_SETTINGS = frozenset({"output_dir"})
@@ -203,6 +204,8 @@ class Comparison:
     seeds: list[Difference] = field(default_factory=list)
     environment: list[Difference] = field(default_factory=list)
     code: list[Difference] = field(default_factory=list)
+    # the user's code, image files or pipeline file, e.g. "model code changed (module x.y)"
+    user_inputs: list[str] = field(default_factory=list)
     metrics: list[MetricDelta] = field(default_factory=list)
     divergent_epoch: int | None = None
     title: str = "compare"
@@ -229,7 +232,8 @@ class Comparison:
     @property
     def causes(self) -> list[str]:
         """Differences that may explain a divergence, most likely first (fingerprinted ones)."""
-        out = [f"settings {d.key}" for d in self.settings]
+        out = list(self.user_inputs)  # named by module or file: the most specific
+        out += [f"settings {d.key}" for d in self.settings]
         out += [f"seed {d.key}" for d in self.seeds if not self.settings]
         out += [f"environment {d.key}" for d in self.environment if not d.note]
         if explain_hardware([(d.key, d.a, d.b) for d in self.environment]):
@@ -310,6 +314,7 @@ class Comparison:
             "seeds": [[d.key, d.a, d.b] for d in self.seeds],
             "environment": [[d.key, d.a, d.b, d.note] for d in self.environment],
             "code": [[d.key, d.a, d.b] for d in self.code],
+            "user_inputs": list(self.user_inputs),
             "metrics": [[m.key, m.a, m.b, m.delta] for m in self.metrics],
             "likely_causes": self.causes,
         }
@@ -363,6 +368,8 @@ class Comparison:
         hardware = explain_hardware([(d.key, d.a, d.b) for d in self.environment])
         if hardware:
             sections.append(("what the hardware difference means", hardware))
+        if self.user_inputs:
+            sections.append(("your code and files that differ", list(self.user_inputs)))
         if self.code:
             sections.append(
                 (
@@ -384,7 +391,8 @@ class Comparison:
         a, b = self.a, self.b
         verdict = "REPRODUCES" if self.matches else "DIFFERS"
         notes = self.incomplete_notes()
-        if not self.matches and not (self.settings or self.seeds or self.environment or self.code):
+        recorded = self.settings or self.seeds or self.environment or self.code or self.user_inputs
+        if not self.matches and not recorded:
             notes.append(
                 "no difference in settings, seeds, environment or code was recorded: "
                 "look for hardware or an input file that changed"
@@ -467,6 +475,7 @@ def compare_manifests(
         seeds=diff_seeds(a, b),
         environment=diff_environment(a, b),
         code=diff_code(a, b),
+        user_inputs=user_input_changes(a.user_inputs, b.user_inputs),
         metrics=metric_deltas(a, b),
         divergent_epoch=first_divergent_epoch(a, b) if "train" in wanted else None,
         title=title,

@@ -102,6 +102,8 @@ class Manifest(_Record):
     environment: JsonObject | None = None
     artifacts: dict[str, str] = Field(default_factory=dict)
     resumed: list[JsonObject] = Field(default_factory=list)
+    # The user's code and files by content (seedtrail/user_inputs.py); absent before them.
+    user_inputs: dict[str, JsonObject] = Field(default_factory=dict)
     # Where the manifest was read from (not in the file).
     run_dir: str = ""
 

@@ -95,3 +95,22 @@ def test_an_empty_class_folder_fails_before_anything_runs(tmp_path: Path):
     (tmp_path / "imgs" / "square").mkdir()
     with pytest.raises(InputError, match=r"^data\.path .*: class folder square/ has no images"):
         identify(settings(data={"kind": "images", "path": str(tmp_path / "imgs")}))
+
+
+def test_compare_names_the_changed_module_as_the_likely_cause():
+    from seedtrail.compare import compare_manifests
+
+    def manifest(fp: str, blocks: str) -> dict:
+        modules = {"x.model": "a", "x.blocks": blocks}
+        return {
+            "run_id": fp,
+            "status": "complete",
+            "settings": {},
+            "seeds": {"root": 0},
+            "stages": {"model": {"seed": 1, "fingerprint": fp}},
+            "user_inputs": {"model.builder": {"sha256": blocks, "modules": modules}},
+        }
+
+    c = compare_manifests(manifest("f1", "b"), manifest("f2", "c"))
+    assert c.causes[0] == "model code changed (module x.blocks)"
+    assert "your code and files that differ" in c.render()
