@@ -171,7 +171,14 @@ def _top_level_binding(tree: ast.Module, name: str) -> ast.AST | bool | None:
     return found if found is not None else (True if unknown else None)
 
 
-_NOT_CALLABLE = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.JoinedStr)
+#: Module-level values that are plainly data, by the type they evaluate to.
+_DATA = {
+    ast.List: "list",
+    ast.Tuple: "tuple",
+    ast.Dict: "dict",
+    ast.Set: "set",
+    ast.JoinedStr: "str",
+}
 
 
 def check_defined(ref: CodeRef, path: Path, setting: str) -> None:
@@ -182,8 +189,14 @@ def check_defined(ref: CodeRef, path: Path, setting: str) -> None:
     if binding is None:
         raise InputError(f"{setting}: module {ref.module} has no function {ref.function!r}")
     value = getattr(binding, "value", None)
-    if isinstance(binding, ast.Assign | ast.AnnAssign) and isinstance(value, _NOT_CALLABLE):
-        raise InputError(f"{setting}: {ref} is not callable (it is a {type(value).__name__})")
+    if isinstance(binding, ast.Assign | ast.AnnAssign) and value is not None:
+        kind = (
+            type(value.value).__name__
+            if isinstance(value, ast.Constant)
+            else _DATA.get(type(value))
+        )
+        if kind is not None:
+            raise InputError(f"{setting}: {ref} is not callable (it is a {kind})")
 
 
 def fingerprint_code(ref: str | CodeRef, setting: str) -> CodeFingerprint:

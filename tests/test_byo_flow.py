@@ -1,0 +1,285 @@
+"""The user's own model, image folder, loader and pipeline keep every guarantee, end to end.
+
+Subprocess runs (`tiny_runs`, one process each) are compared with in-process runs of the
+same settings (another process), verify, a sweep, and a resume after kill -9. Edits to a
+copy of the example project show that a cached rerun hits and a code or file edit misses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from seedtrail.errors import InputError
+from settings.model import RunSettings
+from tests.conftest import TinyRuns, finish, run_module, start_module
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "examples" / "augment.yaml"
+TINY_BYO = {  # small enough for seconds, 6 epochs so a kill lands inside training
+    "split": {"test_size": 0.25, "val_size": 0.25},
+    "training": {"epochs": 6},
+    "augment": {"preview_samples": 4, "pipeline": str(PIPELINE)},
+}
+
+
+@pytest.fixture(scope="session")
+def example_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.make_images import write_dataset
+
+    root = tmp_path_factory.mktemp("byo") / "images"
+    write_dataset(root, per_class=30, size=16)
+    return root
+
+
+def images_settings(images: Path, builder: str = "examples.model:build", **extra) -> dict:
+    return {
+        **TINY_BYO,
+        "data": {"kind": "images", "path": str(images), "image_size": 12},
+        "model": {"builder": builder, "options": {"filters": [4]}},
+        **extra,
+    }
+
+
+LOADER = {
+    **TINY_BYO,
+    "data": {"kind": "python", "loader": "examples.loader:digits"},
+    "model": {"builder": "examples.model:build_plain", "options": {"units": 8}},
+    "training": {"epochs": 2},
+}
+
+
+def flags(settings: dict) -> list[str]:
+    """Settings as command-line flags (nested sections, JSON for the options object)."""
+    out = []
+    for section, values in settings.items():
+        for name, value in values.items():
+            flag = f"--{section}.{name.replace('_', '-')}"
+            out += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+    return out
+
+
+def single_runs(tiny_runs: TinyRuns, images: Path) -> dict:
+    return tiny_runs.get(
+        byo_images=tuple(flags(images_settings(images))), byo_loader=tuple(flags(LOADER))
+    )
+
+
+def _stage_fps(manifest: dict) -> dict[str, str]:
+    return {k: v["fingerprint"] for k, v in manifest["stages"].items() if k != "environment"}
+
+
+def _cached(manifest: dict) -> dict[str, bool]:
+    return {k: v["cached"] for k, v in manifest["stages"].items() if k != "environment"}
+
+
+@pytest.mark.slow
+def test_same_bytes_in_another_process_and_a_cached_rerun_hits(
+    tiny_runs: TinyRuns, example_images: Path, prefect_server: None, tmp_path: Path
+) -> None:
+    from flows.train import train_flow
+
+    runs = single_runs(tiny_runs, example_images)
+    for name, spec in (("byo_images", images_settings(example_images)), ("byo_loader", LOADER)):
+        settings = RunSettings.model_validate({**spec, "output_dir": str(tmp_path / name)})
+        here = train_flow(settings)
+        there = runs[name].manifest
+        assert _stage_fps(here) == _stage_fps(there), name
+        assert there["user_inputs"] == here["user_inputs"]
+        again = train_flow(settings)
+        assert all(_cached(again).values()), _cached(again)
+        assert (Path(again["run_dir"]) / "tensorboard" / "train").is_dir()
+    record = runs["byo_images"].manifest["user_inputs"]
+    assert set(record) == {"model.builder", "data.path", "augment.pipeline"}
+    assert record["model.builder"]["modules"].keys() == {
+        "examples",
+        "examples.blocks",
+        "examples.model",
+    }
+    assert runs["byo_images"].manifest["stages"]["data"]["info"]["class_names"] == [
+        "circle",
+        "square",
+        "triangle",
+    ]
+
+
+@pytest.mark.slow
+def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
+    example_images: Path, prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.train import train_flow
+    from seedtrail.compare import compare_manifests
+
+    project = tmp_path / "proj" / "byoproj"
+    shutil.copytree(ROOT / "examples", project, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in project.glob("*.py"):
+        f.write_text(f.read_text().replace("from examples.", "from byoproj."))
+    monkeypatch.syspath_prepend(str(project.parent))
+    images = tmp_path / "images"
+    shutil.copytree(example_images, images)
+    pipeline = tmp_path / "aug.yaml"
+    shutil.copyfile(PIPELINE, pipeline)
+    spec = images_settings(images, builder="byoproj.model:build", output_dir=str(tmp_path / "r"))
+    spec["augment"] = {**spec["augment"], "pipeline": str(pipeline)}
+    spec["training"] = {"epochs": 1}
+    settings = RunSettings.model_validate(spec)
+    first = train_flow(settings)
+
+    blocks = project / "blocks.py"
+    blocks.write_text(blocks.read_text() + "\n# an edit\n")
+    code_edit = train_flow(settings)
+    assert _cached(code_edit) == {
+        "data": True, "augment": True, "split": True, "model": False, "train": False,
+        "evaluate": False,
+    }  # fmt: skip
+    causes = compare_manifests(first, code_edit).causes
+    assert causes[0] == "model code changed (module byoproj.blocks)"
+
+    pipeline.write_text(pipeline.read_text().replace("p: 0.9", "p: 0.8"))
+    pipe_edit = train_flow(settings)
+    assert (
+        not pipe_edit["stages"]["augment"]["cached"] and not pipe_edit["stages"]["train"]["cached"]
+    )
+    assert pipe_edit["stages"]["model"]["cached"]
+    assert (
+        compare_manifests(code_edit, pipe_edit)
+        .causes[0]
+        .startswith("augmentation pipeline file changed")
+    )
+
+    shutil.copyfile(images / "circle" / "0000.png", images / "circle" / "9999.png")
+    img_edit = train_flow(settings)
+    assert not img_edit["stages"]["data"]["cached"]
+    assert compare_manifests(pipe_edit, img_edit).causes[0] == f"image files changed ({images})"
+
+
+@pytest.mark.slow
+def test_verify_reproduces_and_a_sweep_over_seeds_equals_the_single_runs(
+    tiny_runs: TinyRuns, example_images: Path, prefect_api_url: str, tmp_path: Path
+) -> None:
+    single = single_runs(tiny_runs, example_images)["byo_images"]
+    env = {"PREFECT_API_URL": prefect_api_url}
+    kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home", "env": env}
+    verify = start_module("flows.verify", [str(single.run_dir)], **kw)
+    sweep_dir = tmp_path / "out" / "sweep"
+    args = [*flags(images_settings(example_images)), "--output-dir", str(sweep_dir.parent)]
+    sweep = run_module(
+        "flows.sweep", [*args, "--sweep-dir", str(sweep_dir), "--seeds", "0,1"], **kw
+    )
+    verified = finish(verify)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "the run reproduces" in verified.stdout
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    runs = {r["seed"]: r for r in json.loads((sweep_dir / "summary.json").read_text())["runs"]}
+    assert runs[0]["fingerprints"] == single.fingerprints()
+    assert runs[1]["fingerprints"]["model"] != runs[0]["fingerprints"]["model"]
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_is_bit_identical(
+    tiny_runs: TinyRuns, example_images: Path, tmp_path: Path
+) -> None:
+    from tests.test_resume_cache import _wait_for_checkpoint
+
+    reference = single_runs(tiny_runs, example_images)["byo_images"]
+    out = tmp_path / "runs"
+    kw = {
+        "cwd": tmp_path,
+        "prefect_home": tmp_path / "home",
+        "env": {"PREFECT_API_URL": tiny_runs.api_url},
+    }
+    proc = start_module("flows.train", [*reference.args[:-2], "--output-dir", str(out)], **kw)
+    run_dir = _wait_for_checkpoint(out, 2)
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    resumed = run_module("flows.train", ["--resume", str(run_dir)], **kw)
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads((run_dir / "manifest.json").read_text())
+    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 2
+    assert _stage_fps(final) == {
+        k: v for k, v in reference.fingerprints().items() if k != "environment"
+    }
+
+
+@pytest.mark.slow
+def test_a_builder_that_returns_no_model_is_one_line_exit_2_nothing_left(
+    tmp_path: Path, prefect_api_url: str, example_images: Path
+) -> None:
+    (tmp_path / "badbuild.py").write_text("def build(input_shape, n_classes):\n    return 'x'\n")
+    out = tmp_path / "runs"
+    args = [*flags(images_settings(example_images, builder="badbuild:build"))]
+    res = run_module(
+        "flows.train",
+        [*args, "--training.epochs", "1", "--output-dir", str(out)],
+        cwd=tmp_path,
+        prefect_home=tmp_path / "home",
+        env={"PREFECT_API_URL": prefect_api_url, "PYTHONPATH": f"{ROOT}:{tmp_path}"},
+    )
+    assert res.returncode == 2, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if "badbuild" in ln]
+    assert errors == ["error: model.builder: badbuild:build returned a str, not a keras.Model"]
+    assert "Traceback" not in res.stderr + res.stdout
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "pattern"),
+    [
+        (None, ["--model.builder", "examples.nosuch:build"], r"^model\.builder: no module named"),
+        (None, ["--model.builder", "examples.model:nope"], r"has no function 'nope'"),
+        (
+            None,
+            ["--model.builder", "settings.model:CODE_REF_PATTERN"],
+            r"is not callable \(it is a str\)",
+        ),
+        (lambda d: (d / "circle" / "a.txt").write_text("x"), [], r"circle/a\.txt is not a PNG"),
+        (lambda d: [p.unlink() for p in (d / "square").iterdir()], [], r"square/ has no images"),
+        (
+            lambda d: [p.unlink() for p in sorted((d / "square").iterdir())[2:]],
+            [],
+            r"class square has 2 image\(s\), too few to split",
+        ),
+        (None, ["--augment.pipeline", "README.md"], r"^augment\.pipeline README\.md: use a \.json"),
+        (
+            lambda d: (d.parent / "bad.json").write_text("{"),
+            ["--augment.pipeline", "{tmp}/bad.json"],
+            r"not an albumentations pipeline",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_before_anything_runs(
+    make, args: list[str], pattern: str, example_images: Path, tmp_path: Path
+) -> None:
+    """Caught by preflight: no Prefect, no TensorFlow, no run directory."""
+    from flows.train import main
+
+    images = tmp_path / "images"
+    shutil.copytree(example_images, images)
+    if make:
+        make(images)
+    out = tmp_path / "runs"
+    base = ["--data.kind", "images", "--data.path", str(images), "--output-dir", str(out)]
+    with pytest.raises(InputError, match=pattern) as err:
+        main([*base, *[a.replace("{tmp}", str(tmp_path)) for a in args]])
+    assert len(err.value.problems) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_loader_returning_mismatched_lengths_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    from flows.train import main
+
+    (tmp_path / "badload.py").write_text(
+        "import numpy as np\ndef load(seed):\n    return np.zeros((5, 2)), np.zeros(4)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["--data.kind", "python", "--data.loader", "badload:load"]
+    with pytest.raises(
+        InputError, match=r"^data\.loader: badload:load: x has 5 samples but y has 4"
+    ):
+        main([*args, "--output-dir", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()
