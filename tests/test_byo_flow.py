@@ -284,3 +284,21 @@ def test_a_loader_returning_mismatched_lengths_is_one_line(tmp_path: Path, monke
     ):
         main([*args, "--output-dir", str(tmp_path / "runs")])
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_custom_deployment_run_can_set_the_builder_and_the_image_folder() -> None:
+    """The server validates a custom run's parameters against this schema (enforced)."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
+
+    from flows.train import train_flow as train
+
+    schema = parameter_schema(train).model_dump_for_openapi()
+    custom = {
+        "model": {"builder": "examples.model:build", "options": {"filters": [4, 8]}},
+        "data": {"kind": "images", "path": "data/example_images"},
+        "augment": {"pipeline": "examples/augment.yaml"},
+    }
+    validate(custom, schema, raise_on_error=True, ignore_required=True)
+    with pytest.raises(ValidationError, match="does not match"):
+        validate({"model": {"builder": "not a ref"}}, schema, raise_on_error=True)
