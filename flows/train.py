@@ -12,7 +12,6 @@ is seedtrail/pipeline.py.
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +130,7 @@ def main(argv: list[str]) -> int:
     drop_input_error_lines()
     if will_train(settings, use_cache=not opts.no_cache, resume=opts.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
-        threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()
+        tf_runtime.prefetch(settings.determinism)
     manifest = train_flow(
         **settings_parameters(settings), use_cache=not opts.no_cache, resume=opts.resume
     )

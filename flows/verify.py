@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +130,7 @@ def main(argv: list[str]) -> int:
     preflight(settings.model_copy(update={"output_dir": out}))
     if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
-        threading.Thread(target=tf_runtime.load, args=(settings.determinism,), daemon=True).start()
+        tf_runtime.prefetch(settings.determinism)
     state = verify_flow(args.run_dir, args.stop_after, out, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

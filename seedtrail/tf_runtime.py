@@ -105,6 +105,21 @@ def load(s: DeterminismSettings | None = None) -> ModuleType:
     return import_tensorflow()
 
 
+def prefetch(s: DeterminismSettings) -> None:
+    """Import TensorFlow in a background thread (e.g. while Prefect starts its API).
+
+    TensorFlow's import pulls in matplotlib.pyplot; a stage importing pyplot from another
+    thread meanwhile can get it half-initialized (importlib's deadlock avoidance: seen as
+    "partially initialized module 'matplotlib.pyplot'"). So pyplot is imported here first.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    threading.Thread(target=load, args=(s,), daemon=True).start()
+
+
 def request(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str, ...]) -> str:
     """Record the runtime a run needs (no TensorFlow import); returns the cap in effect."""
     global _request
