@@ -78,10 +78,11 @@ def _cached(manifest: dict) -> dict[str, bool]:
 
 
 @pytest.mark.slow
-def test_same_bytes_in_another_process_and_a_cached_rerun_hits(
+def test_same_bytes_in_another_process_verify_reproduces_and_a_cached_rerun_hits(
     tiny_runs: TinyRuns, example_images: Path, prefect_server: None, tmp_path: Path
 ) -> None:
     from flows.train import train_flow
+    from flows.verify import verify_flow
 
     runs = single_runs(tiny_runs, example_images)
     for name, spec in (("byo_images", images_settings(example_images)), ("byo_loader", LOADER)):
@@ -93,6 +94,8 @@ def test_same_bytes_in_another_process_and_a_cached_rerun_hits(
         again = train_flow(settings)
         assert all(_cached(again).values()), _cached(again)
         assert (Path(again["run_dir"]) / "tensorboard" / "train").is_dir()
+        verified = verify_flow(runs[name].run_dir, output_dir=tmp_path / f"verify-{name}")
+        assert verified["matches"], verified["report"]
     record = runs["byo_images"].manifest["user_inputs"]
     assert set(record) == {"model.builder", "data.path", "augment.pipeline"}
     assert record["model.builder"]["modules"].keys() == {
@@ -157,21 +160,19 @@ def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
 
 
 @pytest.mark.slow
-def test_verify_reproduces_and_a_sweep_over_seeds_equals_the_single_runs(
+def test_a_sweep_over_seeds_equals_the_single_runs(
     tiny_runs: TinyRuns, example_images: Path, prefect_api_url: str, tmp_path: Path
 ) -> None:
     single = single_runs(tiny_runs, example_images)["byo_images"]
-    env = {"PREFECT_API_URL": prefect_api_url}
-    kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home", "env": env}
-    verify = start_module("flows.verify", [str(single.run_dir)], **kw)
     sweep_dir = tmp_path / "out" / "sweep"
     args = [*flags(images_settings(example_images)), "--output-dir", str(sweep_dir.parent)]
     sweep = run_module(
-        "flows.sweep", [*args, "--sweep-dir", str(sweep_dir), "--seeds", "0,1"], **kw
+        "flows.sweep",
+        [*args, "--sweep-dir", str(sweep_dir), "--seeds", "0,1"],
+        cwd=tmp_path,
+        prefect_home=tmp_path / "home",
+        env={"PREFECT_API_URL": prefect_api_url},
     )
-    verified = finish(verify)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "the run reproduces" in verified.stdout
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     runs = {r["seed"]: r for r in json.loads((sweep_dir / "summary.json").read_text())["runs"]}
     assert runs[0]["fingerprints"] == single.fingerprints()
