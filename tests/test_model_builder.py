@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from seedtrail import builtin_models
 from seedtrail.errors import InputError
-from seedtrail.keras_io import weights_fingerprint
 from seedtrail.model_builder import build_seeded
-from settings.model import ModelSettings
-from tasks.model import build_model
+from settings.model import ModelSettings, RunSettings
+from settings.seeds import SeedPlan
 
 keras = pytest.importorskip("keras")
 
@@ -34,18 +35,23 @@ def unseeded(input_shape, n_classes):
     return keras.Model(inputs, keras.layers.Dense(n_classes, kernel_initializer=init)(h))
 
 
-def test_builtin_cnn_and_mlp_give_the_bytes_the_model_stage_always_built():
+def test_the_builtin_cnn_through_the_builder_contract_gives_the_golden_initial_weights():
+    """The default run's initial weights, recorded before the CNN became a builder."""
+    golden = json.loads((Path(__file__).parent / "golden" / "travelling_stages.json").read_text())
     s = ModelSettings()
     options = {"conv_filters": s.conv_filters, "dense_units": s.dense_units, "dropout": s.dropout}
-    old = build_model(s, 1234, (16, 16, 1), 4, "image")
-    _, fp = build_seeded(builtin_models.cnn, (16, 16, 1), 4, 1234, options)
-    assert fp == weights_fingerprint(old)
-    x_train = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
-    mean, var = builtin_models.standardization(x_train)
-    old = build_model(s, 99, (5,), 2, "tabular", mean, var)
-    options = {"dense_units": s.dense_units, "dropout": s.dropout}
-    _, fp = build_seeded(builtin_models.mlp, (5,), 2, 99, options, x_train=x_train)
-    assert fp == weights_fingerprint(old)
+    seed = SeedPlan.from_settings(RunSettings())["model"]
+    _, fp = build_seeded(builtin_models.cnn, (24, 24, 1), 4, seed, options)
+    assert fp == golden["default"]["model"]
+
+
+def test_the_builtin_mlp_standardizes_with_the_training_rows():
+    x_train = np.random.default_rng(0).normal(3.0, 2.0, size=(40, 5)).astype(np.float32)
+    model, _ = build_seeded(builtin_models.mlp, (5,), 2, 99, {"dense_units": 4}, x_train=x_train)
+    z = model.get_layer("standardize")(x_train).numpy()
+    assert np.allclose(z.mean(axis=0), 0.0, atol=1e-5) and np.allclose(
+        z.std(axis=0), 1.0, atol=1e-3
+    )
 
 
 def test_a_builder_without_explicit_seeds_is_reproducible_from_the_stage_seed():
