@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from seedtrail.errors import InputError
 from settings.model import RunSettings
-from tests.conftest import TinyRuns, finish, run_module, start_module
+from tests.conftest import TinyRuns, cli_env, finish, run_module, start_module
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "examples" / "augment.yaml"
@@ -157,6 +159,48 @@ def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
     img_edit = train_flow(settings)
     assert not img_edit["stages"]["data"]["cached"]
     assert compare_manifests(pipe_edit, img_edit).causes[0] == f"image files changed ({images})"
+
+    loader = RunSettings.model_validate(
+        {**LOADER, "data": {"kind": "python", "loader": "byoproj.loader:digits"},
+         "training": {"epochs": 1}, "output_dir": str(tmp_path / "r")}
+    )  # fmt: skip
+    before = train_flow(loader)
+    (project / "loader.py").write_text((project / "loader.py").read_text() + "\n# an edit\n")
+    after = train_flow(loader)
+    assert not after["stages"]["data"]["cached"]
+    assert compare_manifests(before, after).causes[0] == (
+        "data loader code changed (module byoproj.loader)"
+    )
+
+
+@pytest.mark.slow
+def test_a_cached_rerun_imports_no_tensorflow_and_still_writes_tensorboard_logs(
+    tiny_runs: TinyRuns, example_images: Path, tmp_path: Path
+) -> None:
+    single = single_runs(tiny_runs, example_images)["byo_images"]
+    code = (
+        "import sys; from flows.train import main; main(sys.argv[1:]); "
+        "print('tensorflow loaded:', 'tensorflow' in sys.modules)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, *single.args],  # same settings, same output dir
+        cwd=tmp_path,
+        env={**cli_env(tmp_path / "home"), "PREFECT_API_URL": tiny_runs.api_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "tensorflow loaded: False" in res.stdout
+    newest = max(single.output_dir.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    assert all(
+        v["cached"]
+        for k, v in json.loads(newest.read_text())["stages"].items()
+        if k != "environment"
+    )
+    assert (
+        newest.parent / "tensorboard" / "validation" / "events.out.tfevents.seedtrail"
+    ).is_file()
 
 
 @pytest.mark.slow
