@@ -18,7 +18,14 @@ import pytest
 
 from seedtrail.errors import InputError
 from settings.model import RunSettings
-from tests.conftest import TinyRuns, cli_env, finish, run_module, start_module
+from tests.conftest import (
+    TinyRuns,
+    cli_env,
+    finish,
+    run_module,
+    start_module,
+    train_in_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "examples" / "augment.yaml"
@@ -83,17 +90,16 @@ def _cached(manifest: dict) -> dict[str, bool]:
 def test_same_bytes_in_another_process_verify_reproduces_and_a_cached_rerun_hits(
     tiny_runs: TinyRuns, example_images: Path, prefect_server: None, tmp_path: Path
 ) -> None:
-    from flows.train import train_flow
     from flows.verify import verify_flow
 
     runs = single_runs(tiny_runs, example_images)
     for name, spec in (("byo_images", images_settings(example_images)), ("byo_loader", LOADER)):
         settings = RunSettings.model_validate({**spec, "output_dir": str(tmp_path / name)})
-        here = train_flow(settings)
+        here = train_in_process(settings)
         there = runs[name].manifest
         assert _stage_fps(here) == _stage_fps(there), name
         assert there["user_inputs"] == here["user_inputs"]
-        again = train_flow(settings)
+        again = train_in_process(settings)
         assert all(_cached(again).values()), _cached(again)
         assert (Path(again["run_dir"]) / "tensorboard" / "train").is_dir()
         verified = verify_flow(runs[name].run_dir, output_dir=tmp_path / f"verify-{name}")
@@ -116,7 +122,6 @@ def test_same_bytes_in_another_process_verify_reproduces_and_a_cached_rerun_hits
 def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
     example_images: Path, prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.train import train_flow
     from seedtrail.compare import compare_manifests
 
     project = tmp_path / "proj" / "byoproj"
@@ -132,11 +137,11 @@ def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
     spec["augment"] = {**spec["augment"], "pipeline": str(pipeline)}
     spec["training"] = {"epochs": 1}
     settings = RunSettings.model_validate(spec)
-    first = train_flow(settings)
+    first = train_in_process(settings)
 
     blocks = project / "blocks.py"
     blocks.write_text(blocks.read_text() + "\n# an edit\n")
-    code_edit = train_flow(settings)
+    code_edit = train_in_process(settings)
     # the builder is rebuilt; a comment gives the same weights, so training is reused
     assert [k for k, hit in _cached(code_edit).items() if not hit] == ["model"]
     assert code_edit["stages"]["model"]["fingerprint"] == first["stages"]["model"]["fingerprint"]
@@ -144,7 +149,7 @@ def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
     assert causes[0] == "model code changed (module byoproj.blocks)"
 
     pipeline.write_text(pipeline.read_text().replace("p: 0.9", "p: 0.8"))
-    pipe_edit = train_flow(settings)
+    pipe_edit = train_in_process(settings)
     assert (
         not pipe_edit["stages"]["augment"]["cached"] and not pipe_edit["stages"]["train"]["cached"]
     )
@@ -156,7 +161,7 @@ def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
     )
 
     shutil.copyfile(images / "circle" / "0000.png", images / "circle" / "9999.png")
-    img_edit = train_flow(settings)
+    img_edit = train_in_process(settings)
     assert not img_edit["stages"]["data"]["cached"]
     assert compare_manifests(pipe_edit, img_edit).causes[0] == f"image files changed ({images})"
 
@@ -164,9 +169,9 @@ def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
         {**LOADER, "data": {"kind": "python", "loader": "byoproj.loader:digits"},
          "training": {"epochs": 1}, "output_dir": str(tmp_path / "r")}
     )  # fmt: skip
-    before = train_flow(loader)
+    before = train_in_process(loader)
     (project / "loader.py").write_text((project / "loader.py").read_text() + "\n# an edit\n")
-    after = train_flow(loader)
+    after = train_in_process(loader)
     assert not after["stages"]["data"]["cached"]
     assert compare_manifests(before, after).causes[0] == (
         "data loader code changed (module byoproj.loader)"
@@ -182,8 +187,10 @@ def test_a_cached_rerun_imports_no_tensorflow_and_still_writes_tensorboard_logs(
         "import sys; from flows.train import main; main(sys.argv[1:]); "
         "print('tensorflow loaded:', 'tensorflow' in sys.modules)"
     )
+    out = tmp_path / "runs"  # a copy: the session's run keeps its one run directory
+    shutil.copytree(single.output_dir, out)
     res = subprocess.run(
-        [sys.executable, "-c", code, *single.args],  # same settings, same output dir
+        [sys.executable, "-c", code, *single.args[:-2], "--output-dir", str(out)],
         cwd=tmp_path,
         env={**cli_env(tmp_path / "home"), "PREFECT_API_URL": tiny_runs.api_url},
         capture_output=True,
@@ -192,7 +199,7 @@ def test_a_cached_rerun_imports_no_tensorflow_and_still_writes_tensorboard_logs(
     )
     assert res.returncode == 0, res.stderr
     assert "tensorflow loaded: False" in res.stdout
-    newest = max(single.output_dir.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    newest = max(out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     assert all(
         v["cached"]
         for k, v in json.loads(newest.read_text())["stages"].items()

@@ -46,6 +46,21 @@ def test_only_prefects_task_completed_lines_are_dropped() -> None:
     assert keep(record("data        seed 1 fingerprint abc  0.01s"))
 
 
+def test_input_errors_inside_a_stage_leave_only_our_one_line() -> None:
+    from seedtrail.errors import InputError
+
+    def record(msg: str, err: BaseException | None = None) -> logging.LogRecord:
+        exc_info = (type(err), err, None) if err else None
+        return logging.LogRecord("prefect.task_runs", logging.ERROR, "", 0, msg, None, exc_info)
+
+    keep = prefect_compat._not_input_error
+    bad = InputError("model.builder: x:y returned a str, not a keras.Model")
+    assert not keep(record("Task run failed with exception: InputError('...')", bad))
+    assert not keep(record("Finished in state Failed('... InputError: model.builder ...')"))
+    assert keep(record("Task run failed with exception: OSError('disk')", OSError("disk")))
+    assert keep(record("model       seed 1 fingerprint abc  0.01s"))
+
+
 def test_pool_futures_are_yielded_as_they_finish() -> None:
     from concurrent.futures import Future
 
