@@ -135,12 +135,14 @@ def run_training(
             env_fingerprint=env.fingerprint,
             stack_fingerprint=env.info["stack_fingerprint"],
         )
-        data_content = user_inputs.key_inputs(user_inputs.data_record(settings.data))
+        data_content = user_inputs.key_inputs(
+            {k: v for k, v in user.items() if k.startswith("data.")}
+        )
         ds = record(data.run_data(ctx, settings.data, plan["data"], data_content))
         aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
         idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
-        builder_content = user_inputs.key_inputs(user_inputs.model_record(settings.model))
-        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, builder_content))
+        builder = model.builder_content(settings.model)  # the builder's source, for the key
+        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, builder))
         fit = record(
             train.run_train(
                 ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init

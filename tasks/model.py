@@ -8,6 +8,7 @@ checked to give (None, n_classes); its source is part of the cache key.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from seedtrail import builtin_models, tf_runtime, user_code
+from seedtrail import builtin_models, tf_runtime, user_code, user_inputs
 from seedtrail.errors import InputError
 from seedtrail.keras_io import load_model, save_model
 from seedtrail.model_builder import build_seeded
@@ -37,6 +38,16 @@ def select_builder(s: ModelSettings, modality: str) -> tuple[Callable[..., Any],
     if modality == "image":
         return builtin_models.cnn, {"conv_filters": s.conv_filters, **common}, BUILTIN[modality]
     return builtin_models.mlp, common, BUILTIN["tabular"]
+
+
+def builder_content(s: ModelSettings) -> dict[str, str]:
+    """What the model stage's key must cover beyond this module's own source (the stage's
+    code version): the user's builder code, or the built-in builders' module."""
+    user = user_inputs.key_inputs(user_inputs.model_record(s))
+    if user:
+        return user
+    source = Path(builtin_models.__file__).read_bytes()
+    return {"seedtrail.builtin_models": hashlib.sha256(source).hexdigest()}
 
 
 def build_model(
@@ -75,7 +86,7 @@ def run_model(
     split: StageResult,
     user_content: dict[str, str] | None = None,
 ) -> StageOutput:
-    """`user_content`: the builder's source hashes (seedtrail/user_inputs.py), for the key."""
+    """`user_content`: `builder_content(s)`, the builder's source hashes, for the key."""
     tf_runtime.ensure()  # before user code: it may import TensorFlow itself
     info = data.info
     builder, options, name = select_builder(s, info["modality"])
