@@ -149,6 +149,31 @@ def test_custom_run_with_another_seed_matches_a_local_run(
 
 
 @pytest.mark.slow
+def test_a_custom_run_can_bring_its_own_builder_and_image_folder(
+    served: Served, tmp_path: Path
+) -> None:
+    from examples.make_images import write_dataset
+
+    images = tmp_path / "images"
+    write_dataset(images, per_class=10, size=12)
+    model = {"builder": "examples.model:build_plain", "options": {"units": 8}}
+    data = {"kind": "images", "path": str(images), "image_size": 12}
+    started = served.prefect(
+        "deployment", "run", "train/seedtrail",
+        "--param", f"model={json.dumps(model)}", "--param", f"data={json.dumps(data)}",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    run = served.wait(_flow_run_id(started.stdout))
+    assert run["state_type"] == "COMPLETED", served.logs()
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in served.run_dirs()]
+    (mine,) = [m for m in manifests if m["settings"]["model"]["builder"]]
+    assert mine["status"] == "complete"
+    assert set(mine["user_inputs"]) == {"model.builder", "data.path"}
+    assert mine["user_inputs"]["data.path"]["files"] == 30
+    assert mine["stages"]["model"]["info"]["builder"] == "examples.model:build_plain"
+
+
+@pytest.mark.slow
 def test_invalid_parameters_are_refused_by_the_server(served: Served) -> None:
     before = served.run_dirs()
     refused = served.prefect(
