@@ -9,6 +9,8 @@ recorded, never fatal.
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from typing import Any
 from prefect import task
 
 from seedtrail.manifest import parse_manifest
-from seedtrail.prefect_compat import as_completed
+from seedtrail.prefect_compat import as_completed, one_process_per_run_runner
+from seedtrail.report import headline
 from seedtrail.rundir import settings_fingerprint
 from seedtrail.sweep import PlannedRun
 from seedtrail.sweep_resume import failed_manifest, run_record
@@ -33,7 +36,11 @@ def train_seed(settings: RunSettings) -> dict[str, Any]:
     from seedtrail.quiet import set_quiet_environment
 
     set_quiet_environment()
-    return load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings))
+    started = time.time()
+    manifest = load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings))
+    # Where and when it ran: the sweep's proof that runs had a process each and never overlapped.
+    process = {"pid": os.getpid(), "started": started, "finished": time.time()}
+    return {**manifest, "process": process}
 
 
 def task_runner(workers: int, dask_address: str | None):
@@ -41,9 +48,7 @@ def task_runner(workers: int, dask_address: str | None):
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    from prefect.task_runners import ProcessPoolTaskRunner
-
-    return ProcessPoolTaskRunner(max_workers=workers)
+    return one_process_per_run_runner(workers)
 
 
 def record_finished(
@@ -58,8 +63,9 @@ def record_finished(
         p = planned[i]
         try:
             manifest = fut.result()
-            records[i] = run_record(p, parse_manifest(manifest, run_dir=manifest["run_dir"]), False)
-            log.info("%s: complete", p.label)
+            run = parse_manifest(manifest, run_dir=manifest["run_dir"])
+            records[i] = {**run_record(p, run, False), "process": manifest.get("process")}
+            log.info("%s: complete · %s", p.label, headline(run))
         except Exception as err:  # one failed seed must not lose the others
             failed = failed_manifest(sweep_dir, settings_fingerprint(p.settings))
             error = (failed and failed.error) or f"{type(err).__name__}: {err}"
