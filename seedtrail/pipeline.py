@@ -21,7 +21,7 @@ from seedtrail.errors import InputError
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.prefect_compat import seed_tag, tag_current_flow_run
 from seedtrail.registry import code_versions
-from seedtrail.report import run_card
+from seedtrail.report import card_description, run_card
 from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
 from seedtrail.stage_cache import StageContext
 from seedtrail.stage_result import StageResult
@@ -171,8 +171,8 @@ def run_training(
         raise
 
     manifest = {**run.manifest, "run_dir": str(run.path)}
-    card = run_card(parse_manifest(manifest, str(run.path), str(run.path)))  # as readers see it
+    read = parse_manifest(manifest, str(run.path), str(run.path))  # as readers see it
     create_markdown_artifact(
-        key="run-card", markdown=card, description=f"seedtrail run {run.path.name}"
+        key="run-card", markdown=run_card(read), description=card_description(read)
     )
     return manifest

@@ -2,15 +2,68 @@
 
 from __future__ import annotations
 
+import base64
+import statistics
 from pathlib import Path
 
-from seedtrail.manifest import Manifest
+from seedtrail.manifest import Manifest, Metrics
 from seedtrail.registry import STAGES
 from seedtrail.tables import markdown_table
 
 
 def short(fp: str | None, n: int = 12) -> str:
     return "-" if not fp else fp if fp == "skipped" else fp[:n]
+
+
+# A card larger than this would make the artifact page slow; the plots are drawn small
+# (seedtrail/plots.py), so in practice each is 20-60 KB.
+MAX_IMAGE_BYTES = 100_000
+# Pictures on the run card, in order: (manifest artifact key, caption).
+CARD_IMAGES = (("training_curves", "training curves"), ("augment_preview", "augmentation preview"))
+
+
+def png_markdown(path: Path, caption: str, max_bytes: int = MAX_IMAGE_BYTES) -> str:
+    """An inline `data:image/png;base64` image (Prefect's UI renders it), or a line saying why not."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return f"*{caption}: no picture ({path.name} missing)*"
+    if len(data) > max_bytes:
+        return f"*{caption}: {path.name} is {len(data) // 1000} KB, too large for the card*"
+    return f"![{caption}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})"
+
+
+def macro_f1(m: Metrics) -> float | None:
+    return statistics.fmean(c.f1 for c in m.per_class.values()) if m.per_class else None
+
+
+def headline(manifest: Manifest) -> str:
+    """Seed and headline metrics in one line: `seed 0 · acc 0.8292 · loss 0.3750 · macro-F1 0.8210`."""
+    m, parts = manifest.metrics, [f"seed {manifest.settings.seed}"]
+    f1 = macro_f1(m)
+    if m.test_accuracy is not None:
+        parts.append(f"acc {m.test_accuracy:.4f}")
+    if m.test_loss is not None:
+        parts.append(f"loss {m.test_loss:.4f}")
+    if f1 is not None:
+        parts.append(f"macro-F1 {f1:.4f}")
+    if len(parts) == 1:
+        parts.append(manifest.status)
+    return " · ".join(parts)
+
+
+def card_description(manifest: Manifest) -> str:
+    """The run card's description: what the artifact history shows per run."""
+    return f"{headline(manifest)} · {manifest.run_id}"
+
+
+def result_line(manifest: Manifest) -> str:
+    """The flow run's last log line: metrics, final-weights fingerprint, run directory."""
+    train = manifest.stage("train")
+    weights = short(train.fingerprint, 16) if train else "-"
+    return (
+        f"result: {headline(manifest)} · final weights {weights} · run directory {manifest.run_dir}"
+    )
 
 
 def run_card(manifest: Manifest) -> str:
@@ -26,9 +79,11 @@ def run_card(manifest: Manifest) -> str:
         "",
     ]
     if m.test_accuracy is not None and m.test_loss is not None:
+        f1 = macro_f1(m)
         lines += [
             f"**test accuracy** {m.test_accuracy:.4f} · **test loss** {m.test_loss:.4f}"
-            f" · {m.test_samples} test samples",
+            + (f" · **macro-F1** {f1:.4f}" if f1 is not None else "")
+            + f" · {m.test_samples} test samples",
             "",
         ]
     pinned = set(manifest.seeds.pinned)
@@ -44,6 +99,15 @@ def run_card(manifest: Manifest) -> str:
         if (st := manifest.stage(stage)) is not None
     ]
     lines += [markdown_table(["stage", "seed", "fingerprint", "seconds", "cache"], rows)]
+    run_dir = Path(manifest.run_dir)
+    for key, caption in CARD_IMAGES:
+        if key in manifest.artifacts:
+            lines += [
+                "",
+                f"### {caption.capitalize()}",
+                "",
+                png_markdown(run_dir / manifest.artifacts[key], caption),
+            ]
     lines += ["", f"Run directory: `{manifest.run_dir}`"]
     return "\n".join(lines)
 
