@@ -168,6 +168,35 @@ def describe(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
+# Below this many seeds a t-interval is too wide to say much (t(0.975, 3) = 3.18).
+MIN_SEEDS_FOR_CI = 5
+# Metrics that live in [0, 1]: a t-interval (a normal approximation) can leave that range.
+UNIT_METRICS = ("accuracy", "f1", "precision", "recall")
+
+
+def ci_note(metric: str, d: Mapping[str, Any]) -> str:
+    """Why a CI95 says little, or "" (few seeds; an interval of a [0, 1] metric leaving [0, 1])."""
+    n, notes = d.get("n") or 0, []
+    if n < 2:
+        return "no CI95: needs at least 2 completed runs"
+    if n < MIN_SEEDS_FOR_CI:
+        notes.append(f"only {n} seeds: CI95 very wide, use at least {MIN_SEEDS_FOR_CI}")
+    low, high = d.get("ci95_low"), d.get("ci95_high")
+    if any(u in metric for u in UNIT_METRICS) and low is not None and (low < 0 or high > 1):
+        notes.append("interval leaves [0, 1]: the t-interval is a normal approximation")
+    return "; ".join(notes)
+
+
+def ci_warnings(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """One warning per (source, metric) whose CI95 says little."""
+    return [
+        f"{vary} {metric}: {note}"
+        for vary, by_metric in summary.items()
+        for metric, d in by_metric.items()
+        if (note := ci_note(metric, d))
+    ]
+
+
 def run_metrics(metrics: Metrics) -> dict[str, float]:
     """The float metrics of one run that a sweep summarises (plus macro F1 from per_class)."""
     out = {k: v for k, v in metrics.scalars().items() if isinstance(v, float)}
@@ -226,7 +255,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
 
 def stats_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """Markdown: per metric, one row per varied source, side by side."""
-    head = ["metric", "vary", "n", "mean", "std", "min", "max", "CI95 low", "CI95 high"]
+    head = ["metric", "vary", "n", "mean", "std", "min", "max", "CI95 low", "CI95 high", "note"]
     rows = []
     metrics = sorted({m for by_metric in summary.values() for m in by_metric})
     for m in metrics:
@@ -237,5 +266,6 @@ def stats_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
             rows.append(
                 [m, vary, str(d["n"])]
                 + [_num(d[k]) for k in ("mean", "std", "min", "max", "ci95_low", "ci95_high")]
+                + [ci_note(m, d) or "-"]
             )
     return markdown_table(head, rows)

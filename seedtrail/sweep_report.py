@@ -12,8 +12,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from seedtrail import atomic
 from seedtrail.manifest import COMPLETE
 from seedtrail.plots import plot_distribution
+from seedtrail.report import png_markdown
 from seedtrail.rundir import settings_fingerprint
-from seedtrail.sweep import runs_table, stats_table, summarize
+from seedtrail.sweep import ci_note, runs_table, stats_table, summarize
 from settings.model import RunSettings
 
 SUMMARY_JSON, SUMMARY_MD, DISTRIBUTION_PNG = "summary.json", "summary.md", "distribution.png"
@@ -67,9 +68,18 @@ def write_summary(
     return summary
 
 
+DIGITS = 4  # table artifacts: 4 decimals, as the markdown tables (16 digits cut the columns)
+
+
+def rounded(value: Any) -> Any:
+    return round(value, DIGITS) if isinstance(value, float) else value
+
+
 def publish_artifacts(summary: dict[str, Any]) -> None:
     rows = [
-        {"metric": m, "vary": v, **{k: d[k] for k in ("n", "mean", "std", "min", "max", "ci95_low", "ci95_high")}}
+        {"metric": m, "vary": v,
+         **{k: rounded(d[k]) for k in ("n", "mean", "std", "min", "max", "ci95_low", "ci95_high")},
+         "note": ci_note(m, d)}
         for v, by_metric in summary["statistics"].items()
         for m, d in by_metric.items()
     ]  # fmt: skip
@@ -82,7 +92,7 @@ def publish_artifacts(summary: dict[str, Any]) -> None:
                 "vary": r["vary"],
                 "seed": r["seed"],
                 "status": r["status"],
-                **r.get("metrics", {}),
+                **{k: rounded(v) for k, v in r.get("metrics", {}).items()},
                 "train_fingerprint": (r.get("fingerprints") or {}).get("train"),
                 "error": r.get("error"),
             }
@@ -91,4 +101,10 @@ def publish_artifacts(summary: dict[str, Any]) -> None:
         key="sweep-runs",
         description="One row per run of the sweep",
     )
-    create_markdown_artifact(key="sweep-summary", markdown=summary["markdown"])
+    picture = png_markdown(Path(summary["sweep_dir"]) / DISTRIBUTION_PNG, "metric distribution")
+    complete, n = summary["complete"], len(summary["runs"])
+    create_markdown_artifact(
+        key="sweep-summary",
+        markdown=f"{summary['markdown']}\n## Distribution over seeds\n\n{picture}\n",
+        description=f"sweep {Path(summary['sweep_dir']).name}: {complete} of {n} runs complete",
+    )
