@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from seedtrail.cli import run_cli
-from seedtrail.deployments import DEPLOYMENTS, NAME, TAGS, load_flow
+from seedtrail.deployments import DEPLOYMENTS, NAME, TAGS, full_description, load_flow
 from seedtrail.errors import InputError
 from settings.cli import load_settings
 from settings.model import RunSettings
@@ -167,7 +167,9 @@ def require_server() -> str:
 
 
 def build_deployments(
-    schedules: dict[str, list[CronSchedule | IntervalSchedule]], settings: RunSettings
+    schedules: dict[str, list[CronSchedule | IntervalSchedule]],
+    settings: RunSettings,
+    opts: ServeOptions,
 ) -> list[RunnerDeployment]:
     # Served runs execute in child processes of this one: pin where they write.
     settings = settings.model_copy(update={"output_dir": settings.output_dir.resolve()})
@@ -176,7 +178,12 @@ def build_deployments(
             name=NAME,
             parameters=d.parameters(settings),
             schedules=schedules[d.flow_name],
-            description=d.description,
+            description=full_description(
+                d,
+                None if opts.no_schedule else opts.cron.get(d.flow_name),
+                None if opts.no_schedule else opts.interval.get(d.flow_name),
+                opts.timezone,
+            ),
             tags=list(TAGS),
             enforce_parameter_schema=True,  # the server rejects bad parameters, naming the field
         )
@@ -214,7 +221,7 @@ def main(argv: list[str]) -> int:
     settings = load_settings(rest, prog=PROG)
     schedules = {name: schedules_for(name, opts) for name in DEFAULT_CRON}
     url = require_server()
-    deployments = build_deployments(schedules, settings)
+    deployments = build_deployments(schedules, settings, opts)
 
     from prefect import serve
 

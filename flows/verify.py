@@ -28,6 +28,7 @@ from seedtrail.compare import compare_manifests, read_run
 from seedtrail.errors import InputError
 from seedtrail.manifest import Manifest
 from seedtrail.pipeline import preflight, run_training
+from seedtrail.prefect_compat import keep_typed_name
 from settings.cli import _RaisingParser
 from settings.model import RunSettings
 from settings.seeds import STAGES, Stage
@@ -60,7 +61,12 @@ def _run_name() -> str:
     return f"verify-{Path(str(flow_run.parameters.get('run_dir', 'run'))).name}"
 
 
-@flow(name="verify", flow_run_name=_run_name, validate_parameters=True)
+@flow(
+    name="verify",
+    flow_run_name=keep_typed_name(_run_name),
+    validate_parameters=True,
+    description="Rerun a finished run from its manifest and compare every stage's bytes.",
+)
 def verify_flow(
     run_dir: Path,
     stop_after: Stage | None = None,
@@ -68,8 +74,10 @@ def verify_flow(
 ) -> dict[str, Any] | State:
     """Rerun RUN_DIR from its manifest into a fresh directory and compare every stage.
 
-    `stop_after` verifies only the stages up to it (e.g. "split": quick, no training);
-    `output_dir` receives the rerun (default: a new temporary directory).
+    Args:
+        run_dir: Run directory to verify (holds manifest.json), on the machine that runs this flow.
+        stop_after: Verify only the stages up to this one (e.g. split: quick, no training); empty: every stage the run recorded.
+        output_dir: Folder for the rerun; empty: a new temporary directory.
     """
     recorded, settings = load_recorded(run_dir)
     stages = stages_to_verify(recorded, stop_after)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seedtrail.sweep import default_sweep_dir
 from settings.model import RunSettings
 
 if TYPE_CHECKING:
@@ -29,19 +28,18 @@ SWEEP_SEEDS = [0, 1, 2, 3]
 
 
 def train_parameters(settings: RunSettings) -> dict[str, Any]:
-    """Every setting, as JSON: a custom run replaces only the sections it sends."""
-    return settings.model_dump(mode="json")
+    """Every setting, as JSON: a custom run replaces only the sections it sends.
+
+    Unset optional fields (seed pins, data.path) are left out: the UI form's schema has no
+    null for them (settings/model.py), so the server would refuse a null.
+    """
+    return settings.model_dump(mode="json", exclude_none=True)
 
 
 def sweep_parameters(settings: RunSettings) -> dict[str, Any]:
-    """4 root seeds of the given settings, in the sweep directory the CLI would use."""
-    vary = ["all"]
-    return {
-        "base": train_parameters(settings),
-        "seeds": SWEEP_SEEDS,
-        "vary": vary,
-        "sweep_dir": str(default_sweep_dir(settings, vary)),
-    }
+    """4 root seeds of the given settings. No sweep_dir: the flow computes it from the run's
+    own base and vary (the CLI's folder), so a custom run with another vary gets its own."""
+    return {"base": train_parameters(settings), "seeds": SWEEP_SEEDS, "vary": ["all"]}
 
 
 @dataclass(frozen=True)
@@ -57,26 +55,44 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         "train",
         TRAIN_ENTRYPOINT,
-        "One reproducible training run. Custom run: change any setting, e.g. only the seed; "
-        "the others keep this deployment's values.",
+        "Train one model reproducibly. Custom run: change any setting, "
+        "e.g. only the seed; the others keep this deployment's values. Results: the run-card "
+        "artifact (curves, augmentation, metrics) and the flow run's last log line.",
         "0 3 * * *",  # nightly
         train_parameters,
     ),
     DeploymentSpec(
         "sweep",
         "flows/sweep.py:sweep_flow",
-        "The training flow once per seed (seeds), one process per run, plus statistics.",
+        "Seed sweep: the train flow once per seed, each run in "
+        "its own process, one at a time; vary picks the source of randomness. Results: the "
+        "sweep-summary artifact (statistics, CI95, distribution plot).",
         "0 4 * * 0",  # weekly
         sweep_parameters,
     ),
     DeploymentSpec(
         "verify",
         "flows/verify.py:verify_flow",
-        "Rerun a finished run from its manifest (run_dir) and compare every stage.",
+        "Verify a finished run (run_dir): rerun it from its manifest and compare "
+        "every stage's fingerprint; a difference fails the run. Report: verify-report.",
         None,  # needs a finished run to check: no default schedule
         lambda settings: {},
     ),
 )
+
+
+def schedule_note(cron: str | None, interval_s: float | None, timezone: str) -> str:
+    """The schedule in words, with its time zone: the UI shows times in the browser's zone."""
+    if interval_s:
+        return f"Schedule: every {interval_s:g} s."
+    if cron:
+        return f"Schedule: cron `{cron}` in time zone {timezone}."
+    return "No schedule: runs only when started."
+
+
+def full_description(spec: DeploymentSpec, cron: str | None, interval_s: float | None = None,
+                     timezone: str = "UTC") -> str:  # fmt: skip
+    return f"{spec.description} {schedule_note(cron, interval_s, timezone)}"
 
 
 def load_flow(entrypoint: str) -> Flow[Any, Any]:

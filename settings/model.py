@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,14 +36,34 @@ def _code_ref(value: str | None) -> str | None:
     return value
 
 
+def _form_schema(schema: dict[str, Any], cls: type) -> None:
+    """The JSON schema as Prefect's UI form shows it.
+
+    A section is titled for people ("Training", not "TrainingSettings"), and an optional
+    field (a seed pin, data.path) is a plain input left empty rather than a type switch
+    whose null branch prints `Property is type "None"`. Deployment parameters leave
+    unset fields out (seedtrail/deployments.py), so the server never sees a null there.
+    """
+    schema["title"] = getattr(cls, "form_title", schema.get("title"))
+    for prop in schema.get("properties", {}).values():
+        branches = prop.get("anyOf", [])
+        if len(branches) == 2 and {"type": "null"} in branches and prop.get("default", 0) is None:
+            (kept,) = [b for b in branches if b != {"type": "null"}]
+            del prop["anyOf"], prop["default"]
+            prop.update(kept)
+
+
 class Section(BaseModel):
     """Base of every settings model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_form_schema)
+    form_title: ClassVar[str]
 
 
 class DataSettings(Section):
     """Where the samples come from."""
+
+    form_title = "Data"
 
     kind: DataKind = Field(
         "synthetic",
@@ -103,6 +123,8 @@ class DataSettings(Section):
 class AugmentSettings(Section):
     """The albumentations pipeline applied to training images, fresh each epoch."""
 
+    form_title = "Augmentation"
+
     enabled: bool = Field(True, description="Augment training images (ignored for tabular data).")
     pipeline: Path | None = Field(
         None,
@@ -133,6 +155,8 @@ class AugmentSettings(Section):
 
 class SplitSettings(Section):
     """Stratified train/validation/test split."""
+
+    form_title = "Split"
 
     test_size: float = Field(
         0.2, gt=0.0, lt=1.0, description="Fraction of all samples held out for the test split."
@@ -167,6 +191,8 @@ class ModelSettings(Section):
         description='Keyword options for model.builder, a JSON object, e.g. {"filters": [8, 16]}.',
     )
 
+    form_title = "Model"
+
     conv_filters: tuple[int, ...] = Field(
         (16, 32),
         min_length=1,
@@ -191,6 +217,8 @@ class ModelSettings(Section):
 class TrainingSettings(Section):
     """The optimisation loop."""
 
+    form_title = "Training"
+
     epochs: int = Field(10, ge=1, le=1000, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, le=8192, description="Samples per gradient step.")
     learning_rate: float = Field(
@@ -201,6 +229,8 @@ class TrainingSettings(Section):
 
 class DeterminismSettings(Section):
     """Settings that change the bytes of a run on the same machine; pinned, never inferred."""
+
+    form_title = "Determinism"
 
     op_determinism: bool = Field(
         True, description="tf.config.experimental.enable_op_determinism() before the first op."
@@ -235,10 +265,13 @@ SeedOverrides = create_model(
     __module__=__name__,
     **{s.name: _seed_field(s.seed_description) for s in PIPELINE},
 )
+SeedOverrides.form_title = "Seed pins"
 
 
 class RunSettings(Section):
     """Everything that defines one training run. Same settings, same bytes."""
+
+    form_title = "Settings"
 
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Root seed; every stage seed derives from it."

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from seedtrail.deployments import DEPLOYMENTS, NAME, ROOT, TAGS, load_flow
+from seedtrail.deployments import DEPLOYMENTS, NAME, ROOT, TAGS, full_description, load_flow
 from seedtrail.prefect_compat import settings_from_parameters
 from settings.model import RunSettings
 
@@ -30,7 +30,7 @@ def test_prefect_yaml_says_what_the_declaration_says() -> None:
     for spec in DEPLOYMENTS:
         d = in_yaml[spec.entrypoint]
         assert d["name"] == NAME and d["tags"] == list(TAGS), spec.flow_name
-        assert d["description"] == spec.description, spec.flow_name
+        assert d["description"] == full_description(spec, spec.cron), spec.flow_name
         assert [s["cron"] for s in d.get("schedules", [])] == ([spec.cron] if spec.cron else [])
         assert all(s["timezone"] == "UTC" for s in d.get("schedules", []))
         declared, written = spec.parameters(RunSettings()), d["parameters"]
