@@ -21,23 +21,30 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ProcessPoolTaskRunner
+from pydantic import Field
 
 from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
 from seedtrail.pipeline import preflight
-from seedtrail.prefect_compat import stop_local_workers
+from seedtrail.prefect_compat import keep_typed_name, one_process_per_run_runner, stop_local_workers
 from seedtrail.rundir import settings_fingerprint
-from seedtrail.sweep import VARY_CHOICES, default_sweep_dir, parse_vary, plan_runs, seed_list
+from seedtrail.sweep import (
+    VARY_CHOICES,
+    ci_warnings,
+    default_sweep_dir,
+    parse_vary,
+    plan_runs,
+    seed_list,
+)
 from seedtrail.sweep_report import publish_artifacts, write_summary
 from seedtrail.sweep_resume import completed_runs, run_record
 from seedtrail.sweep_run import record_finished, shared_prefect_api, task_runner, train_seed
 from settings.cli import load_settings
-from settings.model import RunSettings
+from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
 
 PROG = "python -m flows.sweep"
@@ -152,22 +159,39 @@ def sweep_run_name() -> str:
     return f"sweep-{'+'.join(p.get('vary') or [])}-{len(seeds)}seeds"
 
 
-# The default runner (deployments): each seed trains in a worker process, never in the
-# flow's own (TF thread pools are per process), one at a time (a machine trains one model
-# at once). The CLI's --workers/--dask-address replace it.
+# The UI form: `vary` is a select of the sources, seeds carry their bounds.
+Source = Literal[VARY_CHOICES]  # type: ignore[valid-type]
+SweepSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+# The runner is part of the declaration, not set with .with_options(): a served or
+# worker-run flow is reloaded from its entrypoint (seedtrail/prefect_compat.py, 7). Each
+# seed trains in a fresh worker process, never in the flow's own (TF thread pools and
+# seeds are per process), one at a time (a machine trains one model at once). The CLI's
+# --workers/--dask-address replace it.
 @flow(
     name="sweep",
-    flow_run_name=sweep_run_name,
+    flow_run_name=keep_typed_name(sweep_run_name),
     validate_parameters=True,
-    task_runner=ProcessPoolTaskRunner(max_workers=1),
+    task_runner=one_process_per_run_runner(max_workers=1),
+    description="The train flow once per seed, each run in its own process, plus statistics.",
 )
 def sweep_flow(
     base: RunSettings,
-    seeds: list[int],
-    vary: list[str],
-    sweep_dir: Path,
+    seeds: Annotated[list[SweepSeed], Field(min_length=1, max_length=1000)],
+    vary: Annotated[list[Source], Field(min_length=1)],
+    sweep_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train once per (source, seed); skip runs finished before; summarise and plot."""
+    """Train once per (source, seed); skip runs finished before; summarise and plot.
+
+    Args:
+        base: Settings every run starts from (a run varies only what `vary` says).
+        seeds: Sweep seeds; with vary=all each is a run's root seed, else the seed whose derivation pins the varied stage.
+        vary: Sources of randomness to vary: all (the root seed) or one stage's seed (data, augment, split, model, train); several give a side-by-side table.
+        sweep_dir: Folder of the sweep's runs and summary; empty: <base.output_dir>/sweep-<vary>-<hash of base and vary>.
+    """
+    if sweep_dir is None:
+        sweep_dir = default_sweep_dir(base, vary)
     log = get_run_logger()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     planned = plan_runs(base, vary, seeds, sweep_dir)
@@ -195,6 +219,8 @@ def sweep_flow(
 
     runs = [r for r in records if r is not None]
     summary = write_summary(sweep_dir, base, seeds, vary, runs)
+    for warning in ci_warnings(summary["statistics"]):
+        log.warning(warning)
     publish_artifacts(summary)
     return summary
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, tags
+from prefect import flow, get_run_logger, tags
+from prefect.states import State
 from pydantic import ValidationError
 
 from seedtrail import tf_runtime
@@ -24,17 +25,20 @@ from seedtrail.errors import InputError
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.pipeline import preflight, run_training, will_train
 from seedtrail.prefect_compat import (
+    clean_failure,
     drop_input_error_lines,
     drop_task_completed_lines,
+    keep_typed_name,
     seed_tag,
     setting_annotation,
     settings_from_parameters,
     settings_parameters,
     with_settings_docstring,
 )
-from seedtrail.report import terminal_summary
+from seedtrail.registry import STAGES
+from seedtrail.report import result_line, terminal_summary
 from seedtrail.rundir import settings_fingerprint
-from settings.cli import load_settings
+from settings.cli import format_validation_error, load_settings
 from settings.model import RunSettings
 from settings.seeds import Stage
 
@@ -52,10 +56,21 @@ def flow_run_name() -> str:
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
+def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:
+    problems = []
+    if stop_after is not None and stop_after not in STAGES:
+        problems.append(f"stop_after: must be one of {', '.join(STAGES)} (got {stop_after!r})")
+    if resume is not None and not isinstance(resume, str | Path):
+        problems.append(f"resume: must be a run directory (got {resume!r})")
+    return problems
+
+
+# validate_parameters=False: the flow checks its own parameters, so that a run that fails on
+# them ends with one line, not Prefect's traceback (seedtrail/prefect_compat.py, 9).
 @flow(
     name="train",
-    flow_run_name=flow_run_name,
-    validate_parameters=True,
+    flow_run_name=keep_typed_name(flow_run_name),
+    validate_parameters=False,
     description="Train one Keras model reproducibly: one parameter per settings section.",
 )
 @with_settings_docstring
@@ -72,25 +87,33 @@ def train_flow(
     stop_after: Stage | None = None,
     use_cache: bool = True,
     resume: Path | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Train one Keras model reproducibly; returns the run's manifest.
 
     stop_after ends the run after that stage (status "partial"); use_cache=False
     recomputes every stage; resume continues an unfinished run directory in place.
     """
-    settings = RunSettings(
-        seed=seed,
-        output_dir=output_dir,
-        data=data,
-        augment=augment,
-        split=split,
-        model=model,
-        training=training,
-        determinism=determinism,
-        seeds=seeds,
-    )
+    values = dict(seed=seed, output_dir=output_dir, data=data, augment=augment, split=split,
+                  model=model, training=training, determinism=determinism, seeds=seeds)  # fmt: skip
+    try:
+        settings = RunSettings.model_validate(values)
+        problems = []
+    except ValidationError as err:
+        problems = format_validation_error(err)
+    problems += _run_options_problems(stop_after, resume)
+    if problems:
+        return clean_failure("; ".join(problems))
+    resume_dir = None if resume is None else Path(resume)
     with tags(seed_tag(settings.seed)):  # the task runs carry the seed too
-        return run_training(settings, stop_after, use_cache, resume)
+        try:
+            if resume_dir is None:
+                preflight(settings)
+            manifest = run_training(settings, stop_after, bool(use_cache), resume_dir)
+        except InputError as err:
+            return clean_failure("; ".join(err.problems))
+    run_dir = manifest["run_dir"]
+    get_run_logger().info(result_line(parse_manifest(manifest, run_dir, run_dir)))
+    return manifest
 
 
 def _run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -247,3 +248,93 @@ def startup_failure(err: BaseException, timeout_s: int) -> str | None:
         "PREFECT_API_URL=http://127.0.0.1:4200/api, or allow more time with "
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
     )
+
+
+# ---- 7. a served sweep's runs overlapped as threads of one process -------------------------
+# The runner reloads a served or worker-run flow from its entrypoint, so a task runner set
+# with `.with_options()` is lost and Prefect's default thread pool (no limit) runs every
+# seed at once in one process: TensorFlow's seeds and thread pools are process-wide. The
+# sweep flow therefore declares its runner in its decorator. A ProcessPoolExecutor also
+# reuses a worker process for the next task; one process per run needs
+# `max_tasks_per_child=1`, which ProcessPoolTaskRunner does not expose.
+
+
+def one_process_per_run_runner(max_workers: int = 1) -> Any:
+    """A ProcessPoolTaskRunner whose worker processes each run one task, then exit."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    class OneProcessPerRunTaskRunner(ProcessPoolTaskRunner):
+        def __enter__(self) -> OneProcessPerRunTaskRunner:
+            super().__enter__()
+            pool = self._executor  # no process started yet: processes start on submit
+            assert pool is not None
+            self._executor = ProcessPoolExecutor(
+                max_workers=pool._max_workers,
+                mp_context=pool._mp_context,
+                initializer=pool._initializer,
+                initargs=pool._initargs,
+                max_tasks_per_child=1,
+            )
+            pool.shutdown(wait=False)
+            return self
+
+    OneProcessPerRunTaskRunner.__qualname__ = OneProcessPerRunTaskRunner.__name__
+    return OneProcessPerRunTaskRunner(max_workers=max_workers)
+
+
+# ---- 8. a flow_run_name callable always replaces the run's name ----------------------------
+# Prefect applies `flow_run_name` to every run, also one whose name a person typed in the
+# custom-run form. A name nobody typed is one the server generated (`generate_slug(2)`:
+# two or more coolname words), so only such a name is replaced.
+
+
+@functools.cache
+def _coolname_words() -> frozenset[str]:
+    from coolname.data import config
+
+    words: set[str] = set()
+    for entry in config.values():
+        if entry.get("type") == "words":
+            for w in entry["words"]:
+                words.update(w.replace(" ", "-").split("-"))
+    return frozenset(words)
+
+
+def is_generated_name(name: str | None) -> bool:
+    """Whether a flow-run name is one Prefect generated (not typed by a person)."""
+    if not name:
+        return True
+    parts = name.split("-")
+    return len(parts) >= 2 and all(p in _coolname_words() for p in parts)
+
+
+def keep_typed_name(generated: Callable[[], str]) -> Callable[[], str]:
+    """A flow_run_name callable that keeps a name typed by a person, else `generated()`."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        current = flow_run.name
+        return generated() if is_generated_name(current) else str(current)
+
+    return name
+
+
+# ---- 9. a flow that fails on its parameters logs a traceback ------------------------------
+# With validate_parameters=True, parameters that fail validation (a cross-field rule the
+# server's schema cannot express, e.g. split 0.5 + 0.45, or any invalid value with schema
+# enforcement off) fail the run inside Prefect's engine: ~15 lines of traceback in the
+# flow-run logs and a state message with the exception's repr. seedtrail's flows validate
+# their own parameters and end Failed with one line instead (a returned Failed state logs
+# no traceback).
+
+
+def clean_failure(message: str) -> Any:
+    """A Failed state with one line, as both its message and (raised on .result()) its error."""
+    from prefect.states import Failed
+
+    from seedtrail.errors import InputError
+
+    return Failed(message=message, data=InputError(message))
