@@ -29,6 +29,7 @@ from seedtrail.prefect_compat import (
     drop_input_error_lines,
     drop_task_completed_lines,
     keep_typed_name,
+    quiet_input_error_tracebacks,
     seed_tag,
     setting_annotation,
     settings_from_parameters,
@@ -43,6 +44,9 @@ from settings.model import RunSettings
 from settings.seeds import Stage
 
 _DEFAULTS = RunSettings()
+# Also in served and worker runs, which import this module before running the flow.
+quiet_input_error_tracebacks()
+drop_task_completed_lines()
 
 
 def flow_run_name() -> str:
@@ -56,6 +60,13 @@ def flow_run_name() -> str:
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
+def _fail(problems: list[str]) -> State:
+    """End the run Failed with one line (also logged as the run's error), no traceback."""
+    message = "; ".join(problems)
+    get_run_logger().error("cannot run: %s", message)
+    return clean_failure(message)
+
+
 def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:
     problems = []
     if stop_after is not None and stop_after not in STAGES:
@@ -63,6 +74,18 @@ def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:
     if resume is not None and not isinstance(resume, str | Path):
         problems.append(f"resume: must be a run directory (got {resume!r})")
     return problems
+
+
+# The run options never change what is computed. No None defaults: the UI form shows an
+# optional parameter as a type switch (`Property is type "None"`); "evaluate" (the last
+# stage) and "" mean the same as None did.
+RUN_OPTIONS = {
+    "stop_after": "Last stage to run: evaluate (the default) runs them all; an earlier stage "
+    "ends the run there (status partial).",
+    "use_cache": "Reuse verified cached stage results (same bytes); off recomputes every stage.",
+    "resume": "An interrupted run directory to continue in place, with its own settings; "
+    "empty: a new run.",
+}
 
 
 # validate_parameters=False: the flow checks its own parameters, so that a run that fails on
@@ -73,7 +96,7 @@ def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:
     validate_parameters=False,
     description="Train one Keras model reproducibly: one parameter per settings section.",
 )
-@with_settings_docstring
+@with_settings_docstring(**RUN_OPTIONS)
 def train_flow(
     seed: setting_annotation("seed") = _DEFAULTS.seed,
     output_dir: setting_annotation("output_dir") = _DEFAULTS.output_dir,
@@ -84,9 +107,9 @@ def train_flow(
     training: setting_annotation("training") = _DEFAULTS.training,
     determinism: setting_annotation("determinism") = _DEFAULTS.determinism,
     seeds: setting_annotation("seeds") = _DEFAULTS.seeds,
-    stop_after: Stage | None = None,
+    stop_after: Stage = STAGES[-1],
     use_cache: bool = True,
-    resume: Path | None = None,
+    resume: str = "",
 ) -> dict[str, Any] | State:
     """Train one Keras model reproducibly; returns the run's manifest.
 
@@ -102,15 +125,16 @@ def train_flow(
         problems = format_validation_error(err)
     problems += _run_options_problems(stop_after, resume)
     if problems:
-        return clean_failure("; ".join(problems))
-    resume_dir = None if resume is None else Path(resume)
+        return _fail(problems)
+    resume_dir = Path(resume) if resume else None
+    stop = None if stop_after in (None, STAGES[-1]) else stop_after
     with tags(seed_tag(settings.seed)):  # the task runs carry the seed too
         try:
             if resume_dir is None:
                 preflight(settings)
-            manifest = run_training(settings, stop_after, bool(use_cache), resume_dir)
+            manifest = run_training(settings, stop, bool(use_cache), resume_dir)
         except InputError as err:
-            return clean_failure("; ".join(err.problems))
+            return _fail(err.problems)
     run_dir = manifest["run_dir"]
     get_run_logger().info(result_line(parse_manifest(manifest, run_dir, run_dir)))
     return manifest
@@ -155,7 +179,7 @@ def main(argv: list[str]) -> int:
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.prefetch(settings.determinism)
     manifest = train_flow(
-        **settings_parameters(settings), use_cache=not opts.no_cache, resume=opts.resume
+        **settings_parameters(settings), use_cache=not opts.no_cache, resume=opts.resume or ""
     )
     run_dir = manifest["run_dir"]
     print(terminal_summary(parse_manifest(manifest, run_dir, run_dir)))

@@ -1,8 +1,9 @@
 """Every place where seedtrail works around a Prefect 3 behaviour, each with why.
 
 Each workaround is pinned by a test (tests/test_prefect_compat.py; the start-up limit in
-tests/test_first_run.py), so a Prefect upgrade that changes the behaviour shows up there,
-not as a silent regression.
+tests/test_first_run.py; 7-9, the served sweep's processes, typed run names and clean
+failures, in tests/test_serve.py against a real server and tests/test_ui_views.py), so a
+Prefect upgrade that changes the behaviour shows up there, not as a silent regression.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,11 +37,19 @@ def setting_annotation(name: str) -> Any:
     return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
 
 
-def with_settings_docstring(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Append an `Args:` section: Prefect takes the UI form's descriptions from the docstring."""
-    lines = [f"    {name}: {info.description}" for name, info in RunSettings.model_fields.items()]
-    fn.__doc__ = f"{(fn.__doc__ or '').strip()}\n\nArgs:\n" + "\n".join(lines) + "\n"
-    return fn
+def with_settings_docstring(fn: Callable[..., Any] | None = None, /, **options: str) -> Any:
+    """Append an `Args:` section: Prefect takes the UI form's descriptions from the docstring.
+
+    Every setting's description, then `options` (run option -> description).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        described = {n: str(i.description) for n, i in RunSettings.model_fields.items()}
+        lines = [f"    {name}: {text}" for name, text in {**described, **options}.items()]
+        fn.__doc__ = f"{(fn.__doc__ or '').strip()}\n\nArgs:\n" + "\n".join(lines) + "\n"
+        return fn
+
+    return decorate if fn is None else decorate(fn)
 
 
 def settings_parameters(settings: RunSettings) -> dict[str, Any]:
@@ -286,8 +296,13 @@ def one_process_per_run_runner(max_workers: int = 1) -> Any:
 
 # ---- 8. a flow_run_name callable always replaces the run's name ----------------------------
 # Prefect applies `flow_run_name` to every run, also one whose name a person typed in the
-# custom-run form. A name nobody typed is one the server generated (`generate_slug(2)`:
-# two or more coolname words), so only such a name is replaced.
+# custom-run form. A name nobody typed is one Prefect generated: the server's
+# (`generate_slug(2)`: coolname words, e.g. `urban-bat`) or the one the UI's custom-run
+# form prefills (a Greek letter, maybe digits, then star names: `gamma2-tethys`). Only such
+# a name is replaced; a typed name that looks like one (`beta-test`) is replaced too.
+
+_GREEK = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega"
+_UI_GENERATED = re.compile(rf"({'|'.join(_GREEK.split())})\d*(-[a-z]+){{1,3}}")
 
 
 @functools.cache
@@ -305,6 +320,8 @@ def _coolname_words() -> frozenset[str]:
 def is_generated_name(name: str | None) -> bool:
     """Whether a flow-run name is one Prefect generated (not typed by a person)."""
     if not name:
+        return True
+    if _UI_GENERATED.fullmatch(name):
         return True
     parts = name.split("-")
     return len(parts) >= 2 and all(p in _coolname_words() for p in parts)
@@ -327,8 +344,33 @@ def keep_typed_name(generated: Callable[[], str]) -> Callable[[], str]:
 # server's schema cannot express, e.g. split 0.5 + 0.45, or any invalid value with schema
 # enforcement off) fail the run inside Prefect's engine: ~15 lines of traceback in the
 # flow-run logs and a state message with the exception's repr. seedtrail's flows validate
-# their own parameters and end Failed with one line instead (a returned Failed state logs
-# no traceback).
+# their own parameters and end Failed with one line instead. A served or worker run's
+# engine then raises the state's error once more and logs it with its traceback ("Engine
+# execution exited with unexpected exception"): for bad input (InputError) that record is
+# dropped from the flow-run logs and the terminal keeps one line.
+
+ENGINE_EXITED = "Engine execution exited with unexpected exception"
+
+
+def _clean_input_errors(record: logging.LogRecord) -> bool:
+    from seedtrail.errors import InputError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if not isinstance(exc, InputError):
+        return True
+    if record.getMessage().startswith(ENGINE_EXITED):
+        return False  # the state and the flow's own error line already say it
+    record.msg, record.args = f"{record.getMessage()}: {exc}", ()
+    record.exc_info, record.exc_text = None, None
+    return True
+
+
+def quiet_input_error_tracebacks() -> None:
+    """Bad input ends a flow run with its one line, never a traceback (idempotent)."""
+    for name in ("prefect.flow_runs", "prefect.engine"):
+        logger = logging.getLogger(name)
+        if _clean_input_errors not in logger.filters:
+            logger.addFilter(_clean_input_errors)
 
 
 def clean_failure(message: str) -> Any:
