@@ -36,6 +36,15 @@ def _code_ref(value: str | None) -> str | None:
     return value
 
 
+_BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"),
+           ("minItems", "items ≥"), ("maxItems", "items ≤"), ("minLength", "length ≥"))  # fmt: skip
+
+
+def bounds_text(prop: dict[str, Any]) -> str:
+    """`≥ 1, ≤ 1000` from a JSON-schema property ("" without bounds)."""
+    return ", ".join(f"{sign} {prop[key]}" for key, sign in _BOUNDS if key in prop)
+
+
 def _form_schema(schema: dict[str, Any], cls: type) -> None:
     """The JSON schema as Prefect's UI form shows it.
 
@@ -43,6 +52,7 @@ def _form_schema(schema: dict[str, Any], cls: type) -> None:
     field (a seed pin, data.path) is a plain input left empty rather than a type switch
     whose null branch prints `Property is type "None"`. Deployment parameters leave
     unset fields out (seedtrail/deployments.py), so the server never sees a null there.
+    The form does not show a field's bounds, so its description says them.
     """
     schema["title"] = getattr(cls, "form_title", schema.get("title"))
     for prop in schema.get("properties", {}).values():
@@ -51,6 +61,8 @@ def _form_schema(schema: dict[str, Any], cls: type) -> None:
             (kept,) = [b for b in branches if b != {"type": "null"}]
             del prop["anyOf"], prop["default"]
             prop.update(kept)
+        if (bounds := bounds_text(prop)) and "description" in prop:
+            prop["description"] = f"{prop['description']} ({bounds})"
 
 
 class Section(BaseModel):
