@@ -8,9 +8,10 @@ settings. Which settings each run gets is defined in `seedtrail.sweep`; with
 
 Each run is a `train` flow run inside a task executed by a process pool (or a
 Dask cluster): TensorFlow's thread pools are fixed per process, so training
-never happens in the sweep's own process. A worker process may run several
-seeds one after another; they share the settings' thread counts, and every
-stage reseeds itself, so where a seed ran does not change its bytes.
+never happens in the sweep's own process. Each local worker process runs one
+seed and exits (a Dask worker may run several, one at a time); every run has the
+settings' thread counts and every stage reseeds itself, so where a seed ran does
+not change its bytes.
 """
 
 from __future__ import annotations
