@@ -146,7 +146,8 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
          "--port", str(port), "--no-services"],
-        env={**cli_env(home), "PREFECT_UI_ENABLED": "false"},
+        # The UI too (tests/test_serve.py opens it in a browser); it calls this port's API.
+        env={**cli_env(home), "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip

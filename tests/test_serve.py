@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class Served:
     output_dir: Path
     home: Path
     log: Path
+    started: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def prefect(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The `prefect` CLI against the test server."""
@@ -68,6 +69,55 @@ class Served:
                 f"flow run still {run['state_type']}:\n{self.logs()}"
             )
             time.sleep(1)
+
+    def start(self, deployment: str, *params: str, name: str | None = None) -> str:
+        """Start a deployment run once per module (same arguments: the same run); its id."""
+        key = (deployment, params, name)
+        if key not in self.started:
+            args = [a for p in params for a in ("--param", p)]
+            args += ["--flow-run-name", name] if name else []
+            res = self.prefect("deployment", "run", deployment, *args)
+            assert res.returncode == 0, res.stdout + res.stderr
+            self.started[key] = _flow_run_id(res.stdout)
+        return self.started[key]
+
+    def flow_run_logs(
+        self, flow_run_id: str, until: str = "Finished in state", timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        """The run's logs, once a line starting with `until` arrived (logs reach the API in
+        batches, after the state)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, logs = _api(
+                self.api_url,
+                "/logs/filter",
+                {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"},
+            )
+            assert status == 200, logs
+            if any(log["message"].startswith(until) for log in logs):
+                return logs
+            assert time.monotonic() < deadline, [log["message"] for log in logs]
+            time.sleep(0.5)
+
+    def artifact(self, flow_run_id: str, key: str) -> dict[str, Any]:
+        status, artifacts = _api(
+            self.api_url,
+            "/artifacts/filter",
+            {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}},
+        )
+        assert status == 200, artifacts
+        (artifact,) = [a for a in artifacts if a["key"] == key]
+        return artifact
+
+    def wait_for_name(self, flow_run_id: str, prefix: str, timeout: float = 120) -> dict:
+        """The flow run once its name starts with `prefix` (set when it starts running)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            _, run = _api(self.api_url, f"/flow_runs/{flow_run_id}")
+            if run["name"].startswith(prefix):
+                return run
+            assert time.monotonic() < deadline, (run["name"], run["state_type"], self.logs())
+            time.sleep(0.5)
 
     def logs(self) -> str:
         return self.log.read_text()[-6000:]
@@ -117,9 +167,7 @@ def _flow_run_id(output: str) -> str:
 def test_custom_run_with_another_seed_matches_a_local_run(
     served: Served, tiny_runs: TinyRuns
 ) -> None:
-    started = served.prefect("deployment", "run", "train/seedtrail", "--param", "seed=1")
-    assert started.returncode == 0, started.stdout + started.stderr
-    run_id = _flow_run_id(started.stdout)
+    run_id = served.start("train/seedtrail", "seed=1")
     # The same settings in `python -m flows.train`, in its own process (meanwhile the served run goes on).
     local = tiny_runs.get(seed1=("--seed", "1"))["seed1"]
     run = served.wait(run_id)
@@ -127,7 +175,7 @@ def test_custom_run_with_another_seed_matches_a_local_run(
     assert run["name"].startswith("train-seed1-"), run["name"]
     assert "seed:1" in run["tags"]
 
-    (run_dir,) = served.run_dirs()
+    (run_dir,) = [d for d in served.run_dirs() if "-seed1-" in d.name]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     # Only the seed was sent: every other setting is the deployment's (the tiny configuration).
     assert {**manifest["settings"], "output_dir": None} == {
@@ -145,7 +193,20 @@ def test_custom_run_with_another_seed_matches_a_local_run(
     assert status == 200
     cards = [a for a in artifacts if a["key"] == "run-card"]
     assert cards and cards[0]["type"] == "markdown"
-    assert manifest["run_id"] in cards[0]["data"]
+    card = cards[0]["data"]
+    assert manifest["run_id"] in card
+    # the pictures travel with the card, small enough for a page
+    assert card.count("](data:image/png;base64,") == 2, card[:2000]
+    assert len(card) < 150_000, len(card)
+    accuracy = f"{manifest['metrics']['test_accuracy']:.4f}"
+    assert cards[0]["description"].startswith("seed 1 · acc " + accuracy)
+    # the flow run's last line says where the result is
+    lines = [log["message"] for log in served.flow_run_logs(run_id)]
+    (result,) = [line for line in lines if line.startswith("result: ")]
+    assert accuracy in result and "macro-F1" in result and str(run_dir) in result
+    assert manifest["stages"]["train"]["fingerprint"][:16] in result
+    # one "Finished in state Completed()" (the flow's), not one per stage
+    assert sum(line.startswith("Finished in state Completed") for line in lines) == 1, lines
 
 
 @pytest.mark.slow
@@ -294,3 +355,146 @@ def test_prefect_yaml_deployments_load_and_their_parameters_fit_the_schema() -> 
         validate(d["parameters"], schema, raise_on_error=True, ignore_required=True)
         assert d["work_pool"]["name"] == config["definitions"]["work_pool"]["name"]
     assert {"train/seedtrail", "sweep/seedtrail"} <= names
+
+
+SPLIT_TOO_BIG = 'split={"test_size": 0.5, "val_size": 0.45}'
+SPLIT_REASON = "split.test_size + split.val_size must be below 0.9 (got 0.5 + 0.45)"
+
+
+@pytest.mark.slow
+def test_a_run_failing_at_start_says_why_in_one_line_and_keeps_its_typed_name(
+    served: Served,
+) -> None:
+    run_id = served.start("train/seedtrail", SPLIT_TOO_BIG, name="split-too-big-1")
+    run = served.wait(run_id)
+    assert run["state_type"] == "FAILED"
+    assert run["name"] == "split-too-big-1"  # typed in the form: kept
+    message = run["state"]["message"]
+    assert SPLIT_REASON in message and "\n" not in message and "Error" not in message
+    logs = served.flow_run_logs(run_id)
+    text = "\n".join(log["message"] for log in logs)
+    assert "Traceback" not in text and "unexpected exception" not in text, text
+    assert [log["message"] for log in logs if log["level"] >= 40] == [f"cannot run: {message}"]
+
+
+@pytest.mark.slow
+def test_a_served_sweep_runs_each_seed_in_its_own_process_one_after_another(
+    served: Served, tiny_runs: TinyRuns
+) -> None:
+    run_id = served.start("sweep/seedtrail", "seeds=[0, 1]")
+    singles = tiny_runs.get(base=(), seed1=("--seed", "1"))  # meanwhile, as plain CLI runs
+    run = served.wait(run_id)
+    assert run["state_type"] == "COMPLETED", served.logs()
+    # The folder the sweep computed from its own base and vary, not one fixed at serve time.
+    (summary_file,) = served.output_dir.glob("sweep-all-*/summary.json")
+    runs = sorted(json.loads(summary_file.read_text())["runs"], key=lambda r: r["seed"])
+    assert [r["status"] for r in runs] == ["complete", "complete"]
+    first, second = sorted((r["process"] for r in runs), key=lambda p: p["started"])
+    assert first["pid"] != second["pid"], runs  # a process each
+    assert first["finished"] <= second["started"], runs  # never at the same time
+    for r, single in zip(runs, (singles["base"], singles["seed1"]), strict=True):
+        assert r["fingerprints"] == single.fingerprints(), r["seed"]
+
+    summary = served.artifact(run_id, "sweep-summary")
+    assert "](data:image/png;base64," in summary["data"]
+    assert "only 2 seeds: CI95 very wide" in summary["data"]
+    sweep_lines = [log["message"] for log in served.flow_run_logs(run_id)]
+    for seed in (0, 1):
+        assert any(
+            line.startswith(f"all/seed{seed}: complete · seed {seed} · acc ")
+            for line in sweep_lines
+        )
+
+
+# ---- the UI in a browser ------------------------------------------------------------------
+
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _chromium() -> str:
+    """The system Chromium (Playwright's own download needs a network this project lacks)."""
+    import os
+    import shutil
+
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        pytest.skip("browser test: the playwright package is missing (uv sync --frozen)")
+    for candidate in (os.environ.get("SEEDTRAIL_CHROMIUM"), "chromium", "chromium-browser"):
+        if candidate and (path := shutil.which(candidate)):
+            return path
+    pytest.skip(
+        "browser test: no Chromium found (apt-get install chromium, or set SEEDTRAIL_CHROMIUM)"
+    )
+
+
+@pytest.mark.slow
+def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
+    served: Served, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import os
+
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = _chromium()
+    shots = Path(os.environ.get("SEEDTRAIL_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    shots.mkdir(parents=True, exist_ok=True)
+    done = served.wait(served.start("train/seedtrail", "seed=1"))
+    failed = served.wait(served.start("train/seedtrail", SPLIT_TOO_BIG, name="split-too-big-1"))
+    card = served.artifact(done["id"], "run-card")
+    ui = served.api_url.removesuffix("/api")
+    _, train = _api(served.api_url, "/deployments/name/train/seedtrail")
+
+    with sync_playwright() as p:
+        # Playwright gives every launch a fresh temporary profile (--user-data-dir).
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(30_000)
+
+            # A completed run's card: both pictures drawn, the metrics in words.
+            page.goto(f"{ui}/artifacts/artifact/{card['id']}")
+            for alt in ("training curves", "augmentation preview"):
+                img = page.locator(f'img[alt="{alt}"]')
+                expect(img).to_be_visible()
+                img.scroll_into_view_if_needed()
+                page.wait_for_function(
+                    "img => img.complete && img.naturalWidth > 0", arg=img.element_handle()
+                )
+            expect(page.get_by_text("test accuracy").first).to_be_visible()
+            page.screenshot(path=shots / "run-card.png", full_page=True)
+            body = page.inner_text("body")
+            assert card["description"] in body
+            assert f"seedtrail run {Path(card['description'].split(' · ')[-1])}" in body
+
+            # The custom-run form: the settings sections, described, no null switches.
+            page.goto(f"{ui}/deployments/deployment/{train['id']}/run")
+            expect(page.get_by_text("Passes over the training split.").first).to_be_attached()
+            page.screenshot(path=shots / "custom-run-form.png", full_page=True)
+            form = page.inner_text("body")
+            for description in ("Data source.", "Augmentation.", "Data split.",
+                                "Model architecture.", "Training.", "Determinism and threads.",
+                                "Per-stage seed overrides."):  # fmt: skip
+                assert description in form, description
+            lines = form.splitlines()
+            nulls = [lines[i - 3 : i + 1] for i, x in enumerate(lines) if "Property is type" in x]
+            assert not nulls, nulls
+            assert "TrainingSettings" not in form
+            # Submitted as prefilled: the server takes the form's values, and the name the
+            # form generated gives way to the seed's.
+            page.get_by_role("button", name="Submit").click()
+            page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}"))
+            submitted = served.wait_for_name(page.url.rsplit("/", 1)[-1], "train-seed0-")
+
+            # A run that failed at start: its one-line reason, no traceback.
+            page.goto(f"{ui}/runs/flow-run/{failed['id']}")
+            expect(page.get_by_text(SPLIT_REASON).first).to_be_visible()
+            page.screenshot(path=shots / "failed-run.png", full_page=True)
+            assert "Traceback" not in page.inner_text("body")
+        finally:
+            browser.close()
+    served.wait(submitted["id"])  # not left running when the module's server stops
+    print(f"screenshots: {shots}")
