@@ -34,6 +34,7 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
                 epochs = range(1, len(values) + 1)
                 ax.plot(epochs, values, style, label=(prefix or "train_") + metric, markersize=3)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # no epoch 1.2
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

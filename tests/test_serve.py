@@ -485,9 +485,16 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
             assert "TrainingSettings" not in form
             # Submitted as prefilled: the server takes the form's values, and the name the
             # form generated gives way to the seed's.
+            known = set(served.started.values())
             page.get_by_role("button", name="Submit").click()
-            page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}"))
-            submitted = served.wait_for_name(page.url.rsplit("/", 1)[-1], "train-seed0-")
+            page.wait_for_url(re.compile(r".*tab=Runs"))  # the deployment's runs: accepted
+            _, runs = _api(
+                served.api_url,
+                "/flow_runs/filter",
+                {"flow_runs": {"deployment_id": {"any_": [train["id"]]}}},
+            )
+            (new_id,) = {r["id"] for r in runs} - known
+            submitted = served.wait_for_name(new_id, "train-seed0-")
 
             # A run that failed at start: its one-line reason, no traceback.
             page.goto(f"{ui}/runs/flow-run/{failed['id']}")
