@@ -15,11 +15,14 @@ from seedtrail.atomic import atomic_path
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: files only
+    # Import pyplot first: Keras imports it too, and the CLI imports TensorFlow in a
+    # background thread while the stages run. matplotlib.use() reads pyplot from
+    # sys.modules, where that thread's import may be half done (AttributeError: partially
+    # initialized module); the import statement waits for it to finish instead.
     import matplotlib.pyplot as plt
 
+    if plt.get_backend().lower() != "agg":
+        plt.switch_backend("Agg")  # no display: files only
     return plt
 
 
