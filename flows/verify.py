@@ -69,19 +69,19 @@ def _run_name() -> str:
 )
 def verify_flow(
     run_dir: Path,
-    stop_after: Stage | None = None,
-    output_dir: Path | None = None,
+    stop_after: Stage = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
+    output_dir: str = "",
 ) -> dict[str, Any] | State:
     """Rerun RUN_DIR from its manifest into a fresh directory and compare every stage.
 
     Args:
         run_dir: Run directory to verify (holds manifest.json), on the machine that runs this flow.
-        stop_after: Verify only the stages up to this one (e.g. split: quick, no training); empty: every stage the run recorded.
+        stop_after: Verify only the stages up to this one (e.g. split: quick, no training); evaluate: every stage the run recorded.
         output_dir: Folder for the rerun; empty: a new temporary directory.
     """
     recorded, settings = load_recorded(run_dir)
     stages = stages_to_verify(recorded, stop_after)
-    out = output_dir if output_dir is not None else fresh_output_dir()
+    out = Path(output_dir) if output_dir else fresh_output_dir()
     # Only where files go changes; run_training records the rest exactly as recorded.
     rerun_settings = settings.model_copy(update={"output_dir": out})
     stop: Any = None if stages[-1] == STAGES[-1] else stages[-1]
@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
     if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.prefetch(settings.determinism)
-    state = verify_flow(args.run_dir, args.stop_after, out, return_state=True)
+    state = verify_flow(args.run_dir, args.stop_after or STAGES[-1], str(out), return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary
