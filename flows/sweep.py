@@ -8,10 +8,11 @@ settings. Which settings each run gets is defined in `seedtrail.sweep`; with
 
 Each run is a `train` flow run inside a task executed by a process pool (or a
 Dask cluster): TensorFlow's thread pools are fixed per process, so training
-never happens in the sweep's own process. Each local worker process runs one
-seed and exits (a Dask worker may run several, one at a time); every run has the
-settings' thread counts and every stage reseeds itself, so where a seed ran does
-not change its bytes.
+never happens in the sweep's own process. Served, worker-run and scheduled
+sweeps start a fresh process per seed, one at a time; the CLI's `--workers N`
+pool (and a Dask worker) runs seeds one after another in each of its processes.
+Every run has the settings' thread counts and every stage reseeds itself, so
+where a seed ran does not change its bytes.
 """
 
 from __future__ import annotations

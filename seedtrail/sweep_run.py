@@ -18,7 +18,7 @@ from typing import Any
 from prefect import task
 
 from seedtrail.manifest import parse_manifest
-from seedtrail.prefect_compat import as_completed, one_process_per_run_runner
+from seedtrail.prefect_compat import as_completed
 from seedtrail.report import headline
 from seedtrail.rundir import settings_fingerprint
 from seedtrail.sweep import PlannedRun
@@ -48,7 +48,12 @@ def task_runner(workers: int, dask_address: str | None):
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    return one_process_per_run_runner(workers)
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    # The CLI's pool reuses a worker for its next seed (one TF import per worker, not per
+    # run: ~6-10 s each on 2 cores); every stage reseeds, so the bytes are the same. The
+    # flow's declared runner (served, worker and scheduled runs) starts one per run.
+    return ProcessPoolTaskRunner(max_workers=workers)
 
 
 def record_finished(
