@@ -63,8 +63,9 @@ def flow_run_name() -> str:
 def _fail(problems: list[str]) -> State:
     """End the run Failed with one line (also logged as the run's error), no traceback."""
     message = "; ".join(problems)
+    state = clean_failure(message)
     get_run_logger().error("cannot run: %s", message)
-    return clean_failure(message)
+    return state
 
 
 def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:

@@ -111,7 +111,10 @@ def _not_input_error(record: logging.LogRecord) -> bool:
     from seedtrail.errors import InputError
 
     err = record.exc_info[1] if record.exc_info else None
-    return not isinstance(err, InputError) and "InputError" not in record.getMessage()
+    text = record.getMessage()
+    # a flow that ended on bad input with one line (9. below): the CLI prints that line itself
+    ended = any(message in text for message in _CLEAN_FAILURES)
+    return not isinstance(err, InputError) and "InputError" not in text and not ended
 
 
 def drop_input_error_lines() -> None:
@@ -373,10 +376,18 @@ def quiet_input_error_tracebacks() -> None:
             logger.addFilter(_clean_input_errors)
 
 
+_CLEAN_FAILURES: set[str] = set()  # messages flows of this process ended with
+
+
 def clean_failure(message: str) -> Any:
-    """A Failed state with one line, as both its message and (raised on .result()) its error."""
+    """A Failed state with one line, as both its message and (raised on .result()) its error.
+
+    Call it before logging the line: the CLI (drop_input_error_lines) then leaves the flow's
+    lines about it out, as it prints `error: <line>` itself.
+    """
     from prefect.states import Failed
 
     from seedtrail.errors import InputError
 
+    _CLEAN_FAILURES.add(message)
     return Failed(message=message, data=InputError(message))

@@ -109,6 +109,15 @@ class Served:
         (artifact,) = [a for a in artifacts if a["key"] == key]
         return artifact
 
+    def deployment_runs(self, deployment_id: str) -> set[str]:
+        status, runs = _api(
+            self.api_url,
+            "/flow_runs/filter",
+            {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}},
+        )
+        assert status == 200, runs
+        return {r["id"] for r in runs}
+
     def wait_for_name(self, flow_run_id: str, prefix: str, timeout: float = 120) -> dict:
         """The flow run once its name starts with `prefix` (set when it starts running)."""
         deadline = time.monotonic() + timeout
@@ -485,15 +494,10 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
             assert "TrainingSettings" not in form
             # Submitted as prefilled: the server takes the form's values, and the name the
             # form generated gives way to the seed's.
-            known = set(served.started.values())
+            known = served.deployment_runs(train["id"])
             page.get_by_role("button", name="Submit").click()
             page.wait_for_url(re.compile(r".*tab=Runs"))  # the deployment's runs: accepted
-            _, runs = _api(
-                served.api_url,
-                "/flow_runs/filter",
-                {"flow_runs": {"deployment_id": {"any_": [train["id"]]}}},
-            )
-            (new_id,) = {r["id"] for r in runs} - known
+            (new_id,) = served.deployment_runs(train["id"]) - known
             submitted = served.wait_for_name(new_id, "train-seed0-")
 
             # A run that failed at start: its one-line reason, no traceback.

@@ -18,7 +18,13 @@ from seedtrail.deployments import DEPLOYMENTS, sweep_parameters
 from seedtrail.errors import InputError
 from seedtrail.manifest import Manifest, parse_manifest
 from seedtrail.plots import save_preview, training_curves
-from seedtrail.prefect_compat import ENGINE_EXITED, _clean_input_errors, is_generated_name
+from seedtrail.prefect_compat import (
+    ENGINE_EXITED,
+    _clean_input_errors,
+    _not_input_error,
+    clean_failure,
+    is_generated_name,
+)
 from seedtrail.report import card_description, png_markdown, result_line, run_card
 from seedtrail.sweep import ci_note, ci_warnings, describe, stats_table
 from settings.model import RunSettings
@@ -139,3 +145,15 @@ def test_bad_input_leaves_no_traceback_in_the_flow_run_logs() -> None:
     assert other.exc_info is None and other.getMessage() == "Execution exited: split: too big"
     crash = _record(ENGINE_EXITED, RuntimeError("a real bug"))
     assert _clean_input_errors(crash) and crash.exc_info is not None  # bugs keep theirs
+
+
+def test_the_cli_leaves_out_the_flows_lines_about_a_clean_failure() -> None:
+    """The CLI prints `error: <line>` itself; a served run keeps them (no CLI filter there)."""
+    message = "model.builder: badbuild:build returned a str, not a keras.Model"
+    state = clean_failure(message)
+    assert state.message == message
+    for line in (f"cannot run: {message}", f"Finished in state Failed('{message}')"):
+        record = logging.LogRecord("prefect.flow_runs", logging.ERROR, "", 0, line, (), None)
+        assert not _not_input_error(record)
+    other = logging.LogRecord("prefect.flow_runs", logging.INFO, "", 0, "result: seed 0", (), None)
+    assert _not_input_error(other)
