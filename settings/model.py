@@ -190,6 +190,8 @@ class SplitSettings(Section):
 class ModelSettings(Section):
     """The Keras model: your builder, or the built-in small CNN (images) / MLP (tables)."""
 
+    form_title = "Model"
+
     builder: str | None = Field(
         None,
         max_length=200,
@@ -202,8 +204,6 @@ class ModelSettings(Section):
         max_length=64,
         description='Keyword options for model.builder, a JSON object, e.g. {"filters": [8, 16]}.',
     )
-
-    form_title = "Model"
 
     conv_filters: tuple[int, ...] = Field(
         (16, 32),
