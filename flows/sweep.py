@@ -18,6 +18,7 @@ where a seed ran does not change its bytes.
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -32,7 +33,15 @@ from pydantic import Field
 from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
 from seedtrail.pipeline import preflight
-from seedtrail.prefect_compat import keep_typed_name, one_process_per_run_runner, stop_local_workers
+from seedtrail.prefect_compat import (
+    exit_now,
+    interrupt_exit_code,
+    interrupt_signal,
+    interruption_types,
+    keep_typed_name,
+    one_process_per_run_runner,
+    stop_local_workers,
+)
 from seedtrail.rundir import settings_fingerprint
 from seedtrail.sweep import (
     VARY_CHOICES,
@@ -214,7 +223,7 @@ def sweep_flow(
 
     try:
         finished = list(record_finished(futures, planned, records, sweep_dir, log))
-    except KeyboardInterrupt:
+    except interruption_types():  # Ctrl-C, or SIGTERM (Prefect raises its own in a flow)
         stop_local_workers()  # else the pool would wait for (or even start) more runs
         raise
     log.info("%d runs finished in this invocation", len(finished))
@@ -244,12 +253,17 @@ def main(argv: list[str]) -> int:
             summary = sweep_flow.with_options(task_runner=runner)(
                 base=args.base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
             )
-    except KeyboardInterrupt:
+    except interruption_types() as err:
+        # Again, now the flow is over: a worker the pool started meanwhile would keep
+        # this process waiting at exit (multiprocessing joins its children).
+        stop_local_workers(deadline_s=5.0)
+        word = "terminated" if interrupt_signal(err) == signal.SIGTERM else "interrupted"
         print(
-            "\nsweep interrupted; finished runs are kept. Rerun the same command to continue.",
+            "\nsweep interrupted; finished runs are kept. Rerun the same command to continue."
+            f"\n\n{word}",
             file=sys.stderr,
         )
-        raise
+        exit_now(interrupt_exit_code(err))
     print(summary["markdown"])
     print(f"sweep directory: {args.sweep_dir}")
     if summary["failed"]:

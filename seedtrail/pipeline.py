@@ -19,7 +19,7 @@ from seedtrail import tensorboard_log, tf_runtime, user_inputs
 from seedtrail.augment_pipeline import check_pipeline
 from seedtrail.errors import InputError
 from seedtrail.manifest import parse_manifest, read_manifest
-from seedtrail.prefect_compat import seed_tag, tag_current_flow_run
+from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
 from seedtrail.registry import code_versions
 from seedtrail.report import card_description, run_card
 from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
@@ -158,7 +158,7 @@ def run_training(
         if resume is None:
             run.discard()  # bad input: leave nothing behind
         raise
-    except KeyboardInterrupt:
+    except interruption_types():  # Ctrl-C, or SIGTERM (ours, or Prefect's inside the flow)
         run.finish("interrupted")
         print(
             f"\ninterrupted; the last finished epoch is kept. Resume with:\n"

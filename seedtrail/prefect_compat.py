@@ -4,6 +4,9 @@ Each workaround is pinned by a test (tests/test_prefect_compat.py; the start-up 
 tests/test_first_run.py; 7-9, the served sweep's processes, typed run names and clean
 failures, in tests/test_serve.py against a real server and tests/test_ui_views.py), so a
 Prefect upgrade that changes the behaviour shows up there, not as a silent regression.
+
+Nothing here imports Prefect at module level: `environment_defaults()` must run before
+Prefect reads its settings (at `import prefect`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import functools
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
+from types import FrameType
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -138,20 +143,75 @@ def as_completed(futures: dict[int, Any], poll_s: float = 0.25) -> Iterator[tupl
             yield i, pending.pop(i)
 
 
-def stop_local_workers() -> None:
-    """Terminate this process's pool workers; their unfinished runs stay marked incomplete."""
+def stop_local_workers(deadline_s: float = 10.0) -> None:
+    """Terminate this process's pool workers; their unfinished runs are marked interrupted.
+
+    The pool is told to start nothing more first: it queues a run ahead of its workers,
+    and a worker started after the others were stopped would train it to the end while
+    the sweep waits at exit. SIGTERM is sent once (a second one could land while a
+    worker reports its interrupted run; the workers ignore SIGINT, see
+    `ignore_sigint_in_worker`); what has not stopped after `deadline_s` is killed (its
+    run then stays "running"). Safe to call again, e.g. outside the flow (no context).
+    """
     import multiprocessing
 
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()  # None outside the flow: then only the children remain
+    executor = getattr(getattr(ctx, "task_runner", None), "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=False, cancel_futures=True)
     for child in multiprocessing.active_children():
         child.terminate()
+    end = time.monotonic() + deadline_s
+    while (children := multiprocessing.active_children()) and time.monotonic() < end:
+        children[0].join(timeout=0.2)
+    for child in multiprocessing.active_children():
+        child.kill()
+
+
+def ignore_sigint_in_worker() -> None:
+    """In a sweep worker: leave a terminal's Ctrl-C (sent to the whole group) to the sweep.
+
+    A worker that acted on SIGINT while the sweep terminated it could be stopped half-way
+    through sending its result, and the pool then hung at exit (2 of ~10 test runs).
+    """
+    with contextlib.suppress(ValueError):  # not this thread's to set (e.g. a Dask thread)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def exit_now(code: int) -> None:
+    """Stop the temporary servers, flush, and leave without the interpreter's exit joins.
+
+    After an interrupted sweep, exit could block on the process pool for good (about 1 in
+    5 test runs under load: every run already marked, the server stopped, the process
+    still there a minute later). Nothing of ours is left to write by then.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer._instances.get(None)
+    if server is not None:
+        server.stop()
+    for proc in list(_detached_procs):
+        _stop(proc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ---- 5. the temporary API server dies with a terminal Ctrl-C -------------------------------
-# Prefect's temporary server runs in the foreground process group, so Ctrl-C in a sweep
-# kills it, and the sweep's last status updates then retry against a dead server for
-# minutes. A sweep starts its own server with the public CLI in a new session instead
-# (`prefect server start`, services off like the temporary one), stopped at exit. It is
-# shared by the sweep and its worker processes: one SQLite file, one writer.
+# Prefect's temporary server runs in the foreground process group. A terminal sends Ctrl-C
+# to the whole group, so it killed the server too, and the interrupted run then retried its
+# last state updates against the dead server for minutes (144 s, then httpx tracebacks).
+# Every server seedtrail starts therefore runs in its own session, outlives the signal
+# while the run records "interrupted", and is stopped at exit:
+# - a sweep starts one eagerly with the public CLI (`prefect server start`, services off
+#   like the temporary one), shared by the sweep and its worker processes: one SQLite
+#   file, one writer (`start_detached_server`);
+# - train, verify and compare keep Prefect's own lazy temporary server (a command that
+#   fails on bad input starts none), started in a new session (`detached_server`).
+
+_detached_procs: list[subprocess.Popen] = []
 
 
 def _free_port() -> int:
@@ -171,6 +231,7 @@ def start_detached_server(timeout: float = 120) -> str:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     atexit.register(_stop, proc)
+    _detached_procs.append(proc)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
     while True:
@@ -207,6 +268,42 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@functools.cache
+def _detached_server_class() -> type:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class DetachedServer(SubprocessASGIServer):
+        """Prefect's temporary API server, started in its own session (see section 5)."""
+
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            from unittest import mock
+
+            # Prefect builds the uvicorn command itself; only the session differs.
+            detached = functools.partial(subprocess.Popen, start_new_session=True)
+            with mock.patch.object(subprocess, "Popen", detached):
+                return super()._run_uvicorn_command()
+
+    return DetachedServer
+
+
+def detached_server() -> Any:
+    """Make Prefect's default temporary API server (no PREFECT_API_URL) a detached one.
+
+    Prefect starts it lazily on the first client call through `SubprocessASGIServer()`,
+    which returns the instance registered for port None: ours is registered there. A
+    server already running in that slot (e.g. a test harness) is returned as it is.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    cls = _detached_server_class()
+    current = SubprocessASGIServer._instances.get(None)
+    if current is not None and not isinstance(current, cls):
+        if current.running:
+            return current
+        del SubprocessASGIServer._instances[None]
+    return cls()
 
 
 # ---- 6. the temporary API's 20 s start-up limit ---------------------------------------------
@@ -391,3 +488,61 @@ def clean_failure(message: str) -> Any:
 
     _CLEAN_FAILURES.add(message)
     return Failed(message=message, data=InputError(message))
+
+
+# ---- 10. SIGTERM kills the process without clean-up ------------------------------------------
+# Python's default for SIGTERM (kill, systemd, Kubernetes) is to die at once: no `finally`,
+# no atexit. The run stayed "running" (or Prefect marked it "failed"), no resume hint was
+# printed and the temporary server was left running. SIGTERM now raises like Ctrl-C in the
+# main thread. During a flow run Prefect swaps in its own handler (raising its
+# TerminationSignal) and, afterwards, re-sends the signal to the handler it found: ours.
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: mark the run, clean up, exit 143."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into an exception in the main thread, as SIGINT is."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interruption_types() -> tuple[type[BaseException], ...]:
+    """What an interrupted run sees: Ctrl-C, our SIGTERM, or Prefect's SIGTERM inside a flow."""
+    from prefect.exceptions import TerminationSignal
+
+    return (KeyboardInterrupt, TerminationSignal)
+
+
+def interrupt_signal(err: BaseException) -> int:
+    """The signal behind an interruption: ours and Prefect's carry it; Ctrl-C is SIGINT."""
+    signum = getattr(err, "signum", None) or getattr(err, "signal", None)
+    return int(signum) if signum else int(signal.SIGINT)
+
+
+def interrupt_exit_code(err: BaseException) -> int:
+    """128 + the signal number, as a shell reports a process ended by that signal."""
+    return 128 + interrupt_signal(err)
+
+
+# ---- 11. servers phone home ------------------------------------------------------------------
+# The API server (ours or a test's) sends usage analytics unless told not to, and logs
+# "Failed to send telemetry" on a machine without network. The server reads
+# PREFECT_SERVER_ANALYTICS_ENABLED; Prefect's client SDK honours DO_NOT_TRACK. Prefect reads
+# its settings once, at import, and servers inherit the environment: set before that.
+TELEMETRY_OFF = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+
+def environment_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set our Prefect defaults unless the user chose otherwise; call before `import prefect`."""
+    env = os.environ if environ is None else environ
+    for key, value in TELEMETRY_OFF.items():
+        env.setdefault(key, value)

@@ -33,8 +33,6 @@ def set_quiet_environment() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     # albumentations 2.0.x checks PyPI for updates at import; never phone home.
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    # No network here, and none wanted: Prefect's server would log a failed telemetry call.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     warnings.filterwarnings("ignore", module=r"(keras|tensorflow|albumentations)(\.|$)")
 
 

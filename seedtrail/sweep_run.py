@@ -32,10 +32,11 @@ def train_seed(settings: RunSettings) -> dict[str, Any]:
     # Loaded here, in the worker, by entrypoint: a flow pickled by value with the task
     # would lose its module's globals (pydantic could not resolve its annotations).
     from seedtrail.deployments import TRAIN_ENTRYPOINT, load_flow
-    from seedtrail.prefect_compat import settings_parameters
+    from seedtrail.prefect_compat import ignore_sigint_in_worker, settings_parameters
     from seedtrail.quiet import set_quiet_environment
 
     set_quiet_environment()
+    ignore_sigint_in_worker()  # the sweep stops its workers itself (prefect_compat)
     started = time.time()
     manifest = load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings))
     # Where and when it ran: the sweep's proof that runs had a process each and never overlapped.
@@ -53,6 +54,10 @@ def task_runner(workers: int, dask_address: str | None):
     # The CLI's pool reuses a worker for its next seed (one TF import per worker, not per
     # run: ~6-10 s each on 2 cores); every stage reseeds, so the bytes are the same. The
     # flow's declared runner (served, worker and scheduled runs) starts one per run.
+    # Workers stopped on Ctrl-C/SIGTERM leave their queue semaphores to multiprocessing's
+    # resource tracker (its own process, reading this at start), which cleans them up
+    # but warns about "leaked semaphore objects": expected here, not a user's concern.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
     return ProcessPoolTaskRunner(max_workers=workers)
 
 

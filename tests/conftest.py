@@ -13,6 +13,12 @@ from typing import Any
 
 import pytest
 
+from seedtrail.prefect_compat import environment_defaults
+
+# Before anything imports Prefect: the test servers (in-process harness and
+# `prefect server start`) inherit this environment, so no telemetry leaves them.
+environment_defaults()
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A configuration small enough for real training in a few seconds.
