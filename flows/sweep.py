@@ -137,7 +137,8 @@ def parse_args(argv: Sequence[str]) -> SweepArgs:
         load_settings(["--help"], prog=PROG, description=DESCRIPTION)  # prints, exits 0
         sys.exit(0)
     ns, rest = parser.parse_known_args(argv)
-    base = load_settings(rest, prog=PROG, description=DESCRIPTION)
+    sweep_flags = [f for f in parser._option_string_actions if f.startswith("--")]
+    base = load_settings(rest, prog=PROG, description=DESCRIPTION, other_flags=sweep_flags)
     problems: list[str] = []
     if not 1 <= ns.workers <= 256:
         problems.append(f"--workers: must be between 1 and 256 (got {ns.workers})")
@@ -238,6 +239,8 @@ def sweep_flow(
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.sweep_dir.exists() and not args.sweep_dir.is_dir():  # before anything is created
+        raise InputError(f"--sweep-dir: {args.sweep_dir} exists and is not a directory")
     planned = plan_runs(args.base, args.vary, args.seeds, args.sweep_dir)  # validates every run
     # The data depend on the data seed only: check each distinct one, before anything is written.
     by_data_seed = {SeedPlan.from_settings(p.settings)["data"]: p.settings for p in planned}

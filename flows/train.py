@@ -39,7 +39,7 @@ from seedtrail.prefect_compat import (
 from seedtrail.registry import STAGES
 from seedtrail.report import result_line, terminal_summary
 from seedtrail.rundir import settings_fingerprint
-from settings.cli import format_validation_error, load_settings
+from settings.cli import _RaisingParser, format_validation_error, load_settings
 from settings.model import RunSettings
 from settings.seeds import Stage
 
@@ -143,11 +143,13 @@ def train_flow(
 
 def _run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Flags that steer this invocation without changing what it computes."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--resume", type=Path, default=None)
+    parser = _RaisingParser(add_help=False)  # one line on error, no abbreviations
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR")
     parser.add_argument("--no-cache", action="store_true")
     return parser.parse_known_args(argv)
 
+
+RUN_OPTIONS = ("--resume", "--no-cache")
 
 RUN_OPTIONS_HELP = (
     "--resume RUN_DIR  continue an interrupted run in place (its settings, its directory). "
@@ -158,6 +160,10 @@ RUN_OPTIONS_HELP = (
 def _resumed_settings(run_dir: Path, rest: list[str]) -> RunSettings:
     if rest:
         raise InputError(f"--resume takes the run's own settings; remove {' '.join(rest)}")
+    if run_dir.is_file():
+        raise InputError(
+            f"--resume: {run_dir} is a file; give the run directory ({run_dir.parent})"
+        )
     try:
         recorded = read_manifest(run_dir)
     except InputError as err:
@@ -171,8 +177,9 @@ def main(argv: list[str]) -> int:
     opts, rest = _run_options(argv)
     if opts.resume is not None:
         settings = _resumed_settings(opts.resume, rest)
+        preflight(settings.model_copy(update={"output_dir": opts.resume.parent}))
     else:
-        settings = load_settings(rest, epilog=RUN_OPTIONS_HELP)
+        settings = load_settings(rest, epilog=RUN_OPTIONS_HELP, other_flags=RUN_OPTIONS)
         preflight(settings)
     drop_task_completed_lines()
     drop_input_error_lines()

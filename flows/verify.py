@@ -13,6 +13,8 @@ failed run; the report is the markdown artifact `verify-report`.
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +28,7 @@ from seedtrail import tf_runtime
 from seedtrail.cli import run_cli
 from seedtrail.compare import compare_manifests, read_run
 from seedtrail.errors import InputError
-from seedtrail.manifest import Manifest
+from seedtrail.manifest import MANIFEST, Manifest
 from seedtrail.pipeline import preflight, run_training
 from seedtrail.prefect_compat import keep_typed_name
 from settings.cli import _RaisingParser
@@ -134,7 +136,16 @@ def main(argv: list[str]) -> int:
     # Check everything cheap before Prefect starts: bad input is one line, no traceback.
     recorded, settings = load_recorded(args.run_dir)
     stages_to_verify(recorded, args.stop_after)
-    out = args.output_dir if args.output_dir is not None else fresh_output_dir()
+    if args.output_dir is not None:
+        return _verify(args, settings, args.output_dir)
+    out = fresh_output_dir()
+    try:
+        return _verify(args, settings, out)
+    finally:
+        remove_if_no_run(out)
+
+
+def _verify(args: argparse.Namespace, settings: RunSettings, out: Path) -> int:
     preflight(settings.model_copy(update={"output_dir": out}))
     if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
@@ -145,6 +156,12 @@ def main(argv: list[str]) -> int:
         raise summary
     print(f"\n{summary['report']}")
     return int(summary["exit_code"])
+
+
+def remove_if_no_run(out: Path) -> None:
+    """A temp dir that holds no run directory (bad input, a failure before the rerun) goes."""
+    if not any(out.glob(f"*/{MANIFEST}")):
+        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

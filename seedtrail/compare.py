@@ -212,9 +212,25 @@ class Comparison:
     limited: bool = False  # stages were limited on purpose (verify --stop-after): "partial" is fine
 
     @property
-    def matches(self) -> bool:
+    def stages_match(self) -> bool:
         # nothing compared proves nothing
         return bool(self.stages) and all(r.agrees for r in self.stages)
+
+    @property
+    def incomplete(self) -> list[RunRef]:
+        """Runs that did not finish cannot prove a reproduction (README: exit 1).
+
+        Only B may stop early on purpose: verify's rerun with --stop-after is "partial".
+        """
+        return [
+            r
+            for r in (self.a, self.b)
+            if not r.complete and not (r is self.b and self.limited and r.status == "partial")
+        ]
+
+    @property
+    def matches(self) -> bool:
+        return self.stages_match and not self.incomplete
 
     @property
     def exit_code(self) -> int:
@@ -243,17 +259,14 @@ class Comparison:
 
     def incomplete_notes(self) -> list[str]:
         notes = []
-        for ref in (self.a, self.b):
-            if not ref.complete and not (self.limited and ref.status == "partial"):
-                recorded = [
-                    r.stage
-                    for r in self.stages
-                    if (r.fp_a if ref is self.a else r.fp_b) is not None
-                ]
-                last = recorded[-1] if recorded else "no stage"
-                notes.append(
-                    f"{ref.label} is incomplete (status {ref.status!r}): recorded up to {last}"
-                )
+        for ref in self.incomplete:
+            recorded = [
+                r.stage for r in self.stages if (r.fp_a if ref is self.a else r.fp_b) is not None
+            ]
+            last = recorded[-1] if recorded else "no stage"
+            notes.append(
+                f"{ref.label} is incomplete (status {ref.status!r}): recorded up to {last}"
+            )
         return notes
 
     def headline(self) -> str:
@@ -270,6 +283,14 @@ class Comparison:
                     f"every stage up to {last} matches ({n} of {n}); later stages not checked{tail}"
                 )
             return f"every stage matches ({n} of {n}): the run reproduces{tail}"
+        if self.stages_match:
+            who = " and ".join(r.label for r in self.incomplete)
+            n = len(self.stages)
+            return (
+                f"every recorded stage matches ({n} of {n}), but {who} "
+                f"{'is' if len(self.incomplete) == 1 else 'are'} incomplete: "
+                "not proven to reproduce"
+            )
         stage = self.first_divergent_stage
         if stage is None:
             return "nothing to compare: neither run recorded a stage"

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seedtrail.errors import InputError
 from settings.cli import format_validation_error
@@ -24,6 +24,8 @@ from settings.model import RunSettings, recorded_settings
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2
 COMPLETE = "complete"
+#: Every status a writer sets; anything else (e.g. `"status": 5`) is a corrupt manifest.
+Status = Literal["running", "complete", "partial", "interrupted", "failed"]
 
 #: A JSON object whose values may be anything (an environment, a stage's info).
 JsonObject = dict[str, Any]
@@ -89,7 +91,7 @@ class Metrics(BaseModel):
 class Manifest(_Record):
     manifest_version: Literal[1, 2] = 1
     run_id: str
-    status: str
+    status: Status
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
@@ -106,6 +108,16 @@ class Manifest(_Record):
     user_inputs: dict[str, JsonObject] = Field(default_factory=dict)
     # Where the manifest was read from (not in the file).
     run_dir: str = ""
+
+    @model_validator(mode="after")
+    def _train_info_shapes(self) -> Manifest:
+        """What readers of train's info expect (compare, reports): wrong types are corrupt."""
+        info = self.info("train")
+        if not isinstance(info.get("final", {}), dict):
+            raise ValueError("stages.train.info.final is not an object")
+        if not isinstance(info.get("epoch_fingerprints", []), list):
+            raise ValueError("stages.train.info.epoch_fingerprints is not a list")
+        return self
 
     @property
     def complete(self) -> bool:

@@ -9,6 +9,7 @@ task; `run_training` must run inside a flow run (the `train` flow, or verify's).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,10 @@ def run_training(
     def record(result: StageResult) -> StageResult:
         run.record_stage(result)
         run.add_artifacts(result.outputs)
+        if result.stage == "train" and result.cached:
+            # A resumed run whose training came from the cache never ran run_train's
+            # clean-up: its checkpoints from before the interrupt would stay behind.
+            shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
         if result.stage == stop_after:
             raise _StopAfter
         return result

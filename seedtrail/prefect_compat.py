@@ -208,8 +208,10 @@ def exit_now(code: int) -> None:
 # - a sweep starts one eagerly with the public CLI (`prefect server start`, services off
 #   like the temporary one), shared by the sweep and its worker processes: one SQLite
 #   file, one writer (`start_detached_server`);
-# - train, verify and compare keep Prefect's own lazy temporary server (a command that
-#   fails on bad input starts none), started in a new session (`detached_server`).
+# - train, verify and compare keep Prefect's lazy temporary server (a command that fails on
+#   bad input starts none, Prefect's start-up limit applies), but its process is the same
+#   detached `prefect server start` (`detached_server`).
+# Both use the public CLI and patch nothing inside Prefect (tested).
 
 _detached_procs: list[subprocess.Popen] = []
 
@@ -220,16 +222,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _popen_server(port: int, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    """`prefect server start` (public CLI, services and UI off) in its own session."""
+    env = {**os.environ, "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--no-services"],
+        env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+    )  # fmt: skip
+
+
 def start_detached_server(timeout: float = 120) -> str:
     """Start `prefect server start` in its own session; return its API URL once healthy."""
     port = _free_port()
-    env = {**os.environ, "PREFECT_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port), "--no-services"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+    proc = _popen_server(port, stderr=subprocess.PIPE)
     atexit.register(_stop, proc)
     _detached_procs.append(proc)
     url = f"http://127.0.0.1:{port}/api"
@@ -275,15 +282,14 @@ def _detached_server_class() -> type:
     from prefect.server.api.server import SubprocessASGIServer
 
     class DetachedServer(SubprocessASGIServer):
-        """Prefect's temporary API server, started in its own session (see section 5)."""
+        """Prefect's lazy temporary API server, run as the sweep's is (`_popen_server`).
+
+        Prefect still decides when to start it (first client call), waits for it within
+        its start-up limit (section 6) and stops it at exit; only the process differs.
+        """
 
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            from unittest import mock
-
-            # Prefect builds the uvicorn command itself; only the session differs.
-            detached = functools.partial(subprocess.Popen, start_new_session=True)
-            with mock.patch.object(subprocess, "Popen", detached):
-                return super()._run_uvicorn_command()
+            return _popen_server(self.port)
 
     return DetachedServer
 

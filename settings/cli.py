@@ -8,7 +8,9 @@ reads the environment; the flow receives the resulting frozen `RunSettings`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,10 +34,37 @@ UsageError = InputError  # bad input from the user: one line per problem, exit s
 
 
 class _RaisingParser(argparse.ArgumentParser):
-    """argparse prints usage and exits on error; we want one line and our own exit."""
+    """argparse prints usage and exits on error; we want one line and our own exit.
+
+    Abbreviations are refused: `--training.epoch 3` must not silently mean `--training.epochs`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError([message.replace("unrecognized arguments", "unknown flag")])
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            raise UsageError(unknown_flag_lines(message[len(prefix) :].split(), self.known_flags()))
+        raise UsageError([message])
+
+    other_flags: Sequence[str] = ()  # flags another parser of the same command takes
+
+    def known_flags(self) -> list[str]:
+        return [f for f in self._option_string_actions if f.startswith("--")] + [*self.other_flags]
+
+
+def unknown_flag_lines(args: Sequence[str], known: Sequence[str]) -> list[str]:
+    """One line per unknown flag, naming the flag the user probably meant."""
+    flags = [a for a in args if a.startswith("-")] or list(args)
+    lines = []
+    for arg in flags:
+        name = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"unknown flag: {name}{hint}")
+    return lines
 
 
 def _cli_model(toml_file: Path | None) -> type[BaseSettings]:
@@ -87,10 +116,25 @@ def _split_config_flag(argv: list[str]) -> tuple[Path | None, list[str]]:
     return config, rest
 
 
+def check_toml_file(path: Path) -> None:
+    """The --config file exists, is a file and parses as TOML; else one line naming it."""
+    if path.is_dir():
+        raise UsageError([f"--config: {path} is a directory, not a TOML file"])
+    if not path.is_file():
+        raise UsageError([f"--config: file not found: {path}"])
+    try:
+        tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise UsageError([f"--config {path}: not a valid TOML file ({_one_line(err)})"]) from None
+
+
 def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]:
     """One line per problem: `field.path: message (got value)`."""
+    errors = err.errors()
     lines = []
-    for e in err.errors():
+    for e in errors:
+        if e["type"] == "too_short" and _has_item_error(e["loc"], errors):
+            continue  # pydantic adds "should have at least 1 item" after a bad item: noise
         loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "settings"
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
@@ -99,7 +143,11 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]
     return lines
 
 
-def build_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+def _has_item_error(loc: tuple[Any, ...], errors: list[Any]) -> bool:
+    return any(len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors)
+
+
+def build_parser(prog: str, description: str, epilog: str = "") -> _RaisingParser:
     return _RaisingParser(
         prog=prog,
         description=description,
@@ -117,14 +165,19 @@ def load_settings(
     prog: str = "python -m flows.train",
     description: str = "Train a Keras model reproducibly in a Prefect flow.",
     epilog: str = "",
+    other_flags: Sequence[str] = (),
 ) -> RunSettings:
-    """Parse flags (plus env and TOML) into a frozen RunSettings, or raise UsageError."""
+    """Parse flags (plus env and TOML) into a frozen RunSettings, or raise UsageError.
+
+    `other_flags`: the command's own flags, so that a misspelt one is suggested too.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     config, argv = _split_config_flag(argv)
-    if config is not None and not config.is_file():
-        raise UsageError([f"--config: file not found: {config}"])
+    if config is not None:
+        check_toml_file(config)
     model = _cli_model(config)
     parser = build_parser(prog, description, epilog)
+    parser.other_flags = ["--config", *other_flags]
     cli = CliSettingsSource(
         model,
         root_parser=parser,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
@@ -28,6 +29,18 @@ DataKind = Literal["synthetic", "digits", "tabular", "file", "images", "python"]
 #: `package.module:function`, importable from the working directory (the repository root).
 CODE_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 CpuIsa = Literal["native", "avx512", "avx2", "avx", "sse41"]
+ConvFilters = Annotated[int, Field(ge=1, le=1024)]
+
+
+def _not_empty_path(value: Any) -> Any:
+    """'' would become Path('.'): the current directory, silently."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+# In the annotation, not a model validator: the CLI layer copies fields, not validators.
+NonEmptyPath = Annotated[Path, BeforeValidator(_not_empty_path)]
 
 
 def _code_ref(value: str | None) -> str | None:
@@ -83,7 +96,7 @@ class DataSettings(Section):
         "digits; tabular: random binary classification table; file: your .npz or .csv (data.path); "
         "images: your folder of class subfolders (data.path); python: your loader (data.loader).",
     )
-    path: Path | None = Field(
+    path: NonEmptyPath | None = Field(
         None,
         description="kind=file: .npz with arrays x and y, or .csv with a label column. "
         "kind=images: a folder with one subfolder of PNG/JPEG images per class.",
@@ -205,11 +218,11 @@ class ModelSettings(Section):
         description='Keyword options for model.builder, a JSON object, e.g. {"filters": [8, 16]}.',
     )
 
-    conv_filters: tuple[int, ...] = Field(
+    conv_filters: tuple[ConvFilters, ...] = Field(
         (16, 32),
         min_length=1,
         max_length=4,
-        description="Filters of each conv block (conv 3x3 + max-pool) of the CNN.",
+        description="Filters of each conv block (conv 3x3 + max-pool) of the CNN, 1 to 1024 each.",
     )
     dense_units: int = Field(64, ge=1, le=4096, description="Units of the hidden dense layer.")
     dropout: float = Field(0.25, ge=0.0, lt=1.0, description="Dropout rate before the output.")
@@ -288,7 +301,9 @@ class RunSettings(Section):
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Root seed; every stage seed derives from it."
     )
-    output_dir: Path = Field(Path("runs"), description="Folder that receives the run directories.")
+    output_dir: NonEmptyPath = Field(
+        Path("runs"), description="Folder that receives the run directories."
+    )
     data: DataSettings = Field(default_factory=DataSettings, description="Data source.")
     augment: AugmentSettings = Field(default_factory=AugmentSettings, description="Augmentation.")
     split: SplitSettings = Field(default_factory=SplitSettings, description="Data split.")

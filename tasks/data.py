@@ -55,6 +55,8 @@ def _encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, 
             raise InputError(f"{where}: labels contain NaN or infinity")
         if not np.all(raw == np.round(raw)):
             raise InputError(f"{where}: labels must be class ids or names, not fractions")
+        if np.any(np.abs(raw) > 2**53):  # beyond exact integers in a float
+            raise InputError(f"{where}: numeric labels must be below 2**53 in magnitude")
         raw = raw.astype(np.int64)
     classes, y = np.unique(raw, return_inverse=True)
     return y.astype(np.int32), tuple(str(c) for c in classes)
@@ -64,8 +66,8 @@ def _check_features(x: np.ndarray, where: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise InputError(f"{where}: features must be numeric (got dtype {x.dtype})")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise InputError(f"{where}: features contain NaN or infinity (first at index {tuple(bad)})")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])  # not np.int64(...)
+        raise InputError(f"{where}: features contain NaN or infinity (first at index {bad})")
     return x
 
 
@@ -142,11 +144,18 @@ def read_csv(path: Path, label_column: str) -> Dataset:
                 ) from None
             if not math.isfinite(x[r - 2, j]):
                 raise InputError(f"{where}: column {header[c]!r} line {r}: NaN or infinity")
-    raw_y = np.array(labels)
-    with contextlib.suppress(ValueError):  # numeric labels sort numerically, names alphabetically
-        raw_y = raw_y.astype(np.int64)
-    y, names_ = _encode_labels(raw_y, where)
+    y, names_ = _encode_labels(csv_labels(labels), where)
     return Dataset(x.astype(np.float32), y, "tabular", names_, f"file:{path}")
+
+
+def csv_labels(labels: list[str]) -> np.ndarray:
+    """Numeric labels as numbers (1 and 1.0 are one class; 0.5 is then refused as a
+    fraction), sorted numerically; anything else as names, sorted alphabetically."""
+    raw = np.array(labels)
+    for dtype in (np.int64, np.float64):
+        with contextlib.suppress(ValueError, OverflowError):
+            return raw.astype(dtype)
+    return raw
 
 
 def _first_line(err: BaseException) -> str:
@@ -182,6 +191,8 @@ def load_dataset(s: DataSettings, seed: int) -> Dataset:
     else:
         assert s.path is not None  # enforced by DataSettings
         path = Path(s.path)
+        if path.is_dir():
+            raise InputError(f"data.path: {path} is a directory, not a .npz or .csv file")
         if not path.is_file():
             raise InputError(f"data.path: file not found: {path}")
         suffix = path.suffix.lower()

@@ -208,14 +208,20 @@ def test_incomplete_run_is_named_and_its_missing_stages_count_as_differences() -
     assert "B has no record of it" in text
 
 
-def test_two_partial_runs_with_the_same_stages_match() -> None:
+@pytest.mark.parametrize("status", ["partial", "running", "interrupted"])
+def test_incomplete_runs_never_reproduce_even_when_their_stages_match(status: str) -> None:
     a = make_manifest()
     for st in ("model", "train", "evaluate"):
         del a["stages"][st]
-    a["status"] = "partial"
+    a["status"] = status
     result = compare_manifests(a, copy.deepcopy(a))
-    assert result.matches
-    assert "A is incomplete" in result.render()
+    assert not result.matches and result.exit_code == 1  # README: 1 when a run is incomplete
+    text = result.render()
+    assert "every recorded stage matches (4 of 4), but A and B are incomplete" in text
+    assert "REPRODUCES" not in text and "result: DIFFERS (exit 1)" in text
+    # verify of an incomplete recorded run: limited to its stages, still not a proof
+    limited = compare_manifests(a, copy.deepcopy(a), stages=tuple(a["stages"]))
+    assert not limited.matches and "A is incomplete" in limited.render()
 
 
 def test_stages_limit_what_is_compared() -> None:

@@ -98,7 +98,7 @@ def _set_file(name: str, value: Any) -> Any:
         (_set_key("files", {}), "files"),
         (_set_key("result", [1, 2]), "result"),
         (_set_result("seed", "7"), "result.seed"),
-        (_set_result("fingerprint", "not hex"), "sha256"),
+        (_set_result("fingerprint", "not hex"), "seal"),
         (_set_file("run_file", "../../escaped.keras"), "malformed"),
         (_set_file("run_file", "/etc/passwd"), "malformed"),
         (_set_file("sha256", 5), "malformed"),
@@ -170,3 +170,29 @@ def test_a_run_never_trusts_an_edited_entry(
         assert second["stages"][name]["fingerprint"] == record["fingerprint"], name
     third = train_in_process(settings)  # the recomputed entry is trusted again
     assert third["stages"][stage]["cached"] is True
+
+
+@pytest.mark.slow
+def test_resume_with_training_from_the_cache_leaves_no_checkpoints(
+    prefect_server: None, settings: RunSettings
+) -> None:
+    import shutil
+
+    from flows.train import train_flow
+
+    done = Path(train_flow(settings)["run_dir"])
+    # An interrupted twin of that run: same settings, stopped in training with a checkpoint.
+    twin = done.parent / f"{done.name}-twin"
+    shutil.copytree(done, twin)
+    manifest = json.loads((twin / "manifest.json").read_text())
+    manifest["status"] = "interrupted"
+    for stage in ("train", "evaluate"):
+        del manifest["stages"][stage]
+    (twin / "manifest.json").write_text(json.dumps(manifest))
+    (twin / "checkpoints").mkdir()
+    (twin / "checkpoints" / "latest.json").write_text("{}")
+
+    resumed = train_flow(settings, resume=twin)
+    assert resumed["status"] == "complete"
+    assert resumed["stages"]["train"]["cached"] is True
+    assert not (twin / "checkpoints").exists()
