@@ -1,0 +1,289 @@
+"""Property-based: whatever is read from disk or the command line, the answer is a clean one.
+
+Generated flag lists, TOML configs, manifests and stage-cache entries go through the
+pure functions the commands use (in-process, so hundreds of cases take seconds). Each
+must give a valid result or InputError/NotARun with one line per problem — never
+another exception — and write nothing. A bad cache entry is a miss, and a hit is only
+ever the entry exactly as it was saved. Two subprocess checks close the loop: what
+the in-process errors become at the command line (exit 2, one line, nothing left).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from seedtrail.errors import InputError
+from seedtrail.rundir import NotARun, read_manifest
+from seedtrail.stage import StageResult
+from seedtrail.stage_cache import StageContext, _entry_path, load_entry, save_entry
+from settings import RunSettings
+from settings.cli import load_settings
+from settings.seeds import STAGES
+from tests.conftest import run_module
+
+FUZZ = hyp_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)  # bounded, so it can run on every CI push
+
+FLAGS = [
+    "--seed", "--output-dir", "--data.kind", "--data.path", "--data.n-samples",
+    "--data.image-size", "--split.test-size", "--split.val-size", "--model.conv-filters",
+    "--model.dropout", "--training.epochs", "--training.optimizer", "--training.learning-rate",
+    "--determinism.intra-op-threads", "--seeds.model", "--augment.enabled",
+]  # fmt: skip
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+flag_values = (
+    st.sampled_from(["", "0", "-1", "1e9", "nan", "adam", "file", "a,b", "16,0", "[1]", "{}"])
+    | st.integers(-(2**40), 2**40).map(str)
+    | st.text(max_size=10)
+)
+flag_names = (
+    st.sampled_from(FLAGS)
+    | st.sampled_from(FLAGS).map(lambda f: f[:-1])
+    | st.text(min_size=1, max_size=12).map(lambda t: f"--{t}")
+)
+
+
+def _clean(problems: list[str]) -> None:
+    assert problems, "an error without a message"
+    for line in problems:
+        assert line.strip() and "\n" not in line and "Traceback" not in line, line
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """A fresh directory per example (pytest's tmp_path is one per test)."""
+    with tempfile.TemporaryDirectory(prefix="seedtrail-fuzz-") as d:
+        yield Path(d)
+
+
+def _listing(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+# ---- flags and TOML ----------------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.lists(st.tuples(flag_names, flag_values), max_size=4))
+def test_any_flag_list_gives_settings_or_one_line_per_problem(pairs: list[tuple[str, str]]) -> None:
+    argv = [x for name, value in pairs for x in (name, value)]
+    if any(a in ("-h", "--help") for a in argv):
+        return  # prints help and exits 0: not an error case
+    with _scratch() as root:
+        before = _listing(root)
+        try:
+            result = load_settings([*argv, "--output-dir", str(root / "runs")])
+        except InputError as err:
+            _clean(err.problems)
+        else:
+            assert isinstance(result, RunSettings)
+        assert _listing(root) == before  # loading settings writes nothing
+
+
+def _toml_value(v: Any) -> str:
+    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+
+toml_sections = st.dictionaries(
+    st.sampled_from(["data", "model", "training", "split", "seeds", "bogus"]),
+    st.dictionaries(
+        st.sampled_from(["epochs", "kind", "conv_filters", "test_size", "path", "model", "x"]),
+        st.integers(-5, 2000) | st.text(max_size=5) | st.booleans() | st.lists(st.integers(-3, 3)),
+        max_size=3,
+    ),
+    max_size=3,
+)
+
+
+@FUZZ
+@given(toml_sections, st.text(max_size=30), st.booleans())
+def test_any_config_file_gives_settings_or_one_line_naming_the_problem(
+    sections: dict[str, dict[str, Any]], junk: str, garble: bool
+) -> None:
+    text = "".join(
+        f"[{name}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in body.items())
+        for name, body in sections.items()
+    )
+    if garble:
+        text = junk + text
+    with _scratch() as root:
+        config = root / "run.toml"
+        config.write_text(text)
+        try:
+            load_settings(["--config", str(config), "--output-dir", str(root / "runs")])
+        except InputError as err:
+            _clean(err.problems)
+        assert _listing(root) == {"run.toml"}
+
+
+# ---- manifests ---------------------------------------------------------------------------------
+
+FP = "cd" * 32
+
+
+def valid_manifest() -> dict[str, Any]:
+    return {
+        "run_id": "r",
+        "status": "complete",
+        "settings": RunSettings().model_dump(mode="json"),
+        "seeds": {"root": 0, "stages": dict.fromkeys(STAGES, 1), "pinned": []},
+        "stages": {
+            s: {"seed": 1, "fingerprint": FP, "info": {"final": {"loss": 0.1}}} for s in STAGES
+        },
+        "metrics": {"test_accuracy": 0.5},
+        "environment": {"python": "3.11"},
+    }
+
+
+def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every key path into nested dicts (the places a mutation can hit)."""
+    out = [prefix] if prefix else []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    return out
+
+
+def _mutate(obj: dict[str, Any], path: tuple, value: Any, delete: bool) -> dict[str, Any]:
+    new = copy.deepcopy(obj)
+    target = new
+    for key in path[:-1]:
+        target = target[key]
+    if delete:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return new
+
+
+@st.composite
+def mutated_manifests(draw: st.DrawFn) -> Any:
+    if draw(st.booleans()):
+        return draw(json_values)  # anything at all
+    base = valid_manifest()
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(base)
+        if not paths:
+            break
+        base = _mutate(base, draw(st.sampled_from(paths)), draw(json_values), draw(st.booleans()))
+    return base
+
+
+@FUZZ
+@given(mutated_manifests(), st.booleans())
+def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomplete: bool) -> None:
+    from flows.train import resumable_settings
+    from seedtrail.compare import checked_compare, read_run
+
+    with _scratch() as root:
+        run = root / "run"
+        run.mkdir()
+        if incomplete and isinstance(manifest, dict):
+            manifest = {**manifest, "status": "interrupted"}
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        before = _listing(root)
+        try:
+            read_manifest(run)
+        except NotARun as err:
+            _clean([str(err)])
+        for step in (
+            lambda: resumable_settings(run),
+            lambda: checked_compare(read_run(run), read_run(run)),
+        ):
+            try:
+                step()
+            except InputError as err:
+                _clean(err.problems)
+        assert _listing(root) == before
+
+
+def test_a_valid_manifest_passes_every_reader(tmp_path: Path) -> None:
+    """The base of the mutations is valid, so each rejection above is the mutation's doing."""
+    from seedtrail.compare import checked_compare, read_run
+
+    (tmp_path / "manifest.json").write_text(json.dumps(valid_manifest()))
+    result, _ = checked_compare(read_run(tmp_path), read_run(tmp_path))
+    assert result.matches
+
+
+# ---- stage cache entries -----------------------------------------------------------------------
+
+
+def _saved_entry(root: Path) -> tuple[StageContext, StageResult]:
+    ctx = StageContext(run_dir=root / "run", store=root / ".store")
+    ctx.run_dir.mkdir(parents=True)
+    (ctx.run_dir / "model.keras").write_bytes(b"weights")
+    result = StageResult(
+        "train", 3, FP, 0.25, outputs={"model": str(ctx.run_dir / "model.keras")},
+        info={"epoch_fingerprints": [FP], "final": {"loss": 0.5}},
+    )  # fmt: skip
+    save_entry(ctx, "key", result)
+    return ctx, result
+
+
+@FUZZ
+@given(st.data())
+def test_a_cache_hit_is_only_ever_the_entry_as_saved(data: st.DataObject) -> None:
+    with _scratch() as root:
+        ctx, _ = _saved_entry(root)
+        path = _entry_path(ctx, "train", "key")
+        entry = json.loads(path.read_text())
+        if data.draw(st.booleans(), label="replace whole entry"):
+            changed = data.draw(json_values, label="entry")
+        else:
+            where = data.draw(st.sampled_from(_paths(entry)), label="path")
+            value = data.draw(json_values, label="value")
+            changed = _mutate(entry, where, value, data.draw(st.booleans(), label="delete"))
+        path.write_text(json.dumps(changed))
+        fresh = StageContext(run_dir=root / "run2", store=ctx.store)
+        fresh.run_dir.mkdir()
+        hit, why = load_entry(fresh, "train", "key")  # must never raise
+        if changed == entry:
+            assert hit is not None, why
+        else:
+            assert hit is None and why, "an edited entry was trusted"
+            assert not any(fresh.run_dir.iterdir())  # nothing materialized from it
+        assert not any(p.name.startswith("escaped") for p in root.rglob("*"))
+
+
+# ---- at the command line -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["flows.compare", "flows.verify"])
+def test_a_manifest_of_wrong_types_is_one_line_at_the_command_line(
+    tmp_path: Path, module: str
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = valid_manifest()
+    manifest["stages"]["train"]["info"] = ["not", "an", "object"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    before = _listing(tmp_path)
+    args = [str(run), str(run)] if module == "flows.compare" else [str(run)]
+    res = run_module(
+        module, args, cwd=tmp_path, prefect_home=tmp_path / "home", timeout=120,
+        env={"TMPDIR": str(tmp_path / "tmp")},
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.strip().count("\n") == 0, res.stderr
+    assert "info is not an object" in res.stderr
+    assert _listing(tmp_path) - before <= {"home"}, _listing(tmp_path) - before
