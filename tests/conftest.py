@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from seedtrail.prefect_compat import environment_defaults
+from seedtrail.prefect_compat import TELEMETRY_OFF, environment_defaults
 
 # Before anything imports Prefect: the test servers (in-process harness and
 # `prefect server start`) inherit this environment, so no telemetry leaves them.
@@ -51,7 +51,7 @@ def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(ROOT),
         PREFECT_HOME=str(prefect_home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        **TELEMETRY_OFF,  # every server a test starts stays offline
         **extra,
     )
     return env

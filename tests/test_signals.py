@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from seedtrail.prefect_compat import TELEMETRY_OFF
 from tests.conftest import TINY, TinyRuns, cli_env, run_module
 from tests.test_resume_cache import SIX_EPOCHS, _wait_for_checkpoint
 
@@ -63,11 +64,13 @@ def _wait_until(done: Callable[[], bool], timeout: float) -> bool:
 
 def _start(module: str, args: list[str], tmp_path: Path, home: Path) -> subprocess.Popen:
     """Without PREFECT_API_URL: the command starts Prefect's temporary server, as a user's would."""
+    # Without the telemetry switches too: the commands must set them for their server.
+    env = {k: v for k, v in cli_env(home).items() if k not in TELEMETRY_OFF}
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=tmp_path,
-            env=cli_env(home),
+            env=env,
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,  # its own process group, as a shell job has
@@ -89,6 +92,21 @@ def _stop_and_wait(
         lambda: not _processes_with_home(home), 30
     )
     return took, gone
+
+
+def _check_server(home: Path, pgid: int) -> None:
+    """Prefect's temporary server: outside the run's process group, and told not to phone home."""
+    servers = [
+        pid
+        for pid in _processes_with_home(home)
+        if b"prefect.server.api.server:create_app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(servers) == 1, f"expected one temporary server, found {servers}"
+    assert os.getpgid(servers[0]) != pgid  # a terminal's Ctrl-C to the group does not reach it
+    raw = Path(f"/proc/{servers[0]}/environ").read_bytes().decode(errors="replace")
+    environ = dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
+    for key, value in TELEMETRY_OFF.items():  # Prefect re-exports its own as "False"
+        assert environ.get(key, "").lower() == value, (key, environ.get(key))
 
 
 def _kill_leftovers(home: Path) -> None:
@@ -113,7 +131,7 @@ def test_signal_marks_the_run_interrupted_stops_everything_and_resumes(
     proc = _start("flows.train", [*TINY, *SIX_EPOCHS, "--output-dir", str(out)], tmp_path, home)
     try:
         run_dir = _wait_for_checkpoint(out, 2)  # epochs 1-2 done: now in epoch 3 of 6
-        assert _processes_with_home(home), "the run is not visible in /proc"
+        _check_server(home, proc.pid)
         took, gone = _stop_and_wait(proc, home, sig, to_group)
     finally:
         _kill_leftovers(home)
