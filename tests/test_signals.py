@@ -78,7 +78,7 @@ def _start(module: str, args: list[str], tmp_path: Path, home: Path) -> subproce
 
 
 def _stop_and_wait(
-    proc: subprocess.Popen, home: Path, sig: signal.Signals, to_group: bool
+    proc: subprocess.Popen, home: Path, sig: signal.Signals, to_group: bool, stderr_log: Path
 ) -> tuple[float, bool]:
     """Send the signal; (seconds until the command exited, whether nothing is left running)."""
     if to_group:
@@ -86,7 +86,13 @@ def _stop_and_wait(
     else:
         os.kill(proc.pid, sig)
     sent = time.monotonic()
-    proc.wait(timeout=EXIT_DEADLINE_S)
+    try:
+        proc.wait(timeout=EXIT_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        tail = stderr_log.read_text()[-4000:]
+        raise AssertionError(
+            f"still running {EXIT_DEADLINE_S} s after the signal:\n{tail}"
+        ) from None
     took = time.monotonic() - sent
     gone = _wait_until(lambda: not _group_alive(proc.pid), 30) and _wait_until(
         lambda: not _processes_with_home(home), 30
@@ -132,7 +138,7 @@ def test_signal_marks_the_run_interrupted_stops_everything_and_resumes(
     try:
         run_dir = _wait_for_checkpoint(out, 2)  # epochs 1-2 done: now in epoch 3 of 6
         _check_server(home, proc.pid)
-        took, gone = _stop_and_wait(proc, home, sig, to_group)
+        took, gone = _stop_and_wait(proc, home, sig, to_group, tmp_path / "stderr")
     finally:
         _kill_leftovers(home)
     err = (tmp_path / "stderr").read_text()
@@ -174,7 +180,7 @@ def test_sweep_stops_its_workers_and_marks_their_runs_interrupted(
     try:
         run_dir = _wait_for_checkpoint(sweep_dir, 2)
         # SIGTERM to the sweep alone reaches its workers only through the sweep itself.
-        took, gone = _stop_and_wait(proc, home, sig, to_group)
+        took, gone = _stop_and_wait(proc, home, sig, to_group, tmp_path / "stderr")
     finally:
         _kill_leftovers(home)
     err = (tmp_path / "stderr").read_text()
