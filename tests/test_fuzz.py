@@ -24,9 +24,9 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from seedtrail.errors import InputError
-from seedtrail.rundir import NotARun, read_manifest
-from seedtrail.stage import StageResult
+from seedtrail.manifest import NotARun, read_manifest
 from seedtrail.stage_cache import StageContext, _entry_path, load_entry, save_entry
+from seedtrail.stage_result import StageResult
 from settings import RunSettings
 from settings.cli import load_settings
 from settings.seeds import STAGES
@@ -190,8 +190,8 @@ def mutated_manifests(draw: st.DrawFn) -> Any:
 @FUZZ
 @given(mutated_manifests(), st.booleans())
 def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomplete: bool) -> None:
-    from flows.train import resumable_settings
-    from seedtrail.compare import checked_compare, read_run
+    from flows.train import _resumed_settings
+    from seedtrail.compare import compare_manifests, read_run
 
     with _scratch() as root:
         run = root / "run"
@@ -205,8 +205,8 @@ def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomp
         except NotARun as err:
             _clean([str(err)])
         for step in (
-            lambda: resumable_settings(run),
-            lambda: checked_compare(read_run(run), read_run(run)),
+            lambda: _resumed_settings(run, []),
+            lambda: compare_manifests(read_run(run), read_run(run)).render(),
         ):
             try:
                 step()
@@ -217,10 +217,10 @@ def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomp
 
 def test_a_valid_manifest_passes_every_reader(tmp_path: Path) -> None:
     """The base of the mutations is valid, so each rejection above is the mutation's doing."""
-    from seedtrail.compare import checked_compare, read_run
+    from seedtrail.compare import compare_manifests, read_run
 
     (tmp_path / "manifest.json").write_text(json.dumps(valid_manifest()))
-    result, _ = checked_compare(read_run(tmp_path), read_run(tmp_path))
+    result = compare_manifests(read_run(tmp_path), read_run(tmp_path))
     assert result.matches
 
 
