@@ -1,9 +1,13 @@
 """Ctrl-C from a terminal and SIGTERM from kill/systemd/Kubernetes, sent the way they really come.
 
 A terminal sends SIGINT to the whole foreground process group, which includes
-Prefect's temporary API server; `kill PID` hits the process alone, `kill -- -PGID`
-the group. Each must end the run "interrupted" and resumable, within seconds, with
-no traceback and nothing left running (the temporary server included).
+Prefect's temporary API server unless it runs in its own session; `kill PID` hits
+the process alone, `kill -- -PGID` the group. Each must end the run "interrupted"
+and resumable, within seconds, with no traceback and nothing left running (the
+temporary server included).
+
+The three train scenarios run side by side (one test, three processes), and only
+one of them is resumed to the end: the resume itself is tested in test_resume_cache.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,131 +67,175 @@ def _wait_until(done: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def _start(module: str, args: list[str], tmp_path: Path, home: Path) -> subprocess.Popen:
+@dataclass
+class Command:
+    """A command started as a shell job: its own process group, its own PREFECT_HOME."""
+
+    proc: subprocess.Popen
+    root: Path
+    sent: float = 0.0
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def stderr(self) -> str:
+        return (self.root / "stderr").read_text()
+
+    def signal(self, sig: signal.Signals, to_group: bool) -> None:
+        self.sent = time.monotonic()
+        if to_group:
+            os.killpg(self.proc.pid, sig)  # what a terminal does with Ctrl-C
+        else:
+            os.kill(self.proc.pid, sig)
+
+    def wait_gone(self) -> tuple[float, bool]:
+        """(seconds from the signal until the exit was seen, whether nothing is left running)."""
+        try:
+            self.proc.wait(timeout=EXIT_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running {EXIT_DEADLINE_S} s after the signal:\n{self.stderr[-4000:]}"
+            ) from None
+        took = time.monotonic() - self.sent
+        gone = _wait_until(lambda: not _group_alive(self.proc.pid), 30) and _wait_until(
+            lambda: not _processes_with_home(self.home), 30
+        )
+        return took, gone
+
+    def kill_leftovers(self) -> None:
+        for pid in _processes_with_home(self.home):  # never leak into the next test
+            os.kill(pid, signal.SIGKILL)
+
+
+def _start(module: str, args: list[str], root: Path) -> Command:
     """Without PREFECT_API_URL: the command starts Prefect's temporary server, as a user's would."""
+    root.mkdir(parents=True)
     # Without the telemetry switches too: the commands must set them for their server.
-    env = {k: v for k, v in cli_env(home).items() if k not in TELEMETRY_OFF}
-    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        return subprocess.Popen(
+    env = {k: v for k, v in cli_env(root / "home").items() if k not in TELEMETRY_OFF}
+    with open(root / "stdout", "w") as stdout, open(root / "stderr", "w") as stderr:
+        proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=tmp_path,
+            cwd=root,
             env=env,
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,  # its own process group, as a shell job has
         )
+    return Command(proc, root)
 
 
-def _stop_and_wait(
-    proc: subprocess.Popen, home: Path, sig: signal.Signals, to_group: bool, stderr_log: Path
-) -> tuple[float, bool]:
-    """Send the signal; (seconds until the command exited, whether nothing is left running)."""
-    if to_group:
-        os.killpg(proc.pid, sig)  # what a terminal does with Ctrl-C
-    else:
-        os.kill(proc.pid, sig)
-    sent = time.monotonic()
-    try:
-        proc.wait(timeout=EXIT_DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        tail = stderr_log.read_text()[-4000:]
-        raise AssertionError(
-            f"still running {EXIT_DEADLINE_S} s after the signal:\n{tail}"
-        ) from None
-    took = time.monotonic() - sent
-    gone = _wait_until(lambda: not _group_alive(proc.pid), 30) and _wait_until(
-        lambda: not _processes_with_home(home), 30
-    )
-    return took, gone
-
-
-def _check_server(home: Path, pgid: int) -> None:
+def _check_server(cmd: Command) -> None:
     """Prefect's temporary server: outside the run's process group, and told not to phone home."""
     servers = [
         pid
-        for pid in _processes_with_home(home)
-        if b"prefect.server.api.server:create_app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        for pid in _processes_with_home(cmd.home)
+        if b"server\0start" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
     assert len(servers) == 1, f"expected one temporary server, found {servers}"
-    assert os.getpgid(servers[0]) != pgid  # a terminal's Ctrl-C to the group does not reach it
+    assert os.getpgid(servers[0]) != cmd.proc.pid  # a terminal's Ctrl-C does not reach it
     raw = Path(f"/proc/{servers[0]}/environ").read_bytes().decode(errors="replace")
     environ = dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
-    for key, value in TELEMETRY_OFF.items():  # Prefect re-exports its own as "False"
+    for key, value in TELEMETRY_OFF.items():
         assert environ.get(key, "").lower() == value, (key, environ.get(key))
 
 
-def _kill_leftovers(home: Path) -> None:
-    for pid in _processes_with_home(home):  # never leak into the next test
-        os.kill(pid, signal.SIGKILL)
+def _checkpointed_run(cmd: Command, epochs_done: int) -> Path | None:
+    """The run directory once `epochs_done` epochs are committed, else None (not yet)."""
+    if cmd.proc.poll() is not None:
+        raise AssertionError(f"{cmd.root.name} exited early:\n{cmd.stderr[-4000:]}")
+    for pointer in (cmd.root / "runs").glob("*/checkpoints/latest.json"):
+        try:
+            if json.loads(pointer.read_text())["epochs_done"] >= epochs_done:
+                return pointer.parent.parent
+        except (OSError, ValueError):
+            pass  # being replaced right now
+    return None
 
 
-@pytest.mark.parametrize(
-    ("sig", "to_group", "code"),
-    [
-        (signal.SIGINT, True, 130),  # Ctrl-C in a terminal
-        (signal.SIGTERM, False, 143),  # kill PID, systemd, Kubernetes
-        (signal.SIGTERM, True, 143),  # kill -- -PGID
-    ],
-    ids=["sigint-group", "sigterm-pid", "sigterm-group"],
-)
-def test_signal_marks_the_run_interrupted_stops_everything_and_resumes(
-    tmp_path: Path, tiny_runs: TinyRuns, sig: signal.Signals, to_group: bool, code: int
+SCENARIOS = {  # name: (signal, to the group?, exit status)
+    "sigint-group": (signal.SIGINT, True, 130),  # Ctrl-C in a terminal
+    "sigterm-pid": (signal.SIGTERM, False, 143),  # kill PID, systemd, Kubernetes
+    "sigterm-group": (signal.SIGTERM, True, 143),  # kill -- -PGID
+}
+
+
+def test_signals_mark_train_runs_interrupted_stop_everything_and_resume(
+    tmp_path: Path, tiny_runs: TinyRuns
 ) -> None:
-    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
-    out, home = tmp_path / "runs", tmp_path / "home"
-    proc = _start("flows.train", [*TINY, *SIX_EPOCHS, "--output-dir", str(out)], tmp_path, home)
+    cmds = {
+        name: _start(
+            "flows.train", [*TINY, *SIX_EPOCHS, "--output-dir", str(tmp_path / name / "runs")],
+            tmp_path / name,
+        )
+        for name in SCENARIOS
+    }  # fmt: skip
+    run_dirs: dict[str, Path] = {}
+    results = {}
     try:
-        run_dir = _wait_for_checkpoint(out, 2)  # epochs 1-2 done: now in epoch 3 of 6
-        _check_server(home, proc.pid)
-        took, gone = _stop_and_wait(proc, home, sig, to_group, tmp_path / "stderr")
+        deadline = time.monotonic() + 300
+        while len(run_dirs) < len(cmds):  # each signalled as soon as its epoch 1 is committed
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            for name, cmd in cmds.items():
+                if name not in run_dirs and (run_dir := _checkpointed_run(cmd, 1)):
+                    sig, to_group, _ = SCENARIOS[name]
+                    _check_server(cmd)
+                    cmd.signal(sig, to_group)
+                    run_dirs[name] = run_dir
+            time.sleep(0.05)
+        for name, cmd in cmds.items():
+            results[name] = cmd.wait_gone()
     finally:
-        _kill_leftovers(home)
-    err = (tmp_path / "stderr").read_text()
-    assert proc.returncode == code, err
-    assert "Traceback" not in err, err
-    assert gone, f"left running: {_processes_with_home(home)}"
-    print(f"{sig.name} to {'group' if to_group else 'pid'}: exit {code} after {took:.1f} s")
+        for cmd in cmds.values():
+            cmd.kill_leftovers()
 
-    interrupted = json.loads((run_dir / "manifest.json").read_text())
-    assert interrupted["status"] == "interrupted"
-    assert "train" not in interrupted["stages"]  # the signal landed inside training
-    assert f"--resume {run_dir}" in err
+    for name, cmd in cmds.items():
+        _, _, code = SCENARIOS[name]
+        took, gone = results[name]
+        err = cmd.stderr
+        assert cmd.proc.returncode == code, f"{name}:\n{err}"
+        assert "Traceback" not in err, f"{name}:\n{err}"
+        assert gone, f"{name}: left running: {_processes_with_home(cmd.home)}"
+        print(f"{name}: exit {code} after {took:.1f} s")
+        manifest = json.loads((run_dirs[name] / "manifest.json").read_text())
+        assert manifest["status"] == "interrupted", name
+        assert "train" not in manifest["stages"], name  # the signal landed inside training
+        assert f"--resume {run_dirs[name]}" in err, name
 
+    # One of them resumed to the end: bit-identical to an uninterrupted run.
+    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
+    run_dir = run_dirs["sigterm-pid"]
     resumed = run_module(
         "flows.train",
         ["--resume", str(run_dir)],
         cwd=tmp_path,
-        prefect_home=home,
+        prefect_home=tmp_path / "resume-home",
         env={"PREFECT_API_URL": tiny_runs.api_url},
     )
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((run_dir / "manifest.json").read_text())
     assert final["status"] == "complete"
-    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 2
+    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 1
     assert final["stages"]["train"]["fingerprint"] == reference["stages"]["train"]["fingerprint"]
 
 
-@pytest.mark.parametrize(
-    ("sig", "to_group", "code"),
-    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
-    ids=["sigint-group", "sigterm-pid"],
-)
-def test_sweep_stops_its_workers_and_marks_their_runs_interrupted(
-    tmp_path: Path, sig: signal.Signals, to_group: bool, code: int
+def test_ctrl_c_to_a_sweep_stops_its_workers_and_marks_their_runs_interrupted(
+    tmp_path: Path,
 ) -> None:
-    sweep_dir, home = tmp_path / "sweep", tmp_path / "home"
+    sweep_dir = tmp_path / "sweep"
     args = [*TINY, *SIX_EPOCHS, "--seeds", "0,1", "--sweep-dir", str(sweep_dir)]
-    proc = _start("flows.sweep", args, tmp_path, home)
+    cmd = _start("flows.sweep", args, tmp_path / "cmd")
     try:
-        run_dir = _wait_for_checkpoint(sweep_dir, 2)
-        # SIGTERM to the sweep alone reaches its workers only through the sweep itself.
-        took, gone = _stop_and_wait(proc, home, sig, to_group, tmp_path / "stderr")
+        run_dir = _wait_for_checkpoint(sweep_dir, 1)
+        cmd.signal(signal.SIGINT, to_group=True)  # workers included, as a terminal does
+        took, gone = cmd.wait_gone()
     finally:
-        _kill_leftovers(home)
-    err = (tmp_path / "stderr").read_text()
-    assert proc.returncode == code, err
+        cmd.kill_leftovers()
+    err = cmd.stderr
+    assert cmd.proc.returncode == 130, err
     assert "Traceback" not in err and "leaked semaphore" not in err, err
-    assert gone, f"left running: {_processes_with_home(home)}"
-    print(f"sweep {sig.name} to {'group' if to_group else 'pid'}: exit {code} after {took:.1f} s")
+    assert gone, f"left running: {_processes_with_home(cmd.home)}"
+    print(f"sweep SIGINT to group: exit 130 after {took:.1f} s")
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert not (sweep_dir / "summary.json").exists()  # an interrupted sweep claims no summary
