@@ -168,6 +168,7 @@ def stop_local_workers(deadline_s: float = 10.0) -> None:
         children[0].join(timeout=0.2)
     for child in multiprocessing.active_children():
         child.kill()
+        child.join(timeout=5)  # reaped: nothing left for the interpreter's exit to wait on
 
 
 def ignore_sigint_in_worker() -> None:

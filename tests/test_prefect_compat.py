@@ -129,3 +129,92 @@ def _listens(pid: int, port: int) -> bool:
     except OSError:
         return False
     return b"server" in cmd and str(port).encode() in cmd
+
+
+# ---- 5. the commands' lazy temporary server is the same detached process -----------------------
+
+
+def test_prefects_lazy_temporary_server_slot_takes_the_detached_one() -> None:
+    """Prefect starts its temporary server through `SubprocessASGIServer()` (port None): the
+    instance registered there is ours, and its process is the detached `prefect server start`."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    previous = SubprocessASGIServer._instances.pop(None, None)
+    try:
+        ours = prefect_compat.detached_server()
+        assert SubprocessASGIServer() is ours  # what Prefect's client calls
+        assert not ours.running  # lazy: a command that fails on bad input starts nothing
+        assert "_run_uvicorn_command" in vars(type(ours))  # the one hook we override
+        assert "start_new_session=True" in inspect.getsource(prefect_compat._popen_server)
+    finally:
+        SubprocessASGIServer._instances.pop(None, None)
+        if previous is not None:
+            SubprocessASGIServer._instances[None] = previous
+
+
+# ---- 7. SIGTERM raises like Ctrl-C ---------------------------------------------------------------
+
+
+def test_sigterm_raises_in_the_main_thread_and_exits_143() -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        prefect_compat.interrupt_on_sigterm()
+        with pytest.raises(prefect_compat.Terminated) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # delivered at the next bytecode boundary
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert isinstance(caught.value, KeyboardInterrupt)  # every `except KeyboardInterrupt` cleans up
+    assert prefect_compat.interrupt_exit_code(caught.value) == 143
+    assert prefect_compat.interrupt_exit_code(KeyboardInterrupt()) == 130
+
+
+def test_prefects_termination_signal_inside_a_flow_counts_as_an_interruption() -> None:
+    """Prefect swaps in its own SIGTERM handler during a flow run and raises TerminationSignal
+    (not a KeyboardInterrupt); it carries the signal number as `.signal`."""
+    import signal
+
+    from prefect.exceptions import TerminationSignal
+
+    err = TerminationSignal(signal=signal.SIGTERM)
+    assert not isinstance(err, KeyboardInterrupt)
+    assert isinstance(err, prefect_compat.interruption_types())
+    assert prefect_compat.interrupt_exit_code(err) == 143
+
+
+# ---- 4. worker stop: terminate once, kill what does not stop ------------------------------------
+
+
+def _ignore_sigterm_and_wait() -> None:
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def test_stop_local_workers_kills_a_worker_that_ignores_sigterm() -> None:
+    import multiprocessing
+    import time
+
+    ctx = multiprocessing.get_context("fork")
+    stubborn = ctx.Process(target=_ignore_sigterm_and_wait, daemon=True)
+    stubborn.start()
+    time.sleep(0.2)  # let it install its handler (no other sync needed: it only waits)
+    started = time.monotonic()
+    prefect_compat.stop_local_workers(deadline_s=1.0)  # outside a flow: children only
+    assert not stubborn.is_alive()
+    assert stubborn.exitcode == -9  # killed after the deadline
+    assert time.monotonic() - started < 10
+
+
+# ---- 8. telemetry off, unless the user chose otherwise ------------------------------------------
+
+
+def test_telemetry_defaults_never_override_the_user() -> None:
+    env = {"DO_NOT_TRACK": "0"}
+    prefect_compat.environment_defaults(env)
+    assert env == {"DO_NOT_TRACK": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
