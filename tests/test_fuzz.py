@@ -285,5 +285,5 @@ def test_a_manifest_of_wrong_types_is_one_line_at_the_command_line(
     )  # fmt: skip
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: ") and res.stderr.strip().count("\n") == 0, res.stderr
-    assert "info is not an object" in res.stderr
+    assert "stages.train.info: Input should be a valid dictionary" in res.stderr
     assert _listing(tmp_path) - before <= {"home"}, _listing(tmp_path) - before

@@ -178,9 +178,7 @@ def test_resume_with_training_from_the_cache_leaves_no_checkpoints(
 ) -> None:
     import shutil
 
-    from flows.train import train_flow
-
-    done = Path(train_flow(settings)["run_dir"])
+    done = Path(train_in_process(settings)["run_dir"])
     # An interrupted twin of that run: same settings, stopped in training with a checkpoint.
     twin = done.parent / f"{done.name}-twin"
     shutil.copytree(done, twin)
@@ -192,7 +190,7 @@ def test_resume_with_training_from_the_cache_leaves_no_checkpoints(
     (twin / "checkpoints").mkdir()
     (twin / "checkpoints" / "latest.json").write_text("{}")
 
-    resumed = train_flow(settings, resume=twin)
+    resumed = train_in_process(settings, resume=twin)
     assert resumed["status"] == "complete"
     assert resumed["stages"]["train"]["cached"] is True
     assert not (twin / "checkpoints").exists()
