@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT, TINY, cli_env
 
-README_TRAIN = ["python3", "-m", "uv", "run", "--frozen", "python", "-m", "flows.train"]
+README_TRAIN = ["run", "--frozen", "python", "-m", "flows.train"]  # after `python3 -m uv`
 
 
 def fresh_copy(dest: Path) -> Path:
@@ -46,16 +46,22 @@ def cpu_hog() -> Iterator[None]:
         hog.wait()
 
 
-def uv_available() -> bool:
-    probe = subprocess.run(["python3", "-m", "uv", "--version"], capture_output=True)
-    return probe.returncode == 0
+def python3_with_uv() -> list[str] | None:
+    """`python3 -m uv` as the README runs it. Under `uv run` (CI), `python3` on PATH is the
+    project's venv, which has no uv: use the interpreter the venv was made from."""
+    for python in (str(Path(sys.base_prefix) / "bin" / "python3"), "python3"):
+        probe = subprocess.run([python, "-m", "uv", "--version"], capture_output=True)
+        if probe.returncode == 0:
+            return [python, "-m", "uv"]
+    return None
 
 
 @pytest.mark.slow
 def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     tmp_path: Path, cpu_hog: None
 ) -> None:
-    if not uv_available():  # .ci/run installs it; the README's first step
+    uv = python3_with_uv()
+    if uv is None:  # .ci/run installs it; the README's first step
         pytest.skip("uv is not installed for python3 (python3 -m pip install uv==0.13.8)")
     clone = fresh_copy(tmp_path / "clone")
     home = tmp_path / "empty-prefect-home"
@@ -65,7 +71,7 @@ def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     # The environment .ci/run installed from uv.lock; creating another would test uv, not us.
     env["UV_PROJECT_ENVIRONMENT"] = sys.prefix
     proc = subprocess.run(
-        [*README_TRAIN, *TINY, "--training.epochs", "1"],
+        [*uv, *README_TRAIN, *TINY, "--training.epochs", "1"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
