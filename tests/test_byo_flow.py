@@ -102,7 +102,7 @@ def test_same_bytes_in_another_process_verify_reproduces_and_a_cached_rerun_hits
         again = train_in_process(settings)
         assert all(_cached(again).values()), _cached(again)
         assert (Path(again["run_dir"]) / "tensorboard" / "train").is_dir()
-        verified = verify_flow(runs[name].run_dir, output_dir=tmp_path / f"verify-{name}")
+        verified = verify_flow(runs[name].run_dir, output_dir=str(tmp_path / f"verify-{name}"))
         assert verified["matches"], verified["report"]
     record = runs["byo_images"].manifest["user_inputs"]
     assert set(record) == {"model.builder", "data.path", "augment.pipeline"}
