@@ -120,6 +120,22 @@ def settings(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
+def tensorflow_as_runs_configure_it() -> None:
+    """TensorFlow in this process, with the threads and determinism every run applies.
+
+    TensorFlow fixes its thread pools at its first op. A test that built a model
+    unconfigured would fix them at TF's defaults, and every later in-process run of
+    the same pytest worker (which asks for 1/1) would refuse: a failure that depends on
+    the order tests happen to run in.
+    """
+    from seedtrail import hardware, tf_runtime
+    from settings.model import DeterminismSettings
+
+    tf_runtime.request(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
+    tf_runtime.ensure()
+
+
+@pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """One temporary Prefect API for all in-process flow tests (it takes seconds to start)."""
     from prefect.testing.utilities import prefect_test_harness

@@ -27,6 +27,7 @@ GOLDEN = json.loads((Path(__file__).parent / "golden" / "travelling_stages.json"
         ("tiny", TINY),
     ],
 )
+@pytest.mark.usefixtures("tensorflow_as_runs_configure_it")  # it builds the model here
 def test_travelling_stages_match_the_golden_fingerprints(name: str, flags: tuple) -> None:
     got = travelling_fingerprints(load_settings(list(flags)))
     assert got == GOLDEN[name], (

@@ -17,6 +17,8 @@ from settings.seeds import SeedPlan
 
 keras = pytest.importorskip("keras")
 
+pytestmark = pytest.mark.usefixtures("tensorflow_as_runs_configure_it")
+
 
 def plain(input_shape, n_classes, units=8):
     """A user's builder as usually written: no explicit seeds anywhere."""
