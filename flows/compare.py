@@ -11,6 +11,13 @@ report is the markdown artifact `compare-report`.
 from __future__ import annotations
 
 import sys
+
+if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
+    from seedtrail.check_args import parse_compare_args
+    from seedtrail.cli import check_early
+
+    check_early(parse_compare_args)
+
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +25,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
+from seedtrail.check_args import parse_compare_args
 from seedtrail.cli import run_cli
 from seedtrail.compare import compare_manifests, read_run
-from settings.cli import _RaisingParser
 
 
 def _run_name() -> str:
@@ -45,22 +52,8 @@ def compare_flow(run_a: Path, run_b: Path) -> dict[str, Any] | State:
     return summary
 
 
-def build_parser() -> _RaisingParser:
-    parser = _RaisingParser(
-        prog="python -m flows.compare",
-        description="Compare two finished seedtrail runs from their manifests, without "
-        "rerunning. Exit 0: every stage matches; 1: a stage differs; 2: bad input.",
-    )
-    parser.add_argument("run_a", type=Path, help="First run directory (A, the reference).")
-    parser.add_argument("run_b", type=Path, help="Second run directory (B).")
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    # Read both before Prefect starts: bad input is one line, no traceback.
-    read_run(args.run_a)
-    read_run(args.run_b)
+    args = parse_compare_args(argv)  # both read before Prefect starts: bad input is one line
     state = compare_flow(args.run_a, args.run_b, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

@@ -10,8 +10,14 @@ is seedtrail/pipeline.py.
 # No `from __future__ import annotations`: the parameter annotations are built at
 # import time from RunSettings, and Prefect reads them from the signature.
 
-import argparse
 import sys
+
+if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
+    from seedtrail.cli import check_early
+    from seedtrail.train_args import parse_train_args
+
+    check_early(parse_train_args)
+
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from pydantic import ValidationError
 from seedtrail import tf_runtime
 from seedtrail.cli import run_cli
 from seedtrail.errors import InputError
-from seedtrail.manifest import parse_manifest, read_manifest
+from seedtrail.manifest import parse_manifest
 from seedtrail.pipeline import preflight, run_training, will_train
 from seedtrail.prefect_compat import (
     clean_failure,
@@ -39,7 +45,8 @@ from seedtrail.prefect_compat import (
 from seedtrail.registry import STAGES
 from seedtrail.report import result_line, terminal_summary
 from seedtrail.rundir import settings_fingerprint
-from settings.cli import _RaisingParser, format_validation_error, load_settings
+from seedtrail.train_args import parse_train_args
+from settings.cli import format_validation_error
 from settings.model import RunSettings
 from settings.seeds import Stage
 
@@ -141,53 +148,20 @@ def train_flow(
     return manifest
 
 
-def _run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Flags that steer this invocation without changing what it computes."""
-    parser = _RaisingParser(add_help=False)  # one line on error, no abbreviations
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR")
-    parser.add_argument("--no-cache", action="store_true")
-    return parser.parse_known_args(argv)
-
-
-RUN_OPTIONS = ("--resume", "--no-cache")
-
-RUN_OPTIONS_HELP = (
-    "--resume RUN_DIR  continue an interrupted run in place (its settings, its directory). "
-    "--no-cache  recompute every stage instead of reusing verified cached results."
-)
-
-
-def _resumed_settings(run_dir: Path, rest: list[str]) -> RunSettings:
-    if rest:
-        raise InputError(f"--resume takes the run's own settings; remove {' '.join(rest)}")
-    if run_dir.is_file():
-        raise InputError(
-            f"--resume: {run_dir} is a file; give the run directory ({run_dir.parent})"
-        )
-    try:
-        recorded = read_manifest(run_dir)
-    except InputError as err:
-        raise InputError([f"--resume: {p}" for p in err.problems]) from None
-    if recorded.complete:
-        raise InputError(f"--resume: {run_dir} is already complete; nothing to resume")
-    return recorded.settings
-
-
 def main(argv: list[str]) -> int:
-    opts, rest = _run_options(argv)
-    if opts.resume is not None:
-        settings = _resumed_settings(opts.resume, rest)
-        preflight(settings.model_copy(update={"output_dir": opts.resume.parent}))
+    args = parse_train_args(argv)
+    settings = args.settings
+    if args.resume is not None:
+        preflight(settings.model_copy(update={"output_dir": args.resume.parent}))
     else:
-        settings = load_settings(rest, epilog=RUN_OPTIONS_HELP, other_flags=RUN_OPTIONS)
         preflight(settings)
     drop_task_completed_lines()
     drop_input_error_lines()
-    if will_train(settings, use_cache=not opts.no_cache, resume=opts.resume):
+    if will_train(settings, use_cache=args.use_cache, resume=args.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.prefetch(settings.determinism)
     manifest = train_flow(
-        **settings_parameters(settings), use_cache=not opts.no_cache, resume=opts.resume or ""
+        **settings_parameters(settings), use_cache=args.use_cache, resume=args.resume or ""
     )
     run_dir = manifest["run_dir"]
     print(terminal_summary(parse_manifest(manifest, run_dir, run_dir)))

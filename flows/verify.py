@@ -13,9 +13,16 @@ failed run; the report is the markdown artifact `verify-report`.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
+    from seedtrail.check_args import parse_verify_args
+    from seedtrail.cli import check_early
+
+    check_early(parse_verify_args)
+
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,32 +32,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
 from seedtrail import tf_runtime
+from seedtrail.check_args import load_recorded, parse_verify_args, stages_to_verify
 from seedtrail.cli import run_cli
-from seedtrail.compare import compare_manifests, read_run
-from seedtrail.errors import InputError
-from seedtrail.manifest import MANIFEST, Manifest
+from seedtrail.compare import compare_manifests
+from seedtrail.manifest import MANIFEST
 from seedtrail.pipeline import preflight, run_training
 from seedtrail.prefect_compat import keep_typed_name
-from settings.cli import _RaisingParser
 from settings.model import RunSettings
 from settings.seeds import STAGES, Stage
-
-
-def load_recorded(run_dir: Path) -> tuple[Manifest, RunSettings]:
-    """The recorded manifest and its settings, or InputError naming the problem."""
-    manifest = read_run(run_dir)  # its settings are validated RunSettings
-    return manifest, manifest.settings
-
-
-def stages_to_verify(manifest: Manifest, stop_after: str | None) -> tuple[str, ...]:
-    """Stages up to `stop_after`, and never past the last stage the recorded run finished."""
-    recorded = [s for s in STAGES if s in manifest.stages]
-    if not recorded:
-        raise InputError(f"{manifest.run_dir}: the run recorded no stage; nothing to verify")
-    last = recorded[-1]
-    if stop_after is not None and STAGES.index(stop_after) < STAGES.index(last):
-        last = stop_after
-    return STAGES[: STAGES.index(last) + 1]
 
 
 def fresh_output_dir() -> Path:
@@ -107,35 +96,9 @@ def verify_flow(
     return summary
 
 
-def build_parser() -> _RaisingParser:
-    parser = _RaisingParser(
-        prog="python -m flows.verify",
-        description="Rerun a seedtrail run from its manifest and compare every stage's "
-        "fingerprint. Exit 0: every stage matches; 1: a stage differs; 2: bad input.",
-    )
-    parser.add_argument("run_dir", type=Path, help="Run directory (holds manifest.json).")
-    parser.add_argument(
-        "--stop-after",
-        "--stages",
-        dest="stop_after",
-        choices=STAGES,
-        metavar="STAGE",
-        help=f"Verify only the stages up to STAGE ({', '.join(STAGES)}); "
-        "e.g. 'split' checks data and split without training.",
-    )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        help="Folder for the rerun (default: a new temporary directory).",
-    )
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    # Check everything cheap before Prefect starts: bad input is one line, no traceback.
-    recorded, settings = load_recorded(args.run_dir)
-    stages_to_verify(recorded, args.stop_after)
+    # Checks everything cheap before Prefect starts: bad input is one line, no traceback.
+    args, _, settings = parse_verify_args(argv)
     if args.output_dir is not None:
         return _verify(args, settings, args.output_dir)
     out = fresh_output_dir()

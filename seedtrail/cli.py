@@ -29,6 +29,19 @@ def report_input_error(err: InputError) -> int:
     return EXIT_USAGE
 
 
+def check_early(parse: Callable[[list[str]], object]) -> None:
+    """Check a command's flags before it imports Prefect and its flow (seconds here).
+
+    A command calls this first thing under `if __name__ == "__main__":`, with the same
+    light parser its `main` uses, so a mistyped flag is one line and exit 2 at once;
+    `--help` prints and exits 0. Valid flags are parsed again by `main` (milliseconds).
+    """
+    try:
+        parse(sys.argv[1:])
+    except InputError as err:
+        sys.exit(report_input_error(err))
+
+
 def run_cli(
     main: Callable[[list[str]], int], argv: list[str] | None = None, *, handle_signals: bool = True
 ) -> None:

@@ -262,12 +262,12 @@ def test_subprocess_bad_input_is_one_line_exit_2(
 
 def test_manifest_fixture_is_sane(tmp_path: Path) -> None:
     """The helpers above build manifests that pass validation, so each case fails for its reason."""
-    from flows.train import _resumed_settings
     from seedtrail.compare import compare_manifests, read_run
+    from seedtrail.train_args import resumed_settings
 
     a, b = _complete_run(tmp_path, "a"), _complete_run(tmp_path, "b")
     result = compare_manifests(read_run(a), read_run(b))
     assert result.matches
     run = _unfinished_run(tmp_path)
-    assert _resumed_settings(run, []) == RunSettings(output_dir=tmp_path / "runs")
+    assert resumed_settings(run, []) == RunSettings(output_dir=tmp_path / "runs")
     assert copy.deepcopy(result.to_dict())["exit_code"] == 0

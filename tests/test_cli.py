@@ -98,3 +98,28 @@ def test_settings_reach_the_manifest_complete(tiny_runs) -> None:
     saved = json.loads((run.run_dir / "metrics.json").read_text())
     assert saved == m["metrics"]
     assert (ROOT / "uv.lock").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "args", "problem"),
+    [
+        ("flows.train", ["--training.epoch", "3"], "did you mean --training.epochs?"),
+        ("flows.sweep", ["--seeds", "0,1", "--vary", "weights"], "--vary: unknown source"),
+        ("flows.verify", ["no-such-run"], "no-such-run"),
+        ("flows.compare", ["no-such-a", "no-such-b"], "no-such-a"),
+    ],
+)
+def test_bad_flags_are_answered_before_prefect_is_imported(
+    tmp_path: Path, module: str, args: list[str], problem: str
+) -> None:
+    """A mistyped flag costs a fraction of a second, not Prefect's import (seconds)."""
+    res = run_module(module, args, cwd=tmp_path, prefect_home=tmp_path / "h",
+                     env={"PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    errors = [line for line in res.stderr.splitlines() if not line.startswith("import time:")]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert len(errors) == 1 and problem in errors[0], errors
+    assert "settings.cli" in imported  # the profile was read: the flags were checked
+    assert not {m for m in imported if m == "prefect" or m.startswith("prefect.")}, "Prefect"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from seedtrail.augment_pipeline import check_pipeline, load_pipeline, seeded
 from seedtrail.data_loader import load
@@ -31,6 +32,7 @@ def test_example_model_code_fingerprint_names_its_helper_module():
     assert list(fp.modules) == ["examples", "examples.blocks", "examples.model"]
 
 
+@pytest.mark.usefixtures("tensorflow_as_runs_configure_it")  # builds models here
 def test_example_builders_build_reproducibly():
     from seedtrail.model_builder import build_seeded
 

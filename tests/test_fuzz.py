@@ -190,8 +190,8 @@ def mutated_manifests(draw: st.DrawFn) -> Any:
 @FUZZ
 @given(mutated_manifests(), st.booleans())
 def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomplete: bool) -> None:
-    from flows.train import _resumed_settings
     from seedtrail.compare import compare_manifests, read_run
+    from seedtrail.train_args import resumed_settings as _resumed_settings
 
     with _scratch() as root:
         run = root / "run"

@@ -231,7 +231,7 @@ def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: Tin
 
 
 def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
-    from flows.verify import stages_to_verify
+    from seedtrail.check_args import stages_to_verify
     from seedtrail.compare import as_manifest
     from tests.test_compare import make_manifest
 
@@ -293,7 +293,7 @@ def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_verify_rejects_recorded_settings_it_cannot_rerun(tmp_path: Path) -> None:
-    from flows.verify import load_recorded
+    from seedtrail.check_args import load_recorded
     from seedtrail.errors import InputError
 
     run = tmp_path / "run"
