@@ -301,7 +301,13 @@ def detached_server() -> Any:
     Prefect starts it lazily on the first client call through `SubprocessASGIServer()`,
     which returns the instance registered for port None: ours is registered there. A
     server already running in that slot (e.g. a test harness) is returned as it is.
+    With an API URL configured there is no temporary server to arrange: nothing is done,
+    and Prefect's server code (1.7 s of imports here) is never loaded.
     """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
     from prefect.server.api.server import SubprocessASGIServer
 
     cls = _detached_server_class()

@@ -138,10 +138,17 @@ def test_prefects_lazy_temporary_server_slot_takes_the_detached_one() -> None:
     """Prefect starts its temporary server through `SubprocessASGIServer()` (port None): the
     instance registered there is ours, and its process is the detached `prefect server start`."""
     from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     previous = SubprocessASGIServer._instances.pop(None, None)
     try:
-        ours = prefect_compat.detached_server()
+        # With a server configured (as a test harness of this session may have done),
+        # there is no temporary server to arrange: the slot stays empty.
+        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+            assert prefect_compat.detached_server() is None
+            assert None not in SubprocessASGIServer._instances
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            ours = prefect_compat.detached_server()
         assert SubprocessASGIServer() is ours  # what Prefect's client calls
         assert not ours.running  # lazy: a command that fails on bad input starts nothing
         assert "_run_uvicorn_command" in vars(type(ours))  # the one hook we override
