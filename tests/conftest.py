@@ -265,10 +265,15 @@ _SLOW_FIXTURES = frozenset({"prefect_server", "prefect_api_url", "tiny_runs"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the fast tier fast: a test that starts Prefect must say it is slow."""
+    """Keep the fast tier fast: a test that starts Prefect must say it is slow.
+
+    Slow tests go first (stable otherwise): the pytest workers then end on short
+    tests, not one worker on a minute-long test while the other idles.
+    """
     for item in items:
         uses = _SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses and item.get_closest_marker("slow") is None:
             raise pytest.UsageError(
                 f"{item.nodeid} uses {', '.join(sorted(uses))}: mark it @pytest.mark.slow"
             )
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

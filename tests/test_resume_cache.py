@@ -161,16 +161,6 @@ def test_kill_9_during_training_then_resume_is_bit_identical(
     assert final["metrics"] == reference["metrics"]
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(
-    tmp_path: Path, tiny_runs: TinyRuns
-) -> None:
-    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
-    interrupted, final, stderr = _interrupt_then_resume(tmp_path, tiny_runs, signal.SIGINT)
-    assert interrupted["status"] == "interrupted"
-    assert "--resume" in stderr
-    assert final["stages"]["train"]["fingerprint"] == reference["stages"]["train"]["fingerprint"]
-
-
 def test_resume_refuses_a_complete_run_and_a_non_run(tmp_path: Path, tiny_runs: TinyRuns) -> None:
     done = tiny_runs.get(base=())["base"].run_dir
     for target, expected in ((done, "already complete"), (tmp_path, "not a run directory")):
