@@ -285,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
             if "isa" not in skip:
                 results.append(alternate(
                     repeats,
-                    Comparison("oneDNN ISA cap (train stage)", "native (default)", "avx2 cap", "s", "small"),
-                    lambda: b.train_stage_s("--determinism.cpu-isa", "native", env=api),
-                    lambda: b.train_stage_s("--determinism.cpu-isa", "avx2", env=api),
+                    Comparison("portable profile (train stage)", "native, TF's oneDNN default",
+                               "portable (default)", "s", "<= 1.5x"),
+                    lambda: b.train_stage_s("--determinism.cpu-isa", "native",
+                                            "--determinism.onednn-ops", "default", env=api),
+                    lambda: b.train_stage_s(env=api),
                 ))  # fmt: skip
             if "cache" not in skip:
                 cached = Comparison("cached rerun (prefect server)", "first run", "identical rerun",

@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from seedtrail.errors import InputError
+
 #: CPU flags (as /proc/cpuinfo names them) that decide which oneDNN/Eigen kernels can run.
 NUMERIC_FLAGS = (
     "sse4_1",
@@ -50,6 +52,20 @@ ISA_CAPS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 NATIVE = "native"
+#: The default: the cap whose bytes travel between x86 CPUs (with TensorFlow's oneDNN ops
+#: off; README "Portable bytes"), and what it means on x86-64.
+PORTABLE = "portable"
+PORTABLE_X86 = "avx2"
+
+#: TensorFlow's switch for its oneDNN ops (convolutions, matmuls as oneDNN primitives).
+ONEDNN_OPS_ENV = "TF_ENABLE_ONEDNN_OPTS"
+#: Linux x86: TensorFlow turns its oneDNN ops on by default only on CPUs with one of
+#: these (DefaultOneDnnPolicy, tensorflow/core/util/port.cc). So one wheel computes
+#: with oneDNN primitives on an AVX-512 VNNI CPU and with Eigen on an AVX2 one.
+ONEDNN_DEFAULT_ON_FLAGS = (
+    "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
+)  # fmt: skip
+_NEOVERSE_V1 = "0xd40"  # /proc/cpuinfo "CPU part": TensorFlow's one aarch64 default-on CPU
 
 _GPU_PACKAGES = ("nvidia-cuda-runtime-cu12", "nvidia-cudnn-cu12", "nvidia-cublas-cu12")
 
@@ -131,17 +147,21 @@ def gpu_facts() -> dict[str, Any] | None:
     for info in gpus[:count]:
         m = re.search(r"^Model:\s*(.+)$", info.read_text(), re.MULTILINE)
         models.append(m.group(1).strip() if m else "unknown")
-    driver = None
     version = Path("/proc/driver/nvidia/version")
-    if version.is_file():
-        m = re.search(r"Kernel Module\s+([\d.]+)", version.read_text())
-        driver = m.group(1) if m else None
+    driver = nvidia_driver_version(version.read_text()) if version.is_file() else None
     return {
         "models": models,
         "compute_capability": _compute_capabilities(count),
         "driver": driver,
         "cuda_packages": {p: _package(p) for p in _GPU_PACKAGES},
     }
+
+
+def nvidia_driver_version(proc_version: str) -> str | None:
+    """The driver version in /proc/driver/nvidia/version, for the proprietary and the open
+    kernel module ("... Kernel Module  580.x" and "... Open Kernel Module for x86_64  580.x")."""
+    m = re.search(r"Kernel Module[^\n]*?\s(\d+\.\d+(?:\.\d+)?)(?:\s|$)", proc_version)
+    return m.group(1) if m else None
 
 
 def _compute_capabilities(count: int) -> list[str] | None:
@@ -172,13 +192,26 @@ def is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 
 
+def resolve_isa(cpu_isa: str) -> str:
+    """The concrete setting behind `portable`: avx2 on x86-64, native elsewhere.
+
+    x86 machines have no common ground with other architectures' bytes, so there the
+    portable profile leaves oneDNN uncapped (the machine is recorded, and compared).
+    """
+    if cpu_isa == PORTABLE:
+        return PORTABLE_X86 if is_x86() else NATIVE
+    return cpu_isa
+
+
 def isa_cap_problem(cpu_isa: str, flags: frozenset[str] | None = None) -> str | None:
     """Why `cpu_isa` cannot be used on this machine (one line), or None."""
-    if cpu_isa == NATIVE:
+    concrete = resolve_isa(cpu_isa)
+    if concrete == NATIVE:
         return None
-    if cpu_isa not in ISA_CAPS:
+    if concrete not in ISA_CAPS:
         return (
-            f"determinism.cpu_isa: unknown ISA {cpu_isa!r} (one of: native, {', '.join(ISA_CAPS)})"
+            f"determinism.cpu_isa: unknown ISA {cpu_isa!r} "
+            f"(one of: {PORTABLE}, {NATIVE}, {', '.join(ISA_CAPS)})"
         )
     if not is_x86():
         return (
@@ -186,20 +219,46 @@ def isa_cap_problem(cpu_isa: str, flags: frozenset[str] | None = None) -> str | 
             f"{platform.machine()}: use --determinism.cpu-isa native"
         )
     flags = cpu_flags() if flags is None else flags
-    missing = [f for f in ISA_CAPS[cpu_isa][1] if f not in flags]
+    missing = [f for f in ISA_CAPS[concrete][1] if f not in flags]
     if missing:
         lower = [n for n, (_, need) in ISA_CAPS.items() if all(f in flags for f in need)]
         hint = f"use one of: {', '.join(lower)}, native" if lower else "use native"
+        what = f"the {PORTABLE} profile ({concrete})" if cpu_isa == PORTABLE else concrete
         return (
-            f"determinism.cpu_isa: this CPU cannot run {cpu_isa} kernels "
+            f"determinism.cpu_isa: this CPU cannot run {what} kernels "
             f"(lacks {', '.join(missing)}); {hint}"
         )
     return None
 
 
+def onednn_ops_default(flags: frozenset[str] | None = None) -> bool:
+    """Whether TensorFlow turns its oneDNN ops on for this CPU when nobody says."""
+    if is_x86():
+        flags = cpu_flags() if flags is None else flags
+        return any(f in flags for f in ONEDNN_DEFAULT_ON_FLAGS)
+    return _cpuinfo().get("CPU part", "").lower() == _NEOVERSE_V1
+
+
+def onednn_ops_in_environment() -> bool | None:
+    """TF_ENABLE_ONEDNN_OPTS as TensorFlow reads it (0/false, 1/true), None if unset.
+
+    TensorFlow ignores any other value with a warning; seedtrail refuses it instead.
+    """
+    raw = os.environ.get(ONEDNN_OPS_ENV)
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in ("0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise InputError(f"{ONEDNN_OPS_ENV}={raw!r} in the environment: use 0 or 1, or unset it")
+
+
 def isa_cap_value(cpu_isa: str) -> str | None:
     """The ONEDNN_MAX_CPU_ISA value for a setting (None: no cap)."""
-    return None if cpu_isa == NATIVE else ISA_CAPS[cpu_isa][0]
+    concrete = resolve_isa(cpu_isa)
+    return None if concrete == NATIVE else ISA_CAPS[concrete][0]
 
 
 def isa_cap_in_environment() -> str | None:
@@ -232,7 +291,15 @@ def explain(diffs: list[tuple[str, Any, Any]]) -> list[str]:
         )
         out.append(
             f"CPU instruction sets differ ({which}): oneDNN picks its kernels by ISA; "
-            "the same --determinism.cpu-isa cap on both runs takes that difference away"
+            "the portable profile on both runs (--determinism.cpu-isa portable "
+            "--determinism.onednn-ops off, the defaults) takes that difference away"
+        )
+    ops = keys.get("determinism.onednn_ops")
+    if ops:
+        out.append(
+            f"TensorFlow's oneDNN ops differ ({ops[0]} -> {ops[1]}): oneDNN primitives on one "
+            "run, Eigen kernels on the other (TensorFlow turns them on by default only on CPUs "
+            "with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; --determinism.onednn-ops pins it)"
         )
     cap = keys.get("determinism.onednn_max_cpu_isa")
     if cap:
@@ -242,8 +309,8 @@ def explain(diffs: list[tuple[str, Any, Any]]) -> list[str]:
     ]
     if caches:
         out.append(
-            f"CPU caches differ ({', '.join(caches)}): some oneDNN kernels block by cache size, "
-            "which no ISA cap removes"
+            f"CPU caches differ ({', '.join(caches)}): oneDNN's kernels block by cache size; "
+            "under the portable profile only the L1 data cache size matters"
         )
     if "cpu_model" in keys or "cpu.id" in keys:
         out.append("another CPU model: kernels tuned per model can round differently")

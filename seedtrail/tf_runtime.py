@@ -2,7 +2,8 @@
 
 TensorFlow is imported only when a stage that needs it runs: a fully cached rerun
 never pays for it. What must precede the import is applied first: the oneDNN ISA
-cap (`ONEDNN_MAX_CPU_ISA`, read once per process). What must precede the first op
+cap (`ONEDNN_MAX_CPU_ISA`) and TensorFlow's oneDNN ops switch (`TF_ENABLE_ONEDNN_OPTS`),
+each read once per process. What must precede the first op
 comes next: thread pools and op determinism. The runtime is per process, so a
 process that already runs TensorFlow under other settings refuses instead of
 training under the wrong ones.
@@ -34,12 +35,14 @@ class Request:
     settings: DeterminismSettings
     seed: int
     cap: str  # ONEDNN_MAX_CPU_ISA in effect, or "native"
+    onednn_ops: bool  # TF_ENABLE_ONEDNN_OPTS in effect
     devices: tuple[str, ...]  # what the environment recorded that TensorFlow will see
 
 
 _lock = threading.RLock()
 _request: Request | None = None
 _loaded_cap: str | None = None  # the cap TensorFlow was imported under
+_loaded_ops: bool | None = None  # whether it was imported with its oneDNN ops on
 _configured: Request | None = None
 
 
@@ -60,20 +63,51 @@ def effective_cap(s: DeterminismSettings) -> str:
     return wanted
 
 
+def effective_onednn_ops(s: DeterminismSettings) -> bool:
+    """Whether TensorFlow's oneDNN ops are on in a process with these settings."""
+    by_hand = hardware.onednn_ops_in_environment()
+    if s.onednn_ops == "default":
+        return hardware.onednn_ops_default() if by_hand is None else by_hand
+    wanted = s.onednn_ops == "on"
+    if by_hand is not None and by_hand != wanted:
+        raise RuntimeConfigError(
+            f"determinism.onednn_ops: {s.onednn_ops} means {hardware.ONEDNN_OPS_ENV}="
+            f"{int(wanted)}, but the environment sets {hardware.ONEDNN_OPS_ENV}="
+            f"{os.environ[hardware.ONEDNN_OPS_ENV]}: unset it, or choose that setting"
+        )
+    return wanted
+
+
+def _word(ops: bool) -> str:
+    return "on" if ops else "off"
+
+
 def tensorflow_loaded() -> bool:
     return "tensorflow" in sys.modules
 
 
-def _apply_cap(cap: str) -> None:
-    """Set the cap for a TensorFlow not yet imported; refuse if it runs under another."""
-    global _loaded_cap
+def _apply(cap: str, ops: bool) -> None:
+    """Set the cap and oneDNN ops for a TensorFlow not yet imported; refuse if it runs otherwise.
+
+    TF_ENABLE_ONEDNN_OPTS is always set explicitly, so what the environment records is
+    what TensorFlow does, whatever its own default for this CPU.
+    """
+    global _loaded_cap, _loaded_ops
     if tensorflow_loaded():
         if _loaded_cap is None:  # imported before seedtrail looked: what the env said then
             _loaded_cap = (hardware.isa_cap_in_environment() or hardware.NATIVE).upper()
+        if _loaded_ops is None:
+            _loaded_ops = _onednn_ops_of_loaded_tensorflow()
         if _loaded_cap != cap.upper():
             raise RuntimeConfigError(
                 f"determinism.cpu_isa: TensorFlow already runs in this process under the oneDNN "
                 f"ISA cap {_loaded_cap.lower()}, the run asks for {cap.lower()}: "
+                "run it in a new process"
+            )
+        if _loaded_ops != ops:
+            raise RuntimeConfigError(
+                "determinism.onednn_ops: TensorFlow already runs in this process with its "
+                f"oneDNN ops {_word(_loaded_ops)}, the run asks for {_word(ops)}: "
                 "run it in a new process"
             )
         return
@@ -81,26 +115,34 @@ def _apply_cap(cap: str) -> None:
         os.environ.pop(hardware.ISA_ENV, None)
     else:
         os.environ[hardware.ISA_ENV] = cap
+    os.environ[hardware.ONEDNN_OPS_ENV] = str(int(ops))
+
+
+def _onednn_ops_of_loaded_tensorflow() -> bool:
+    """TensorFlow's own answer (it read TF_ENABLE_ONEDNN_OPTS once, at its first op)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def prepare(s: DeterminismSettings) -> str:
     """Apply the cap without importing TensorFlow: user code about to run may import it."""
     with _lock:
         cap = effective_cap(s)
-        _apply_cap(cap)
+        _apply(cap, effective_onednn_ops(s))
         return cap
 
 
 def load(s: DeterminismSettings | None = None) -> ModuleType:
     """Import TensorFlow under the cap of `s` (default: the request, else default settings)."""
-    global _loaded_cap
+    global _loaded_cap, _loaded_ops
     with _lock:
         if s is None:
             s = _request.settings if _request else DeterminismSettings()
-        cap = effective_cap(s)
-        _apply_cap(cap)
+        cap, ops = effective_cap(s), effective_onednn_ops(s)
+        _apply(cap, ops)
         if not tensorflow_loaded():
-            _loaded_cap = cap.upper()
+            _loaded_cap, _loaded_ops = cap.upper(), ops
     # Outside our lock (the import has its own): a request may be checked meanwhile.
     return import_tensorflow()
 
@@ -124,11 +166,11 @@ def request(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str, .
     """Record the runtime a run needs (no TensorFlow import); returns the cap in effect."""
     global _request
     with _lock:
-        cap = effective_cap(s)
-        _apply_cap(cap)  # refuses now if TensorFlow already runs under another cap
+        cap, ops = effective_cap(s), effective_onednn_ops(s)
+        _apply(cap, ops)  # refuses now if TensorFlow already runs under other ones
         if _configured is not None and tensorflow_loaded():
             _check_threads(_configured.settings, s)
-        _request = Request(s, seed, cap, tuple(devices))
+        _request = Request(s, seed, cap, ops, tuple(devices))
         return cap
 
 
@@ -176,6 +218,12 @@ def ensure() -> ModuleType:
             from tensorflow.python.framework import config as tf_config
 
             tf_config.disable_op_determinism()
+        if _onednn_ops_of_loaded_tensorflow() != req.onednn_ops:
+            raise RuntimeConfigError(
+                f"determinism.onednn_ops: TensorFlow runs with its oneDNN ops "
+                f"{_word(not req.onednn_ops)}, but the environment recorded "
+                f"{_word(req.onednn_ops)}: the manifest would not describe this run"
+            )
         seen = tuple(sorted(f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()))
         if seen != tuple(sorted(req.devices)):
             raise RuntimeConfigError(

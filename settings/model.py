@@ -28,7 +28,8 @@ MAX_SEED = 2**32 - 1
 DataKind = Literal["synthetic", "digits", "tabular", "file", "images", "python"]
 #: `package.module:function`, importable from the working directory (the repository root).
 CODE_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-CpuIsa = Literal["native", "avx512", "avx2", "avx", "sse41"]
+CpuIsa = Literal["portable", "native", "avx512", "avx2", "avx", "sse41"]
+OnednnOps = Literal["off", "on", "default"]
 ConvFilters = Annotated[int, Field(ge=1, le=1024)]
 
 
@@ -268,13 +269,21 @@ class DeterminismSettings(Section):
     inter_op_threads: int = Field(
         1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
     )
-    # Measured (README "Portable bytes"): no cap made training bytes travel between this
-    # project's AVX2 (Zen 3) and AVX-512 (Zen 4) machines, so the default keeps the fastest
-    # kernels; a cap still makes the ISA explicit, recorded and the same on every worker.
+    # The portable profile, measured (README "Portable bytes"): with TensorFlow's oneDNN
+    # ops off and oneDNN's remaining kernels (sgemm) capped at AVX2, an AVX-512 Zen 4 gives
+    # the weights an AVX2 Zen 3 gives by default (../shared/golden), for 1.24x the training
+    # time there. Every CPU with AVX2 and FMA (x86 since 2013) can run it.
     cpu_isa: CpuIsa = Field(
-        "native",
+        "portable",
         description="Most advanced x86 instruction set oneDNN may use (sets ONEDNN_MAX_CPU_ISA "
-        "before TensorFlow loads): native (the CPU's best), avx512, avx2, avx or sse41.",
+        "before TensorFlow loads): portable (avx2 on x86-64: bytes that travel, with "
+        "onednn_ops off), native (the CPU's best), avx512, avx2, avx or sse41.",
+    )
+    onednn_ops: OnednnOps = Field(
+        "off",
+        description="TensorFlow's oneDNN ops (sets TF_ENABLE_ONEDNN_OPTS before TensorFlow "
+        "loads): off (Eigen kernels, the portable default), on, or default (TensorFlow's own "
+        "choice: on only for CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX).",
     )
 
 
@@ -322,6 +331,7 @@ class RunSettings(Section):
 #: user code used the built-in model, data and augmentation.
 _ADDED_SINCE = {
     ("determinism", "cpu_isa"): "native",
+    ("determinism", "onednn_ops"): "default",
     ("data", "loader"): None,
     ("model", "builder"): None,
     ("model", "options"): {},

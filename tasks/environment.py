@@ -47,7 +47,7 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def capture_environment(s: DeterminismSettings, isa_cap: str) -> dict[str, Any]:
+def capture_environment(s: DeterminismSettings, isa_cap: str, onednn_ops: bool) -> dict[str, Any]:
     """Everything about this process that can change the bytes of a run, without TensorFlow.
 
     Thread counts and op determinism are what `seedtrail.tf_runtime` will apply (it refuses
@@ -72,8 +72,9 @@ def capture_environment(s: DeterminismSettings, isa_cap: str) -> dict[str, Any]:
             "intra_op_threads": s.intra_op_threads,
             "inter_op_threads": s.inter_op_threads,
             "jit_compile": False,
-            # oneDNN is on by default on x86 TF builds; "0" turns it off and changes the bytes.
-            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+            # TensorFlow's oneDNN ops (its default depends on the CPU: hardware.py);
+            # set explicitly before TensorFlow loads, checked against TensorFlow's own answer.
+            "onednn_ops": "on" if onednn_ops else "off",
             # The ISA oneDNN may use at most; native lets it use the CPU's best.
             "onednn_max_cpu_isa": isa_cap,
             "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "unset"),
@@ -107,7 +108,7 @@ def run_environment(s: DeterminismSettings, seed: int) -> StageOutput:
     random.seed(seed)
     np.random.seed(seed)
     cap = tf_runtime.effective_cap(s)
-    env = capture_environment(s, cap)
+    env = capture_environment(s, cap, tf_runtime.effective_onednn_ops(s))
     tf_runtime.request(s, seed, env["devices"])
     return StageOutput(
         environment_fingerprint(env),

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seedtrail import hardware
 from tests.conftest import ROOT, TINY, run_module
+from tests.test_golden import GOLDEN, portable_fingerprints
 
 # Every test here starts Prefect or a Python process, or trains for real.
 pytestmark = pytest.mark.slow
@@ -41,6 +43,9 @@ def test_default_run_learns_with_the_ephemeral_api_and_a_clean_terminal(tmp_path
     for noise in NOISE:
         assert noise not in res.stderr + res.stdout, noise
     assert not list(run_dir.glob(".*tmp*")), "temporary files left behind"
+    if hardware.is_x86():  # the README's first command gives the golden machine's bytes
+        golden = GOLDEN["portable"]["default"]
+        assert portable_fingerprints(manifest) == golden, GOLDEN["recorded"]["default"]
 
 
 def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:

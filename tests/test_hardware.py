@@ -69,8 +69,8 @@ def test_a_cap_set_by_hand_is_recorded_or_refused(monkeypatch: pytest.MonkeyPatc
 def test_the_cap_changes_the_environment_fingerprint() -> None:
     """Acceptance: a native run and an ONEDNN_MAX_CPU_ISA=AVX run are told apart."""
     s = DeterminismSettings(cpu_isa="native")
-    native = capture_environment(s, "native")
-    capped = capture_environment(s, "AVX")
+    native = capture_environment(s, "native", False)
+    capped = capture_environment(s, "AVX", False)
     assert native["determinism"]["onednn_max_cpu_isa"] == "native"
     assert environment_fingerprint(native) != environment_fingerprint(capped)
     # ...and so do the CPU's instruction sets and caches, which no setting controls
@@ -152,3 +152,88 @@ def test_expected_devices_follow_the_gpu_facts() -> None:
         "GPU:/physical_device:GPU:0",
         "GPU:/physical_device:GPU:1",
     ]
+
+
+def test_tensorflows_onednn_default_follows_its_cpu_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorFlow turns its oneDNN ops on by default only on CPUs with these features: the
+    reason one wheel computed other weights on an AVX-512 VNNI CPU than on an AVX2 one."""
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
+    assert hardware.onednn_ops_default(AVX2_ONLY) is False  # e.g. Zen 3: Eigen kernels
+    assert hardware.onednn_ops_default(AVX512) is True  # has avx512_vnni: oneDNN primitives
+    assert hardware.onednn_ops_default(AVX2_ONLY | {"avx_vnni"}) is True
+    assert hardware.onednn_ops_default(AVX2_ONLY | {"avx512f", "avx512bw"}) is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0", False), ("false", False), ("TRUE", True), ("1", True), (None, None)]
+)
+def test_the_onednn_switch_is_read_as_tensorflow_reads_it(
+    monkeypatch: pytest.MonkeyPatch, raw: str | None, expected: bool | None
+) -> None:
+    if raw is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", raw)
+    assert hardware.onednn_ops_in_environment() is expected
+
+
+def test_onednn_ops_setting_wins_or_refuses_a_contradiction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "yes")  # TensorFlow would ignore it silently
+    with pytest.raises(InputError, match="TF_ENABLE_ONEDNN_OPTS='yes' in the environment"):
+        hardware.onednn_ops_in_environment()
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="default")) is True
+    assert tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="on")) is True
+    with pytest.raises(
+        InputError, match=r"determinism\.onednn_ops: off means TF_ENABLE_ONEDNN_OPTS=0"
+    ):
+        tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="off"))
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert tf_runtime.effective_onednn_ops(DeterminismSettings()) is False  # the default: off
+    default = tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="default"))
+    assert default is hardware.onednn_ops_default()
+
+
+def test_the_portable_profile_is_avx2_on_x86_and_uncapped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
+    assert DeterminismSettings().cpu_isa == "portable"
+    assert hardware.isa_cap_value("portable") == "AVX2"
+    problem = hardware.isa_cap_problem("portable", frozenset({"sse4_1", "avx"}))
+    assert problem is not None and "the portable profile (avx2)" in problem
+    assert "use one of: avx, sse41, native" in problem
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "aarch64")
+    assert hardware.isa_cap_value("portable") is None
+    assert hardware.isa_cap_problem("portable") is None
+
+
+def test_onednn_ops_change_the_environment_and_compare_names_them() -> None:
+    from tests.test_compare import make_manifest
+
+    s = DeterminismSettings()
+    off, on = capture_environment(s, "AVX2", False), capture_environment(s, "AVX2", True)
+    assert environment_fingerprint(off) != environment_fingerprint(on)
+    base = make_manifest(RunSettings())
+    base["environment"]["determinism"]["onednn_ops"] = "off"
+    other = _with_env(base, determinism__onednn_ops="on")
+    result = compare_manifests(base, other)
+    assert result.causes[0] == "hardware (see below)"
+    assert "TensorFlow's oneDNN ops differ (off -> on)" in result.render()
+
+
+@pytest.mark.parametrize(
+    ("line", "version"),
+    [
+        # seen on this project's H100 device machine (open kernel module, x86_64 in the text)
+        ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)", "580.159.04"),
+        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC 2024", "535.183.01"),
+        ("no driver here", None),
+    ],
+)  # fmt: skip
+def test_the_nvidia_driver_version_is_read_from_either_kernel_module(
+    line: str, version: str | None
+) -> None:
+    assert hardware.nvidia_driver_version(line + "\nGCC version: gcc 15.3.0\n") == version

@@ -32,7 +32,7 @@ def test_the_cap_reaches_onednn_is_recorded_and_compare_names_it(tiny_runs: Tiny
     base, capped = runs["base"], runs["cap_avx"]
     assert AVX_ISA_LINE.search(capped.result.stdout), "oneDNN did not report the AVX cap"
     env_a, env_b = base.manifest["environment"], capped.manifest["environment"]
-    assert env_a["determinism"]["onednn_max_cpu_isa"] == "native"
+    assert env_a["determinism"]["onednn_max_cpu_isa"] == "AVX2"  # the portable default
     assert env_b["determinism"]["onednn_max_cpu_isa"] == "AVX"
     fa, fb = base.fingerprints(), capped.fingerprints()
     assert fa["environment"] != fb["environment"]
@@ -40,8 +40,8 @@ def test_the_cap_reaches_onednn_is_recorded_and_compare_names_it(tiny_runs: Tiny
         fb[s] for s in ("data", "augment", "split", "model")
     ]
     text = compare_manifests(base.manifest, capped.manifest).render()
-    assert "the oneDNN ISA cap differs (native -> AVX)" in text
-    assert "determinism.cpu_isa: native -> avx" in text
+    assert "the oneDNN ISA cap differs (AVX2 -> AVX)" in text
+    assert "determinism.cpu_isa: portable -> avx" in text
 
 
 @pytest.mark.slow
