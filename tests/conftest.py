@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -13,11 +15,19 @@ from typing import Any
 
 import pytest
 
+from seedtrail import tf_runtime
 from seedtrail.prefect_compat import TELEMETRY_OFF, environment_defaults
+from settings.model import DeterminismSettings
 
 # Before anything imports Prefect: the test servers (in-process harness and
 # `prefect server start`) inherit this environment, so no telemetry leaves them.
 environment_defaults()
+
+# Before anything imports TensorFlow (a test module may, at collection): this process
+# then runs it as a run's process does, under the default oneDNN cap and ops switch.
+# Subprocesses do not inherit these (cli_env): each applies its own settings.
+_RUNTIME_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
+tf_runtime.prepare(DeterminismSettings())
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +58,8 @@ class Completed:
 
 def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SEEDTRAIL_"))}
+    for key in _RUNTIME_ENV:  # what this process applied for itself (above)
+        env.pop(key, None)
     env.update(
         PYTHONPATH=str(ROOT),
         PREFECT_HOME=str(prefect_home),
@@ -136,11 +148,11 @@ def tensorflow_as_runs_configure_it() -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    """One temporary Prefect API for all in-process flow tests (it takes seconds to start)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(prefect_api_url: str) -> Iterator[None]:
+    """The Prefect API for in-process flow runs: the session's real server (one per worker)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api_url}):
         yield
 
 
@@ -222,42 +234,85 @@ class TinyRun:
 class TinyRuns:
     """Named tiny runs, each in its own process and working directory, computed on demand.
 
-    Runs are started two at a time (2 cores) and shared by every test of the session.
+    Shared by every test of the session, across pytest-xdist workers too: the first
+    worker to ask for a name runs it (under a file lock), the others read its record.
+    Runs are started two at a time (2 cores).
     """
 
     def __init__(self, root: Path, api_url: str) -> None:
         self.root, self.api_url = root, api_url
         self.done: dict[str, TinyRun] = {}
 
+    def _record(self, name: str) -> Path:
+        return self.root / f"cwd-{name}" / "finished.json"
+
+    def _load(self, name: str) -> TinyRun | None:
+        record = self._record(name)
+        if not record.is_file():
+            return None
+        data = json.loads(record.read_text())
+        return TinyRun(tuple(data["args"]), Path(data["output_dir"]), Completed(**data["result"]))
+
     def get(
         self, **variants: Sequence[str] | tuple[Sequence[str], dict[str, str]]
     ) -> dict[str, TinyRun]:
         """`name=(args)` or `name=(args, env)`; returns every named run, running the missing ones."""
-        todo = [n for n in variants if n not in self.done]
+        todo = sorted(n for n in variants if n not in self.done)  # sorted: one lock order
         for i in range(0, len(todo), 2):
-            procs = {}
-            for name in todo[i : i + 2]:
-                spec = variants[name]
-                has_env = isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict)
-                args, env = spec if has_env else (spec, {})
-                cwd = self.root / f"cwd-{name}"
-                out = cwd / "runs"
-                cwd.mkdir(parents=True)
-                full = (*TINY, *args, "--output-dir", str(out))
-                procs[name] = (full, out, start_module(
-                    "flows.train", full, cwd=cwd, prefect_home=self.root / "home",
-                    env={"PREFECT_API_URL": self.api_url, **env},
-                ))  # fmt: skip
-            for name, (full, out, proc) in procs.items():
-                res = finish(proc)
-                assert res.returncode == 0, f"run {name} failed:\n{res.stdout}\n{res.stderr}"
-                self.done[name] = TinyRun(full, out, res)
+            batch = todo[i : i + 2]
+            with contextlib.ExitStack() as locks:
+                for name in batch:
+                    locks.enter_context(exclusively(self.root / f"{name}.lock"))
+                procs = {}
+                for name in batch:
+                    if (run := self._load(name)) is not None:  # another worker ran it
+                        self.done[name] = run
+                        continue
+                    spec = variants[name]
+                    has_env = (
+                        isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict)
+                    )
+                    args, env = spec if has_env else (spec, {})
+                    cwd = self.root / f"cwd-{name}"
+                    out = cwd / "runs"
+                    cwd.mkdir(parents=True)
+                    full = (*TINY, *args, "--output-dir", str(out))
+                    procs[name] = (full, out, start_module(
+                        "flows.train", full, cwd=cwd, prefect_home=self.root / "home",
+                        env={"PREFECT_API_URL": self.api_url, **env},
+                    ))  # fmt: skip
+                for name, (full, out, proc) in procs.items():
+                    res = finish(proc)
+                    assert res.returncode == 0, f"run {name} failed:\n{res.stdout}\n{res.stderr}"
+                    self._record(name).write_text(json.dumps({
+                        "args": list(full), "output_dir": str(out), "result": vars(res),
+                    }))  # fmt: skip
+                    self.done[name] = TinyRun(full, out, res)
         return {n: self.done[n] for n in variants}
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test session that every pytest-xdist worker sees (under pytest-xdist
+    each worker's base temp is a folder of the session's own one; without it, that one)."""
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent
+    root = session / name
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def exclusively(lock: Path) -> Iterator[None]:
+    """One pytest worker at a time (a file lock, released when the file closes)."""
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> TinyRuns:
-    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"), prefect_api_url)
+    return TinyRuns(shared_dir(tmp_path_factory, "tiny-runs"), prefect_api_url)
 
 
 # Fixtures that start Prefect or a server: a test using one belongs to the slow tier.

@@ -468,6 +468,9 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(30_000)
+            expect.set_options(
+                timeout=30_000
+            )  # expect()'s own default is 5 s: too short under load
 
             # A completed run's card: both pictures drawn, the metrics in words.
             page.goto(f"{ui}/artifacts/artifact/{card['id']}")

@@ -6,7 +6,7 @@ the process alone, `kill -- -PGID` the group. Each must end the run "interrupted
 and resumable, within seconds, with no traceback and nothing left running (the
 temporary server included).
 
-The four train scenarios run side by side (one test, four processes), and only
+The three train scenarios run side by side (one test, three processes), and only
 one of them is resumed to the end: the resume itself is tested in test_resume_cache.
 """
 
@@ -156,7 +156,6 @@ def _checkpointed_run(cmd: Command, epochs_done: int) -> Path | None:
 
 SCENARIOS = {  # name: (signal, to the group?, exit status)
     "sigint-group": (signal.SIGINT, True, 130),  # Ctrl-C in a terminal
-    "sigint-pid": (signal.SIGINT, False, 130),  # kill -INT PID
     "sigterm-pid": (signal.SIGTERM, False, 143),  # kill PID, systemd, Kubernetes
     "sigterm-group": (signal.SIGTERM, True, 143),  # kill -- -PGID
 }
