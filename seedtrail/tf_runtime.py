@@ -44,6 +44,14 @@ _request: Request | None = None
 _loaded_cap: str | None = None  # the cap TensorFlow was imported under
 _loaded_ops: bool | None = None  # whether it was imported with its oneDNN ops on
 _configured: Request | None = None
+# What this module itself put in os.environ: a value it set for one run is not the user's
+# hand-set one for the next run of the same process.
+_ours: dict[str, str] = {}
+
+
+def _hand_set(key: str) -> bool:
+    value = os.environ.get(key)
+    return value is not None and _ours.get(key) != value
 
 
 def effective_cap(s: DeterminismSettings) -> str:
@@ -52,7 +60,8 @@ def effective_cap(s: DeterminismSettings) -> str:
     if problem:
         raise InputError(problem)
     wanted = hardware.isa_cap_value(s.cpu_isa)
-    by_hand = hardware.isa_cap_in_environment()
+    by_hand = hardware.isa_cap_in_environment() if _hand_set(hardware.ISA_ENV) else None
+    by_hand = by_hand or os.environ.get("DNNL_MAX_CPU_ISA")  # oneDNN's old name: never ours
     if wanted is None:
         return by_hand.upper() if by_hand else hardware.NATIVE  # a hand-set cap is recorded
     if by_hand and by_hand.upper() != wanted:
@@ -65,7 +74,7 @@ def effective_cap(s: DeterminismSettings) -> str:
 
 def effective_onednn_ops(s: DeterminismSettings) -> bool:
     """Whether TensorFlow's oneDNN ops are on in a process with these settings."""
-    by_hand = hardware.onednn_ops_in_environment()
+    by_hand = hardware.onednn_ops_in_environment() if _hand_set(hardware.ONEDNN_OPS_ENV) else None
     if s.onednn_ops == "default":
         return hardware.onednn_ops_default() if by_hand is None else by_hand
     wanted = s.onednn_ops == "on"
@@ -112,10 +121,12 @@ def _apply(cap: str, ops: bool) -> None:
             )
         return
     if cap == hardware.NATIVE:
-        os.environ.pop(hardware.ISA_ENV, None)
+        if not _hand_set(hardware.ISA_ENV):
+            os.environ.pop(hardware.ISA_ENV, None)
+            _ours.pop(hardware.ISA_ENV, None)
     else:
-        os.environ[hardware.ISA_ENV] = cap
-    os.environ[hardware.ONEDNN_OPS_ENV] = str(int(ops))
+        os.environ[hardware.ISA_ENV] = _ours[hardware.ISA_ENV] = cap
+    os.environ[hardware.ONEDNN_OPS_ENV] = _ours[hardware.ONEDNN_OPS_ENV] = str(int(ops))
 
 
 def _onednn_ops_of_loaded_tensorflow() -> bool:

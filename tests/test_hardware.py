@@ -237,3 +237,16 @@ def test_the_nvidia_driver_version_is_read_from_either_kernel_module(
     line: str, version: str | None
 ) -> None:
     assert hardware.nvidia_driver_version(line + "\nGCC version: gcc 15.3.0\n") == version
+
+
+def test_a_value_seedtrail_set_itself_is_not_taken_for_the_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One process, two runs (a notebook, a sweep worker): the first run's own settings in
+    os.environ must not read as a contradiction set by hand for the second."""
+    monkeypatch.setattr(tf_runtime, "_ours", {"TF_ENABLE_ONEDNN_OPTS": "0"})
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="on")) is True
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # now not ours: the user's
+    with pytest.raises(InputError, match="but the environment sets TF_ENABLE_ONEDNN_OPTS=1"):
+        tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="off"))
