@@ -98,7 +98,7 @@ def verify_flow(
 
 def main(argv: list[str]) -> int:
     # Checks everything cheap before Prefect starts: bad input is one line, no traceback.
-    args, _, settings = parse_verify_args(argv)
+    args, settings = parse_verify_args(argv)
     if args.output_dir is not None:
         return _verify(args, settings, args.output_dir)
     out = fresh_output_dir()

@@ -59,12 +59,12 @@ def verify_parser() -> _RaisingParser:
     return parser
 
 
-def parse_verify_args(argv: list[str]) -> tuple[argparse.Namespace, Manifest, RunSettings]:
-    """`flows.verify`'s arguments, its recorded run and the stages to check; InputError if bad."""
+def parse_verify_args(argv: list[str]) -> tuple[argparse.Namespace, RunSettings]:
+    """`flows.verify`'s arguments and the recorded run's settings; InputError if bad."""
     args = verify_parser().parse_args(argv)
     recorded, settings = load_recorded(args.run_dir)
-    stages_to_verify(recorded, args.stop_after)
-    return args, recorded, settings
+    stages_to_verify(recorded, args.stop_after)  # something to verify up to --stop-after
+    return args, settings
 
 
 def compare_parser() -> _RaisingParser:

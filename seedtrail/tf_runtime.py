@@ -60,8 +60,12 @@ def effective_cap(s: DeterminismSettings) -> str:
     if problem:
         raise InputError(problem)
     wanted = hardware.isa_cap_value(s.cpu_isa)
-    by_hand = hardware.isa_cap_in_environment() if _hand_set(hardware.ISA_ENV) else None
-    by_hand = by_hand or os.environ.get("DNNL_MAX_CPU_ISA")  # oneDNN's old name: never ours
+    # oneDNN's old name, DNNL_MAX_CPU_ISA, is never ours: always the user's.
+    by_hand = (
+        hardware.isa_cap_in_environment()
+        if _hand_set(hardware.ISA_ENV)
+        else os.environ.get("DNNL_MAX_CPU_ISA")
+    )
     if wanted is None:
         return by_hand.upper() if by_hand else hardware.NATIVE  # a hand-set cap is recorded
     if by_hand and by_hand.upper() != wanted:
