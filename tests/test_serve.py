@@ -157,10 +157,14 @@ def served(prefect_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         served = Served(prefect_api_url, out, home, log)
         try:
             deadline = time.monotonic() + 120
-            while _api(prefect_api_url, "/deployments/name/train/seedtrail")[0] != 200:
-                assert proc.poll() is None, f"flows.serve exited:\n{served.logs()}"
-                assert time.monotonic() < deadline, f"no deployment registered:\n{served.logs()}"
-                time.sleep(0.5)
+            # flows.serve registers its deployments one after another: wait for all of them.
+            for name in ("train", "sweep", "verify"):
+                while _api(prefect_api_url, f"/deployments/name/{name}/seedtrail")[0] != 200:
+                    assert proc.poll() is None, f"flows.serve exited:\n{served.logs()}"
+                    assert time.monotonic() < deadline, (
+                        f"deployment {name}/seedtrail not registered:\n{served.logs()}"
+                    )
+                    time.sleep(0.5)
             yield served
         finally:
             proc.terminate()
