@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from seedtrail import atomic
+from seedtrail import atomic, integrity
 from seedtrail.fingerprint import fingerprint_json
 from seedtrail.manifest import COMPLETE, MANIFEST, MANIFEST_VERSION, NotARun, read_json
 from seedtrail.stage_result import StageResult
@@ -73,6 +73,9 @@ class RunDirectory:
         return run
 
     def save(self) -> None:
+        # Sealed on every write: a later edit of the file is refused by every reader.
+        self.manifest["manifest_version"] = MANIFEST_VERSION
+        self.manifest[integrity.SEAL] = integrity.seal(self.manifest)
         atomic.write_json(self.path / MANIFEST, self.manifest)
 
     def record_stage(self, result: StageResult) -> None:

@@ -31,6 +31,7 @@ from settings import RunSettings
 from settings.cli import load_settings
 from settings.seeds import STAGES
 from tests.conftest import run_module
+from tests.manifests import consistent
 
 FUZZ = hyp_settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -140,17 +141,20 @@ FP = "cd" * 32
 
 
 def valid_manifest() -> dict[str, Any]:
-    return {
-        "run_id": "r",
-        "status": "complete",
-        "settings": RunSettings().model_dump(mode="json"),
-        "seeds": {"root": 0, "stages": dict.fromkeys(STAGES, 1), "pinned": []},
-        "stages": {
-            s: {"seed": 1, "fingerprint": FP, "info": {"final": {"loss": 0.1}}} for s in STAGES
-        },
-        "metrics": {"test_accuracy": 0.5},
-        "environment": {"python": "3.11"},
-    }
+    """A manifest that matches its own content (seeds, settings fingerprint, seal)."""
+    return consistent(
+        {
+            "run_id": "r",
+            "status": "complete",
+            "settings": RunSettings().model_dump(mode="json"),
+            "seeds": {"root": 0, "stages": dict.fromkeys(STAGES, 1), "pinned": []},
+            "stages": {
+                s: {"seed": 1, "fingerprint": FP, "info": {"final": {"loss": 0.1}}} for s in STAGES
+            },
+            "metrics": {"test_accuracy": 0.5},
+            "environment": {"python": "3.11"},
+        }
+    )
 
 
 def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
