@@ -66,11 +66,9 @@ def problems(data: dict[str, Any]) -> list[str]:
     sealed = isinstance(version, int) and version >= SEALED_SINCE
     settings = data.get("settings")
     s_fp = data.get("settings_fingerprint")
-    if (
-        isinstance(settings, dict)
-        and s_fp is not None
-        and recorded_settings_fingerprint(settings) != s_fp
-    ):
+    if s_fp is None:  # every seedtrail version has recorded it
+        out.append("settings_fingerprint is missing")
+    elif isinstance(settings, dict) and recorded_settings_fingerprint(settings) != s_fp:
         out.append("settings do not match settings_fingerprint")
     out += _seed_problems(data, SeedPlan)
     stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
@@ -124,6 +122,13 @@ def _seed_problems(data: dict[str, Any], seed_plan: Any) -> list[str]:
     for stage, seed in recorded.items():
         if stage in plan.seeds and plan.seeds[stage] != seed:
             return [f"seeds.stages.{stage} is not the seed its rule derives from the root"]
+    keys = plan.to_manifest()["stage_keys"]
+    recorded_keys = seeds.get("stage_keys") if isinstance(seeds.get("stage_keys"), dict) else {}
+    for stage, key in recorded_keys.items():
+        if stage in keys and keys[stage] != key:
+            return [f"seeds.stage_keys.{stage} is not the key of that stage's name"]
+    if "pinned" in seeds and sorted(map(str, seeds["pinned"] or [])) != sorted(plan.pinned):
+        return ["seeds.pinned is not the stages settings.seeds pins"]
     stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
     for stage, record in stages.items():
         if isinstance(record, dict) and stage in recorded and record.get("seed") != recorded[stage]:

@@ -21,7 +21,7 @@ from seedtrail.errors import InputError
 from settings import RunSettings
 from settings.seeds import STAGES
 from tests.conftest import TINY, run_module
-from tests.manifests import consistent
+from tests.manifests import consistent, sealed
 
 FP = "ab" * 32
 
@@ -121,8 +121,8 @@ def _unfinished_run(tmp_path: Path, **changes: Any) -> Path:
         "settings": RunSettings(output_dir=tmp_path / "runs").model_dump(mode="json"),
         "seeds": {"root": 0, "stages": {}},
         "stages": {},
-        **changes,
     }
+    manifest = sealed({**consistent(manifest), **changes})  # each case: a bad type, or complete
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
