@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from seedtrail import labels
 from seedtrail.errors import InputError
 
 
@@ -39,6 +40,7 @@ def _labels(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     if raw.ndim != 1:
         raise InputError(f"{where}: y must be one label per sample (got shape {raw.shape})")
+    labels.refuse_missing(raw, where)
     if names is not None:
         names = tuple(str(n) for n in names)
         if raw.dtype.kind not in "iu":
@@ -52,6 +54,7 @@ def _labels(
                 f"{where}: y has ids {int(raw.min())}..{int(raw.max())} but class_names has {len(names)} names"
             )
         return raw.astype(np.int32), names
+    raw = labels.as_numbers_if_numeric(raw)  # "1", "2", "10": classes in numeric order
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
             raise InputError(f"{where}: y must be class ids or names, not NaN or fractions")

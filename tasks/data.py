@@ -7,7 +7,6 @@ problem, before any training starts.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import zipfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail import data_loader, image_folder, user_code
+from seedtrail import data_loader, image_folder, labels, user_code
 from seedtrail.datasets import SHAPES, digits, synthetic_shapes, tabular
 from seedtrail.errors import InputError
 from seedtrail.stage import stage
@@ -50,6 +49,8 @@ class Dataset:
 def _encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if raw.ndim != 1:
         raise InputError(f"{where}: labels must be one-dimensional (got shape {raw.shape})")
+    labels.refuse_missing(raw, where)
+    raw = labels.as_numbers_if_numeric(raw)
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)):
             raise InputError(f"{where}: labels contain NaN or infinity")
@@ -130,11 +131,11 @@ def read_csv(path: Path, label_column: str) -> Dataset:
     if not feature_cols:
         raise InputError(f"{where}: no feature columns besides {label_column!r}")
     x = np.empty((len(rows) - 1, len(feature_cols)), dtype=np.float64)
-    labels: list[str] = []
+    cells: list[str] = []
     for r, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise InputError(f"{where}: line {r} has {len(row)} fields, header has {len(header)}")
-        labels.append(row[li].strip())
+        cells.append(row[li].strip())
         for j, c in enumerate(feature_cols):
             try:
                 x[r - 2, j] = float(row[c])
@@ -144,18 +145,16 @@ def read_csv(path: Path, label_column: str) -> Dataset:
                 ) from None
             if not math.isfinite(x[r - 2, j]):
                 raise InputError(f"{where}: column {header[c]!r} line {r}: NaN or infinity")
-    y, names_ = _encode_labels(csv_labels(labels), where)
+    raw = np.array(cells)
+    labels.refuse_missing(raw, where, f"column {label_column!r}", "line", offset=2)
+    y, names_ = _encode_labels(csv_labels(cells), where)
     return Dataset(x.astype(np.float32), y, "tabular", names_, f"file:{path}")
 
 
-def csv_labels(labels: list[str]) -> np.ndarray:
+def csv_labels(cells: list[str]) -> np.ndarray:
     """Numeric labels as numbers (1 and 1.0 are one class; 0.5 is then refused as a
     fraction), sorted numerically; anything else as names, sorted alphabetically."""
-    raw = np.array(labels)
-    for dtype in (np.int64, np.float64):
-        with contextlib.suppress(ValueError, OverflowError):
-            return raw.astype(dtype)
-    return raw
+    return labels.as_numbers_if_numeric(np.array(cells))
 
 
 def _first_line(err: BaseException) -> str:

@@ -25,12 +25,14 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from seedtrail.errors import InputError
+from seedtrail.labels import MISSING
 from seedtrail.manifest import NotARun, read_manifest
 from seedtrail.stage_cache import StageContext, _entry_path, load_entry, save_entry
 from seedtrail.stage_result import StageResult
 from settings import RunSettings
 from settings.cli import load_settings
 from settings.seeds import STAGES
+from tasks.data import read_csv
 from tests.conftest import run_module
 from tests.manifests import consistent
 
@@ -363,3 +365,45 @@ def test_the_integrity_fuzz_base_is_valid(tmp_path: Path) -> None:
 
     (tmp_path / "manifest.json").write_text(json.dumps(consistent(make_manifest())))
     assert read_manifest(tmp_path).complete
+
+
+# ---- labels: a missing cell is never a class; numbers sort as numbers ---------------------------
+
+label_names = st.sampled_from(["a", "b", "cat", "none", "1", "2", "10", "-3", "0.0"])
+missing_cells = st.sampled_from(sorted(MISSING))
+
+
+@FUZZ
+@given(st.lists(label_names, min_size=2, max_size=30), st.data())
+def test_a_label_column_with_missing_cells_is_always_refused_naming_them(
+    cells: list[str], data: st.DataObject
+) -> None:
+    where = data.draw(
+        st.sets(st.integers(0, len(cells) - 1), min_size=1, max_size=len(cells)), label="missing"
+    )
+    for i in where:
+        cells[i] = data.draw(missing_cells, label="marker")
+    with _scratch() as root:
+        path = root / "d.csv"
+        path.write_text("f,label\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
+        with pytest.raises(InputError) as err:
+            read_csv(path, "label")
+        (line,) = err.value.problems
+        lines = sorted(i + 2 for i in where)  # the header is line 1
+        assert f"has {len(where)} missing label" in line, line
+        assert f" {', '.join(map(str, lines[:5]))}" in line, line
+
+
+@FUZZ
+@given(
+    st.lists(st.integers(-(2**40), 2**40), min_size=2, max_size=30).filter(
+        lambda v: len(set(v)) > 1
+    )
+)
+def test_numeric_labels_are_classes_in_numeric_order(values: list[int]) -> None:
+    with _scratch() as root:
+        path = root / "d.csv"
+        path.write_text("f,label\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+        ds = read_csv(path, "label")
+    assert ds.class_names == tuple(str(v) for v in sorted(set(values)))
+    assert [int(ds.class_names[k]) for k in ds.y] == values
