@@ -164,8 +164,12 @@ def _first_line(err: BaseException) -> str:
 # --- the stage --------------------------------------------------------------------------------
 
 
-def load_dataset(s: DataSettings, seed: int) -> Dataset:
-    """Produce the dataset the settings describe; raises InputError on bad user data."""
+def load_dataset(s: DataSettings, seed: int, prove: bool = False) -> Dataset:
+    """Produce the dataset the settings describe; raises InputError on bad user data.
+
+    `prove`: call a Python loader twice and refuse one that gives other data from the same
+    seed (preflight does, on every run: a cached rerun must not hide such a loader).
+    """
     if s.kind == "synthetic":
         x, y = synthetic_shapes(s.n_samples, s.image_size, s.n_classes, s.noise, seed)
         ds = Dataset(x, y, "image", SHAPES[: s.n_classes], "synthetic shapes")
@@ -182,7 +186,8 @@ def load_dataset(s: DataSettings, seed: int) -> Dataset:
         ds = Dataset(folder.x, folder.y, "image", folder.class_names, f"images:{s.path}", extra)
     elif s.kind == "python":
         assert s.loader is not None  # enforced by DataSettings
-        loaded = data_loader.load(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
+        call = data_loader.load_proven if prove else data_loader.load
+        loaded = call(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
         extra = {"class_names": loaded.arrays()["class_names"]}
         ds = Dataset(
             loaded.x, loaded.y, loaded.modality, loaded.class_names, f"python:{s.loader}", extra
