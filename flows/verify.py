@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
-    from seedtrail.check_args import parse_verify_args
-    from seedtrail.cli import check_early
+    from seedtrail.cli.check_args import parse_verify_args
+    from seedtrail.cli.main import check_early
 
     check_early(parse_verify_args)
 
@@ -31,13 +31,13 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from seedtrail import tf_runtime
-from seedtrail.check_args import load_recorded, parse_verify_args, stages_to_verify
-from seedtrail.cli import run_cli
-from seedtrail.compare import compare_manifests
-from seedtrail.manifest import MANIFEST
-from seedtrail.pipeline import preflight, run_training
+from seedtrail.cli.check_args import load_recorded, parse_verify_args, stages_to_verify
+from seedtrail.cli.main import run_cli
+from seedtrail.compare.diff import compare_manifests
 from seedtrail.prefect_compat import keep_typed_name
+from seedtrail.run.manifest import MANIFEST
+from seedtrail.run.pipeline import preflight, run_training
+from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
 from settings.seeds import STAGES, Stage
 

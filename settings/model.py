@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from seedtrail.registry import PIPELINE
+from seedtrail.core.pipeline_table import PIPELINE
 
 MAX_SEED = 2**32 - 1
 

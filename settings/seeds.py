@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from seedtrail.registry import STAGES
+from seedtrail.core.pipeline_table import STAGES
 
 if TYPE_CHECKING:
     from settings.model import RunSettings

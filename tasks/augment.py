@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail.augment_pipeline import check_pipeline
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.plots import save_preview
-from seedtrail.quiet import set_quiet_environment
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.core.plots import save_preview
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays
+from seedtrail.inputs.augment_pipeline import check_pipeline
+from seedtrail.runtime.quiet import set_quiet_environment
 from settings.model import AugmentSettings
 from settings.seeds import epoch_seeds
 
@@ -33,7 +33,7 @@ PREVIEW_EPOCH = 0
 def build_augmenter(s: AugmentSettings) -> SampleSeededAugmenter:
     """The user's pipeline file (augment.pipeline) or the built-in one, seeded per sample."""
     if s.pipeline is not None:
-        from seedtrail.augment_pipeline import load_pipeline, seeded
+        from seedtrail.inputs.augment_pipeline import load_pipeline, seeded
 
         return seeded(load_pipeline(s.pipeline))
     set_quiet_environment()

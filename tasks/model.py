@@ -1,7 +1,7 @@
-"""Model stage: build the initial Keras model with a builder (seedtrail/model_builder.py).
+"""Model stage: build the initial Keras model with a builder (seedtrail/inputs/model_builder.py).
 
 The builder is the user's `model.builder`, or seedtrail's own CNN/MLP
-(seedtrail/builtin_models.py, explicit seeds on every layer). Either is called after
+(seedtrail/inputs/builtin_models.py, explicit seeds on every layer). Either is called after
 seeding everything from the model stage's seed, built twice and compared, and
 checked to give (None, n_classes); its source is part of the cache key.
 """
@@ -16,17 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from seedtrail import builtin_models, tf_runtime, user_code, user_inputs
-from seedtrail.errors import InputError
-from seedtrail.keras_io import load_model, save_model
-from seedtrail.model_builder import build_seeded
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays
+from seedtrail.inputs import builtin_models, user_code, user_inputs
+from seedtrail.inputs.model_builder import build_seeded
+from seedtrail.runtime import tf_runtime
+from seedtrail.runtime.keras_io import load_model, save_model
 from settings.model import ModelSettings
 
-BUILTIN = {"image": "seedtrail.builtin_models:cnn", "tabular": "seedtrail.builtin_models:mlp"}
+BUILTIN = {
+    "image": "seedtrail.inputs.builtin_models:cnn",
+    "tabular": "seedtrail.inputs.builtin_models:mlp",
+}
 
 
 def select_builder(s: ModelSettings, modality: str) -> tuple[Callable[..., Any], dict, str]:
@@ -47,7 +51,7 @@ def builder_content(s: ModelSettings) -> dict[str, str]:
     if user:
         return user
     source = Path(builtin_models.__file__).read_bytes()
-    return {"seedtrail.builtin_models": hashlib.sha256(source).hexdigest()}
+    return {"seedtrail.inputs.builtin_models": hashlib.sha256(source).hexdigest()}
 
 
 def build_model(

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from seedtrail import tf_runtime
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from seedtrail.prefect_compat import TELEMETRY_OFF, environment_defaults
+from seedtrail.runtime import tf_runtime
 from settings.model import DeterminismSettings
 
 # Before anything imports Prefect: the test servers (in-process harness and
@@ -143,7 +143,7 @@ def tensorflow_as_runs_configure_it() -> None:
     the same pytest worker (which asks for 1/1) would refuse: a failure that depends on
     the order tests happen to run in.
     """
-    from seedtrail import hardware, tf_runtime
+    from seedtrail.runtime import hardware, tf_runtime
     from settings.model import DeterminismSettings
 
     tf_runtime.request(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from seedtrail.compare import (
+from seedtrail.compare.diff import (
     NOT_FINGERPRINTED,
     as_manifest,
     compare_manifests,
@@ -17,7 +17,7 @@ from seedtrail.compare import (
     flatten,
     read_run,
 )
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from settings.seeds import STAGES, SeedPlan
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail.augment_pipeline import check_pipeline, load_pipeline, seeded
-from seedtrail.data_loader import load
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.image_folder import read_image_folder
-from seedtrail.user_code import fingerprint_code, resolve
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.inputs.augment_pipeline import check_pipeline, load_pipeline, seeded
+from seedtrail.inputs.data_loader import load
+from seedtrail.inputs.image_folder import read_image_folder
+from seedtrail.inputs.user_code import fingerprint_code, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def test_example_model_code_fingerprint_names_its_helper_module():
 
 @pytest.mark.usefixtures("tensorflow_as_runs_configure_it")  # builds models here
 def test_example_builders_build_reproducibly():
-    from seedtrail.model_builder import build_seeded
+    from seedtrail.inputs.model_builder import build_seeded
 
     _, a = build_seeded(
         resolve("examples.model:build", "model.builder"), (12, 12, 3), 3, 5, {"filters": [4, 8]}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail import hardware
-from seedtrail.compare import compare_manifests
-from seedtrail.errors import InputError
+from seedtrail.compare.diff import compare_manifests
+from seedtrail.core.errors import InputError
+from seedtrail.runtime import hardware
 from tests.conftest import ROOT, TINY, TinyRuns, cli_env, run_module
 
 pytestmark = pytest.mark.skipif(not hardware.is_x86(), reason="oneDNN ISA caps are x86-64 only")
@@ -102,7 +102,7 @@ def test_an_unknown_isa_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_a_cap_above_the_cpu_is_refused_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from seedtrail.pipeline import preflight
+    from seedtrail.run.pipeline import preflight
     from settings.cli import load_settings
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"sse4_1", "avx", "avx2", "fma"}))

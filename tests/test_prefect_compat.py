@@ -47,7 +47,7 @@ def test_only_prefects_task_completed_lines_are_dropped() -> None:
 
 
 def test_input_errors_inside_a_stage_leave_only_our_one_line() -> None:
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     def record(msg: str, err: BaseException | None = None) -> logging.LogRecord:
         exc_info = (type(err), err, None) if err else None

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail import registry
-from seedtrail.stage import Stage, stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
+from seedtrail.core import pipeline_table as registry
+from seedtrail.core.stage import Stage, stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
 from settings import DataSettings, SeedOverrides, SplitSettings
 
 _draws = itertools.count()

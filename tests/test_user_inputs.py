@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.user_inputs import (
+from seedtrail.core.errors import InputError
+from seedtrail.inputs.user_inputs import (
     augment_record,
     changes,
     data_record,
@@ -98,7 +98,7 @@ def test_an_empty_class_folder_fails_before_anything_runs(tmp_path: Path):
 
 
 def test_compare_names_the_changed_module_as_the_likely_cause():
-    from seedtrail.compare import compare_manifests
+    from seedtrail.compare.diff import compare_manifests
 
     def manifest(fp: str, blocks: str) -> dict:
         modules = {"x.model": "a", "x.blocks": blocks}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.compare import compare_manifests
+from seedtrail.compare.diff import compare_manifests
 from settings.seeds import STAGES
 from tests.conftest import Completed, TinyRuns, run_module
 
@@ -231,8 +231,8 @@ def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: Tin
 
 
 def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
-    from seedtrail.check_args import stages_to_verify
-    from seedtrail.compare import as_manifest
+    from seedtrail.cli.check_args import stages_to_verify
+    from seedtrail.compare.diff import as_manifest
     from tests.test_compare import make_manifest
 
     full = as_manifest(make_manifest())
@@ -293,8 +293,8 @@ def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_verify_rejects_recorded_settings_it_cannot_rerun(tmp_path: Path) -> None:
-    from seedtrail.check_args import load_recorded
-    from seedtrail.errors import InputError
+    from seedtrail.cli.check_args import load_recorded
+    from seedtrail.core.errors import InputError
 
     run = tmp_path / "run"
     run.mkdir()

@@ -1,0 +1,1 @@
+"""Command lines of the flows: flag parsing and the exit-status contract."""

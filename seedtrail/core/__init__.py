@@ -1,0 +1,1 @@
+"""The framework: the stage declaration, its cache and records, the store, fingerprints."""

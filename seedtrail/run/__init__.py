@@ -1,0 +1,1 @@
+"""One training run end to end: the pipeline, its run directory, manifest and report."""

@@ -1,0 +1,1 @@
+"""This process's runtime: TensorFlow and its configuration, the machine, quiet imports."""

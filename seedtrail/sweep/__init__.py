@@ -1,0 +1,1 @@
+"""Sweeps: many seeds of one configuration, their plan, runs, statistics and report."""
