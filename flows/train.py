@@ -48,7 +48,7 @@ from seedtrail.run.rundir import settings_fingerprint
 from seedtrail.runtime import tf_runtime
 from settings.cli import format_validation_error
 from settings.model import RunSettings
-from settings.seeds import Stage
+from settings.seeds import StageName
 
 _DEFAULTS = RunSettings()
 # Also in served and worker runs, which import this module before running the flow.
@@ -115,7 +115,7 @@ def train_flow(
     training: setting_annotation("training") = _DEFAULTS.training,
     determinism: setting_annotation("determinism") = _DEFAULTS.determinism,
     seeds: setting_annotation("seeds") = _DEFAULTS.seeds,
-    stop_after: Stage = STAGES[-1],
+    stop_after: StageName = STAGES[-1],
     use_cache: bool = True,
     resume: str = "",
 ) -> dict[str, Any] | State:

@@ -39,7 +39,7 @@ from seedtrail.run.manifest import MANIFEST
 from seedtrail.run.pipeline import preflight, run_training
 from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
-from settings.seeds import STAGES, Stage
+from settings.seeds import STAGES, StageName
 
 
 def fresh_output_dir() -> Path:
@@ -60,7 +60,7 @@ def _run_name() -> str:
 )
 def verify_flow(
     run_dir: Path,
-    stop_after: Stage = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
+    stop_after: StageName = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
     output_dir: str = "",
 ) -> dict[str, Any] | State:
     """Rerun RUN_DIR from its manifest into a fresh directory and compare every stage.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from settings.model import RunSettings
 
 #: A stage name, as a type (e.g. verify's --stop-after, a flow parameter).
-Stage = Literal[STAGES]  # type: ignore[valid-type]  (the registry's names)
+StageName = Literal[STAGES]  # type: ignore[valid-type]  (the registry's names)
 
 SEED_RULE = (
     "stage seed = numpy.random.SeedSequence(root, spawn_key=(stage_key,)).generate_state(1)[0]; "

@@ -1,19 +1,20 @@
-"""The pipeline's stages, in order: the one list that names them.
+"""The pipeline table: the pipeline's stages, in order, the one list that names them.
 
 Settings (the seed overrides form), the flow, sweeps and comparisons all read
 this table. It holds no stage code: settings must load without TensorFlow or
 Prefect, so the code is bound by `@stage` (seedtrail/core/stage.py) on a run
-function in the module named here, and found through `declared()`.
+function in the module named here, and found through `declared()` once that module
+is imported (seedtrail/run/pipeline.py imports them all). The table never imports a
+stage itself: the framework sits below the stages built on it (tests/test_layers.py).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from seedtrail.core.stage import Stage
+    from seedtrail.core.stage import DeclaredStage
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,14 @@ DATA_STAGES: tuple[str, ...] = tuple(s.name for s in PIPELINE if not s.describes
 #: Stages a sweep may vary alone (`--vary STAGE`).
 VARY_STAGES: tuple[str, ...] = tuple(s.name for s in PIPELINE if s.seed_changes_bytes)
 
-_declared: dict[str, Stage] = {}
+_declared: dict[str, DeclaredStage] = {}
 
 
 def spec(name: str) -> StageSpec:
     return next(s for s in PIPELINE if s.name == name)
 
 
-def register(stage: Stage) -> None:
+def register(stage: DeclaredStage) -> None:
     """Called by @stage. Two different functions may not claim one name."""
     old = _declared.get(stage.name)
     if old is not None and old.fn.__qualname__ != stage.fn.__qualname__:
@@ -65,13 +66,11 @@ def register(stage: Stage) -> None:
     _declared[stage.name] = stage
 
 
-def declared(name: str) -> Stage:
-    """The declared stage of a pipeline name (imports its module on first use)."""
-    if name not in _declared:
-        importlib.import_module(spec(name).module)
-    return _declared[name]
-
-
-def code_versions() -> dict[str, str]:
-    """Every pipeline stage's code version, as recorded in the manifest."""
-    return {name: declared(name).code_version for name in STAGES}
+def declared(name: str) -> DeclaredStage:
+    """The declared stage of a pipeline name; its module must have been imported."""
+    try:
+        return _declared[name]
+    except KeyError:
+        raise LookupError(
+            f"stage {name!r} is not declared yet: import {spec(name).module} first"
+        ) from None

@@ -66,7 +66,7 @@ def log_line(result: StageResult) -> str:
     return f"{result.stage:<11} seed {result.seed:<10d} {what}  {result.duration_s:.2f}s{how}"
 
 
-class Stage:
+class DeclaredStage:
     """A declared stage. Calling it runs its Prefect task; `.fn` is the pure run function."""
 
     def __init__(
@@ -178,11 +178,11 @@ def stage(
     retries: int = 0,
     env: EnvDependency = "runtime",
     cache_exclude: tuple[str, ...] = (),
-) -> Callable[[Callable[..., StageOutput]], Stage]:
+) -> Callable[[Callable[..., StageOutput]], DeclaredStage]:
     """Declare a pipeline stage on its run function (see the module docstring)."""
 
-    def declare(fn: Callable[..., StageOutput]) -> Stage:
-        return Stage(
+    def declare(fn: Callable[..., StageOutput]) -> DeclaredStage:
+        return DeclaredStage(
             fn,
             name=name,
             version=version,

@@ -3,7 +3,8 @@
 Write it with `A.save(compose, "aug.json")` (or `data_format="yaml"` to a .yaml/.yml file).
 The file is read once: its bytes are hashed for the cache key and parsed from the same
 bytes, so the key always describes the pipeline in use. The pipeline is wrapped in the
-same per-sample-seeded augmenter as the built-in one (tasks/augment.py), so an image
+same per-sample-seeded augmenter as the built-in one (`SampleSeededAugmenter`, below; the
+built-in pipeline is in tasks/augment.py), so an image
 depends on (augment seed, epoch, sample index) only, never on order or worker: any seed
 stored in the file is replaced.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,10 +69,32 @@ def load_pipeline(path: Path, setting: str = "augment.pipeline") -> PipelineFile
     return PipelineFile(path, hashlib.sha256(raw).hexdigest(), compose)
 
 
-def seeded(pipeline: PipelineFile):
-    """The per-sample-seeded augmenter (the built-in's, reused) around the file's pipeline."""
-    from tasks.augment import SampleSeededAugmenter
+class SampleSeededAugmenter:
+    """An albumentations Compose whose randomness is reset from 128 bits before each sample."""
 
+    # Any odd increment is a valid PCG64 stream; fixed so a state fully determines the output.
+    _INC = 0xDA3E39CB94B95BDB4E65C5D3F1C1D8AB
+
+    def __init__(self, compose) -> None:
+        self.compose = compose
+        self._gen = np.random.Generator(np.random.PCG64(0))
+        self._py = random.Random(0)
+        compose.set_random_state(self._gen, self._py)
+
+    def __call__(self, image: np.ndarray, words: np.ndarray) -> np.ndarray:
+        state = int.from_bytes(words.astype(">u4").tobytes(), "big")
+        self._gen.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": state, "inc": self._INC},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        self._py.seed(state)
+        return self.compose(image=image)["image"]
+
+
+def seeded(pipeline: PipelineFile) -> SampleSeededAugmenter:
+    """The per-sample-seeded augmenter (the built-in's too) around the file's pipeline."""
     return SampleSeededAugmenter(pipeline.compose)
 
 

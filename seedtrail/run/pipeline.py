@@ -17,7 +17,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from seedtrail.core.errors import InputError
-from seedtrail.core.pipeline_table import code_versions
+from seedtrail.core.pipeline_table import STAGES, declared
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageResult
 from seedtrail.core.store import store_dir
@@ -30,8 +30,13 @@ from seedtrail.run.report import card_description, run_card
 from seedtrail.run.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
 from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
-from settings.seeds import SeedPlan, Stage
+from settings.seeds import SeedPlan, StageName
 from tasks import augment, data, environment, evaluate, model, split, train
+
+
+def code_versions() -> dict[str, str]:
+    """Every pipeline stage's code version, as recorded in the manifest (tasks imported above)."""
+    return {name: declared(name).code_version for name in STAGES}
 
 
 def preflight(settings: RunSettings) -> None:
@@ -104,7 +109,7 @@ def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
 
 def run_training(
     settings: RunSettings,
-    stop_after: Stage | None = None,
+    stop_after: StageName | None = None,
     use_cache: bool = True,
     resume: Path | None = None,
 ) -> dict[str, Any]:
