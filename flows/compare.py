@@ -27,7 +27,8 @@ from prefect.states import Failed, State
 
 from seedtrail.cli.check_args import parse_compare_args
 from seedtrail.cli.main import run_cli
-from seedtrail.compare.diff import compare_manifests, read_run
+from seedtrail.compare.diff import read_run
+from seedtrail.compare.explanation import compare_manifests
 
 
 def _run_name() -> str:

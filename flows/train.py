@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
     drop_input_error_lines()
     if will_train(settings, use_cache=args.use_cache, resume=args.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
-        tf_runtime.prefetch(settings.determinism)
+        tf_runtime.import_tf_in_background(settings.determinism)
     manifest = train_flow(
         **settings_parameters(settings), use_cache=args.use_cache, resume=args.resume or ""
     )

@@ -109,7 +109,7 @@ def run_environment(s: DeterminismSettings, seed: int) -> StageOutput:
     np.random.seed(seed)
     cap = tf_runtime.effective_cap(s)
     env = capture_environment(s, cap, tf_runtime.effective_onednn_ops(s))
-    tf_runtime.request(s, seed, env["devices"])
+    tf_runtime.configure(s, seed, env["devices"])
     return StageOutput(
         environment_fingerprint(env),
         info={"environment": env, "stack_fingerprint": stack_fingerprint(env)},

@@ -50,7 +50,7 @@ def classification_metrics(
 def run_evaluate(
     ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
 ) -> StageOutput:
-    tf_runtime.ensure()
+    tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)

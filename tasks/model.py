@@ -91,7 +91,7 @@ def run_model(
     user_content: dict[str, str] | None = None,
 ) -> StageOutput:
     """`user_content`: `builder_content(s)`, the builder's source hashes, for the key."""
-    tf_runtime.ensure()  # before user code: it may import TensorFlow itself
+    tf_runtime.configured_tf()  # before user code: it may import TensorFlow itself
     info = data.info
     builder, options, name = select_builder(s, info["modality"])
     x_train = None

@@ -63,7 +63,7 @@ def run_train(
     cache_key: str = "",
 ) -> StageOutput:
     """Train from the initial model, or continue from this run's last checkpoint for the key."""
-    tf_runtime.ensure()
+    tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)

@@ -30,7 +30,7 @@ environment_defaults()
 _RUNTIME_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
 # On a CPU that cannot run the default profile its runs say so, test by test.
 with contextlib.suppress(InputError):
-    tf_runtime.prepare(DeterminismSettings())
+    tf_runtime.set_env(DeterminismSettings())
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,8 +146,8 @@ def tensorflow_as_runs_configure_it() -> None:
     from seedtrail.runtime import hardware, tf_runtime
     from settings.model import DeterminismSettings
 
-    tf_runtime.request(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
-    tf_runtime.ensure()
+    tf_runtime.configure(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
+    tf_runtime.configured_tf()
 
 
 @pytest.fixture(scope="session")

@@ -191,7 +191,8 @@ def mutated_manifests(draw: st.DrawFn) -> Any:
 @given(mutated_manifests(), st.booleans())
 def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomplete: bool) -> None:
     from seedtrail.cli.train_args import resumed_settings as _resumed_settings
-    from seedtrail.compare.diff import compare_manifests, read_run
+    from seedtrail.compare.diff import read_run
+    from seedtrail.compare.explanation import compare_manifests
 
     with _scratch() as root:
         run = root / "run"
@@ -217,7 +218,8 @@ def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomp
 
 def test_a_valid_manifest_passes_every_reader(tmp_path: Path) -> None:
     """The base of the mutations is valid, so each rejection above is the mutation's doing."""
-    from seedtrail.compare.diff import compare_manifests, read_run
+    from seedtrail.compare.diff import read_run
+    from seedtrail.compare.explanation import compare_manifests
 
     (tmp_path / "manifest.json").write_text(json.dumps(valid_manifest()))
     result = compare_manifests(read_run(tmp_path), read_run(tmp_path))

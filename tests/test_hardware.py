@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from seedtrail.compare.diff import compare_manifests
+from seedtrail.compare.explanation import compare_manifests
 from seedtrail.core.errors import InputError
 from seedtrail.runtime import hardware, tf_runtime
 from settings.model import DeterminismSettings, RunSettings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.compare.diff import compare_manifests
+from seedtrail.compare.explanation import compare_manifests
 from seedtrail.core.errors import InputError
 from seedtrail.runtime import hardware
 from tests.conftest import ROOT, TINY, TinyRuns, cli_env, run_module
@@ -70,9 +70,9 @@ def test_a_process_running_tensorflow_under_another_cap_refuses(tmp_path: Path) 
     script = (
         "from seedtrail import tf_runtime\n"
         "from settings.model import DeterminismSettings as D\n"
-        "tf_runtime.load(D(cpu_isa='native'))\n"
+        "tf_runtime.import_tf(D(cpu_isa='native'))\n"
         "try:\n"
-        "    tf_runtime.request(D(cpu_isa='avx'), 0, ['CPU:/physical_device:CPU:0'])\n"
+        "    tf_runtime.configure(D(cpu_isa='avx'), 0, ['CPU:/physical_device:CPU:0'])\n"
         "except tf_runtime.RuntimeConfigError as err:\n"
         "    print('refused:', err)\n"
     )

@@ -98,7 +98,7 @@ def test_an_empty_class_folder_fails_before_anything_runs(tmp_path: Path):
 
 
 def test_compare_names_the_changed_module_as_the_likely_cause():
-    from seedtrail.compare.diff import compare_manifests
+    from seedtrail.compare.explanation import compare_manifests
 
     def manifest(fp: str, blocks: str) -> dict:
         modules = {"x.model": "a", "x.blocks": blocks}

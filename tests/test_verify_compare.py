@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.compare.diff import compare_manifests
+from seedtrail.compare.explanation import compare_manifests
 from settings.seeds import STAGES
 from tests.conftest import Completed, TinyRuns, run_module
 

@@ -56,7 +56,7 @@ def cnn(
     dropout: float = 0.25,
 ):
     """Conv 3x3 + max-pool blocks (pooling while the side is >= 4), dense, dropout, softmax."""
-    tf_runtime.load()
+    tf_runtime.import_tf()
     import keras
     from keras import layers
 
@@ -99,7 +99,7 @@ def mlp(
     dropout: float = 0.25,
 ):
     """Standardize with the training rows' statistics, then dense, dropout, softmax."""
-    tf_runtime.load()
+    tf_runtime.import_tf()
     import keras
     from keras import layers
 

@@ -117,7 +117,7 @@ def build_seeded(
 
     Builds twice from the same seed; a difference raises InputError naming likely causes.
     """
-    tf_runtime.load()
+    tf_runtime.import_tf()
     import keras
 
     input_shape = tuple(int(d) for d in input_shape)

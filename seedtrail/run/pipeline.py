@@ -42,7 +42,7 @@ def code_versions() -> dict[str, str]:
 def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
     # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
-    tf_runtime.prepare(settings.determinism)
+    tf_runtime.set_env(settings.determinism)
     user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
     ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
     split.split_sizes(ds.y, settings.split)
@@ -62,7 +62,7 @@ def preflight(settings: RunSettings) -> None:
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
-    """Whether this run will likely need TensorFlow (a guess: it only decides a prefetch).
+    """Whether this run will likely need TensorFlow (a guess: it only decides a background import).
 
     A rerun whose store already holds trained results is probably a cache hit, and a hit
     never imports TensorFlow; a wrong guess costs only the overlap, never correctness.

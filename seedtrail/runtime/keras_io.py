@@ -20,7 +20,7 @@ def save_model(model, path: Path) -> None:
 
 
 def load_model(path: Path, compile: bool = False):
-    tf_runtime.load()
+    tf_runtime.import_tf()
     import keras
 
     return keras.saving.load_model(path, compile=compile)

@@ -8,8 +8,12 @@ comes next: thread pools and op determinism. The runtime is per process, so a
 process that already runs TensorFlow under other settings refuses instead of
 training under the wrong ones.
 
-The environment stage calls `request(settings, seed)` (cheap, no TensorFlow);
-model, train and evaluate call `ensure()` before their first TF op.
+One piece of state, three verbs:
+- `set_env(s)`: the variables TensorFlow reads at import (cap, oneDNN ops), no import;
+- `import_tf(s)` (or `import_tf_in_background(s)`): import TensorFlow under them;
+- `configure(s, seed, devices)`: record the runtime a run needs (the environment stage;
+  cheap, no TensorFlow); `configured_tf()` returns TensorFlow configured so (model,
+  train and evaluate call it before their first TF op).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class RuntimeConfigError(InputError):
 
 
 @dataclass(frozen=True)
-class Request:
+class Configuration:
     settings: DeterminismSettings
     seed: int
     cap: str  # ONEDNN_MAX_CPU_ISA in effect, or "native"
@@ -40,10 +44,10 @@ class Request:
 
 
 _lock = threading.RLock()
-_request: Request | None = None
+_wanted: Configuration | None = None  # what configure() recorded
 _loaded_cap: str | None = None  # the cap TensorFlow was imported under
 _loaded_ops: bool | None = None  # whether it was imported with its oneDNN ops on
-_configured: Request | None = None
+_configured: Configuration | None = None  # what configured_tf() applied
 # What this module itself put in os.environ: a value it set for one run is not the user's
 # hand-set one for the next run of the same process.
 _ours: dict[str, str] = {}
@@ -140,7 +144,7 @@ def _onednn_ops_of_loaded_tensorflow() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
-def prepare(s: DeterminismSettings) -> str:
+def set_env(s: DeterminismSettings) -> str:
     """Apply the cap without importing TensorFlow: user code about to run may import it."""
     with _lock:
         cap = effective_cap(s)
@@ -148,21 +152,21 @@ def prepare(s: DeterminismSettings) -> str:
         return cap
 
 
-def load(s: DeterminismSettings | None = None) -> ModuleType:
-    """Import TensorFlow under the cap of `s` (default: the request, else default settings)."""
+def import_tf(s: DeterminismSettings | None = None) -> ModuleType:
+    """Import TensorFlow under the cap of `s` (default: the configured one, else the defaults)."""
     global _loaded_cap, _loaded_ops
     with _lock:
         if s is None:
-            s = _request.settings if _request else DeterminismSettings()
+            s = _wanted.settings if _wanted else DeterminismSettings()
         cap, ops = effective_cap(s), effective_onednn_ops(s)
         _apply(cap, ops)
         if not tensorflow_loaded():
             _loaded_cap, _loaded_ops = cap.upper(), ops
-    # Outside our lock (the import has its own): a request may be checked meanwhile.
+    # Outside our lock (the import has its own): configure() may run meanwhile.
     return import_tensorflow()
 
 
-def prefetch(s: DeterminismSettings) -> None:
+def import_tf_in_background(s: DeterminismSettings) -> None:
     """Import TensorFlow in a background thread (e.g. while Prefect starts its API).
 
     TensorFlow's import pulls in matplotlib.pyplot; a stage importing pyplot from another
@@ -174,18 +178,18 @@ def prefetch(s: DeterminismSettings) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot
 
-    threading.Thread(target=load, args=(s,), daemon=True).start()
+    threading.Thread(target=import_tf, args=(s,), daemon=True).start()
 
 
-def request(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str, ...]) -> str:
+def configure(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str, ...]) -> str:
     """Record the runtime a run needs (no TensorFlow import); returns the cap in effect."""
-    global _request
+    global _wanted
     with _lock:
         cap, ops = effective_cap(s), effective_onednn_ops(s)
         _apply(cap, ops)  # refuses now if TensorFlow already runs under other ones
         if _configured is not None and tensorflow_loaded():
             _check_threads(_configured.settings, s)
-        _request = Request(s, seed, cap, ops, tuple(devices))
+        _wanted = Configuration(s, seed, cap, ops, tuple(devices))
         return cap
 
 
@@ -202,16 +206,16 @@ def _check_threads(done: DeterminismSettings, wanted: DeterminismSettings) -> No
         )
 
 
-def ensure() -> ModuleType:
-    """TensorFlow, configured as the current request says; call before a stage's first op."""
+def configured_tf() -> ModuleType:
+    """TensorFlow, configured as `configure` recorded; call before a stage's first op."""
     global _configured
     with _lock:
-        if _request is None:
-            raise RuntimeError("no runtime requested: the environment stage must run first")
-        req = _request
+        if _wanted is None:
+            raise RuntimeError("no runtime configured: the environment stage must run first")
+        req = _wanted
         if _configured == req:
             return sys.modules["tensorflow"]
-        tf = load(req.settings)
+        tf = import_tf(req.settings)
         import keras
 
         s = req.settings
