@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from seedtrail.core.errors import InputError
 from settings import RunSettings, TrainingSettings
 from settings.cli import load_settings
-from settings.model import bounds_text
+from settings.form import bounds_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seedtrail.core.errors import InputError
+from seedtrail.run.manifest_migration import recorded_settings
 from settings.cli import format_validation_error
-from settings.model import RunSettings, recorded_settings
+from settings.model import RunSettings
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2
