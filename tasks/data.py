@@ -223,10 +223,10 @@ def describe(ds: Dataset) -> dict:
 
 # Retries: reading a user file can fail transiently; bad input never retries.
 # The key covers the sha256 of data.path's content (seedtrail/core/cache_key.py), and
-# `user_content`: the image folder's bytes or the loader's source (seedtrail/inputs/user_inputs.py).
+# `user_inputs`: the image folder's bytes or the loader's source (seedtrail/inputs/user_inputs.py).
 @stage(retries=2, env="stack")
 def run_data(
-    ctx: StageContext, s: DataSettings, seed: int, user_content: dict[str, str] | None = None
+    ctx: StageContext, s: DataSettings, seed: int, user_inputs: dict[str, str] | None = None
 ) -> StageOutput:
     ds = load_dataset(s, seed)
     fp, path = put_arrays(ctx.store, ds.arrays())

@@ -21,8 +21,9 @@ from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
-from seedtrail.inputs import builtin_models, user_code, user_inputs
+from seedtrail.inputs import builtin_models, user_code
 from seedtrail.inputs.model_builder import build_seeded
+from seedtrail.inputs.user_inputs import key_inputs, model_inputs
 from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.keras_io import load_model, save_model
 from settings.model import ModelSettings
@@ -44,10 +45,10 @@ def select_builder(s: ModelSettings, modality: str) -> tuple[Callable[..., Any],
     return builtin_models.mlp, common, BUILTIN["tabular"]
 
 
-def builder_content(s: ModelSettings) -> dict[str, str]:
+def builder_inputs(s: ModelSettings) -> dict[str, str]:
     """What the model stage's key must cover beyond this module's own source (the stage's
     code version): the user's builder code, or the built-in builders' module."""
-    user = user_inputs.key_inputs(user_inputs.model_record(s))
+    user = key_inputs(model_inputs(s))
     if user:
         return user
     source = Path(builtin_models.__file__).read_bytes()
@@ -88,9 +89,9 @@ def run_model(
     seed: int,
     data: StageResult,
     split: StageResult,
-    user_content: dict[str, str] | None = None,
+    user_inputs: dict[str, str] | None = None,
 ) -> StageOutput:
-    """`user_content`: `builder_content(s)`, the builder's source hashes, for the key."""
+    """`user_inputs`: `builder_inputs(s)`, the builder's source hashes, for the key."""
     tf_runtime.configured_tf()  # before user code: it may import TensorFlow itself
     info = data.info
     builder, options, name = select_builder(s, info["modality"])

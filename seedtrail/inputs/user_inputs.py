@@ -5,10 +5,12 @@
 - `data.path` with kind=images: the sorted file list and every file's bytes;
 - `augment.pipeline`: the file's bytes.
 
-`identify(settings)` imports and decodes nothing, so it is cheap on a cached rerun. Each
-section's record (`data_record`, `model_record`, `augment_record`) goes into the cache
-key of the stages that read it (`key_inputs`), the whole into the manifest's
-`user_inputs`, and `changes` turns two manifests' records into causes
+One name for this content throughout: *user inputs* (the manifest's `user_inputs`, a
+stage's `user_inputs` argument, `builder_inputs`). `identify(settings)` imports and
+decodes nothing, so it is cheap on a cached rerun. Each section's user inputs
+(`data_inputs`, `model_inputs`, `augment_inputs`) go into the cache key of the stages
+that read them (`key_inputs`), the whole into the manifest's `user_inputs`, and
+`changes` turns two manifests' user inputs into causes
 such as "model code changed (module examples.blocks)". A reference that cannot work
 (no such module or function, an empty class folder, an unreadable pipeline file) fails
 here, as one line naming the setting.
@@ -29,15 +31,15 @@ if TYPE_CHECKING:
 
 SECTION = "user_inputs"  # the manifest key
 
-Record = dict[str, dict[str, Any]]  # setting name -> {"sha256": ..., and what it describes}
+UserInputs = dict[str, dict[str, Any]]  # setting name -> {"sha256": ..., and what it describes}
 
 
-def _code(ref: str, setting: str) -> Record:
+def _code(ref: str, setting: str) -> UserInputs:
     fp = fingerprint_code(ref, setting)
     return {setting: {"ref": ref, "sha256": fp.digest, "modules": dict(fp.modules)}}
 
 
-def data_record(s: DataSettings) -> Record:
+def data_inputs(s: DataSettings) -> UserInputs:
     """The user's loader code (kind=python) or image files (kind=images), by content."""
     if s.kind == "python" and s.loader is not None:
         return _code(s.loader, "data.loader")
@@ -49,12 +51,12 @@ def data_record(s: DataSettings) -> Record:
     return {}
 
 
-def model_record(s: ModelSettings) -> Record:
+def model_inputs(s: ModelSettings) -> UserInputs:
     """The user's model builder code, by content."""
     return _code(s.builder, "model.builder") if s.builder is not None else {}
 
 
-def augment_record(s: AugmentSettings) -> Record:
+def augment_inputs(s: AugmentSettings) -> UserInputs:
     """The user's augmentation pipeline file, by content."""
     if s.pipeline is None:
         return {}
@@ -67,16 +69,16 @@ def augment_record(s: AugmentSettings) -> Record:
     return {"augment.pipeline": {"path": str(s.pipeline), "sha256": sha}}
 
 
-def identify(settings: RunSettings) -> Record:
+def identify(settings: RunSettings) -> UserInputs:
     """Everything the settings bring in from the user: the manifest's `user_inputs`."""
     return {
-        **data_record(settings.data),
-        **model_record(settings.model),
-        **augment_record(settings.augment),
+        **data_inputs(settings.data),
+        **model_inputs(settings.model),
+        **augment_inputs(settings.augment),
     }
 
 
-def key_inputs(record: Record) -> dict[str, str]:
+def key_inputs(record: UserInputs) -> dict[str, str]:
     """Extra cache-key inputs of a stage that reads these user inputs: setting -> sha256."""
     return {setting: r["sha256"] for setting, r in sorted(record.items())}
 

@@ -147,14 +147,14 @@ def run_training(
             env_fingerprint=env.fingerprint,
             stack_fingerprint=env.info["stack_fingerprint"],
         )
-        data_content = user_inputs.key_inputs(
+        data_inputs = user_inputs.key_inputs(
             {k: v for k, v in user.items() if k.startswith("data.")}
         )
-        ds = record(data.run_data(ctx, settings.data, plan["data"], data_content))
+        ds = record(data.run_data(ctx, settings.data, plan["data"], data_inputs))
         aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
         idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
-        builder = model.builder_content(settings.model)  # the builder's source, for the key
-        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, builder))
+        model_inputs = model.builder_inputs(settings.model)  # the builder's source, for the key
+        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, model_inputs))
         fit = record(
             train.run_train(
                 ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
