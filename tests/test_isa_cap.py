@@ -68,7 +68,7 @@ def test_sweep_workers_train_under_the_cap(
 @pytest.mark.slow
 def test_a_process_running_tensorflow_under_another_cap_refuses(tmp_path: Path) -> None:
     script = (
-        "from seedtrail import tf_runtime\n"
+        "from seedtrail.runtime import tf_runtime\n"
         "from settings.model import DeterminismSettings as D\n"
         "tf_runtime.import_tf(D(cpu_isa='native'))\n"
         "try:\n"
