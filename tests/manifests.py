@@ -2,7 +2,7 @@
 
 Tests that build a manifest by hand, or edit a real one to stand for another run, seal
 it here: readers refuse a manifest whose content does not match itself
-(seedtrail/integrity.py), and the test is about something else.
+(seedtrail/run/integrity.py), and the test is about something else.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seedtrail import integrity
-from seedtrail.manifest import MANIFEST_VERSION
-from settings.model import recorded_settings
+from seedtrail.run import integrity
+from seedtrail.run.manifest import MANIFEST_VERSION
+from seedtrail.run.manifest_migration import recorded_settings
 from settings.seeds import SeedPlan
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import checkpoint
-from seedtrail.checkpoint import POINTER, load_checkpoint, save_checkpoint
-from seedtrail.keras_io import weights_fingerprint
+from seedtrail.runtime import checkpoint
+from seedtrail.runtime.checkpoint import POINTER, load_checkpoint, save_checkpoint
+from seedtrail.runtime.keras_io import weights_fingerprint
 
 # Real training in-process (TensorFlow, a few seconds a case).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tensorflow_as_runs_configure_it")]

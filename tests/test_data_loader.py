@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seedtrail.data_loader import load, validate
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
+from seedtrail.inputs.data_loader import load, validate
 
 NAME = "proj.data:load"
 
@@ -69,7 +69,7 @@ def _global_numpy(seed):
 
 
 def test_a_loader_with_unseeded_randomness_is_refused_naming_the_causes():
-    from seedtrail.data_loader import load_proven
+    from seedtrail.inputs.data_loader import load_proven
 
     with pytest.raises(InputError) as err:
         load_proven(_unseeded, 3, NAME)
@@ -81,7 +81,7 @@ def test_a_loader_with_unseeded_randomness_is_refused_naming_the_causes():
 
 
 def test_a_loader_drawing_from_numpys_global_generator_is_seeded_and_accepted():
-    from seedtrail.data_loader import load_proven
+    from seedtrail.inputs.data_loader import load_proven
 
     a, b = load_proven(_global_numpy, 3, NAME), load(_global_numpy, 3, NAME)
     assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
@@ -90,13 +90,13 @@ def test_a_loader_drawing_from_numpys_global_generator_is_seeded_and_accepted():
 
 def test_preflight_refuses_an_unseeded_loader_on_every_run(monkeypatch, tmp_path):
     """preflight runs before any cache lookup, so a cached rerun cannot hide the loader."""
-    from seedtrail import user_code
-    from seedtrail.pipeline import preflight
+    from seedtrail.inputs import user_code
+    from seedtrail.run.pipeline import preflight
     from settings import RunSettings
 
     monkeypatch.setattr(user_code, "resolve", lambda ref, setting: _unseeded)
     settings = RunSettings(output_dir=tmp_path, data={"kind": "python", "loader": "proj.data:load"})
-    monkeypatch.setattr("seedtrail.user_inputs.identify", lambda s: {})
+    monkeypatch.setattr("seedtrail.inputs.user_inputs.identify", lambda s: {})
     with pytest.raises(InputError) as err:
         preflight(settings)
     assert "returned different data twice" in err.value.problems[0]

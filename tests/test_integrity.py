@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.manifest import NotARun, read_manifest
-from seedtrail.rundir import RunDirectory, settings_fingerprint
-from seedtrail.stage_result import StageResult
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage_result import StageResult
+from seedtrail.run.manifest import NotARun, read_manifest
+from seedtrail.run.rundir import RunDirectory, settings_fingerprint
 from settings import RunSettings
 from settings.seeds import STAGES, SeedPlan
 from tests.test_compare import make_manifest
@@ -65,7 +65,7 @@ def _refused(run: Path) -> str:
 
 
 def test_a_manifest_as_written_is_read(tmp_path: Path) -> None:
-    from seedtrail import integrity
+    from seedtrail.run import integrity
 
     m = read_manifest(written_run(tmp_path))
     assert m.complete and m.manifest_version == 3
@@ -169,7 +169,7 @@ def test_compare_and_verify_refuse_an_edited_manifest_in_one_line(tmp_path: Path
 
 def test_resume_refuses_a_run_whose_recorded_settings_were_changed(tmp_path: Path) -> None:
     """Resuming with other settings would keep the old settings_fingerprint: refused instead."""
-    from seedtrail.train_args import resumed_settings
+    from seedtrail.cli.train_args import resumed_settings
 
     run = written_run(tmp_path, status="interrupted")
     assert resumed_settings(run, []) == RunSettings(output_dir=tmp_path)

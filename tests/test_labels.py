@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail.data_loader import validate
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
+from seedtrail.inputs.data_loader import validate
 from tasks.data import read_csv, read_npz
 
 
