@@ -119,11 +119,18 @@ def _seed_problems(data: dict[str, Any]) -> list[str]:
     except (TypeError, ValueError):
         return []  # unreadable seeds: the typed manifest names that
     recorded = seeds.get("stages") if isinstance(seeds.get("stages"), dict) else {}
+    # Every stage the plan derives is recorded: a removed entry is an edit too.
+    missing = sorted(set(plan.seeds) - set(recorded))
+    if "stages" in seeds and missing:
+        return [f"seeds.stages lacks the seed of {', '.join(missing)}"]
     for stage, seed in recorded.items():
         if stage in plan.seeds and plan.seeds[stage] != seed:
             return [f"seeds.stages.{stage} is not the seed its rule derives from the root"]
     keys = plan.to_manifest()["stage_keys"]
     recorded_keys = seeds.get("stage_keys") if isinstance(seeds.get("stage_keys"), dict) else {}
+    missing_keys = sorted(set(keys) - set(recorded_keys))
+    if "stage_keys" in seeds and missing_keys:
+        return [f"seeds.stage_keys lacks the key of {', '.join(missing_keys)}"]
     for stage, key in recorded_keys.items():
         if stage in keys and keys[stage] != key:
             return [f"seeds.stage_keys.{stage} is not the key of that stage's name"]
