@@ -271,3 +271,85 @@ def test_manifest_fixture_is_sane(tmp_path: Path) -> None:
     run = _unfinished_run(tmp_path)
     assert resumed_settings(run, []) == RunSettings(output_dir=tmp_path / "runs")
     assert copy.deepcopy(result.to_dict())["exit_code"] == 0
+
+
+# ---- issue 24: settings that were accepted wrongly, or named unhelpfully ---------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[training]\nepochs = true\n", "training.epochs: must be a number, not true/false"),
+        ("seed = false\n", "seed: must be a number, not true/false"),
+        ("[data]\nnoise = true\n", "data.noise: must be a number, not true/false"),
+        ("[model]\nconv_filters = [8, true]\n", "model.conv_filters: must be a number"),
+        ("[seeds]\nmodel = true\n", "seeds.model: must be a number, not true/false"),
+    ],
+)
+def test_a_boolean_for_a_number_in_toml_is_refused(
+    tmp_path: Path, toml: str, expected: str
+) -> None:
+    """`epochs = true` trained 1 epoch, while `--training.epochs true` was refused."""
+    config = tmp_path / "run.toml"
+    config.write_text(toml)
+    assert expected in _train(["--config", str(config)], tmp_path / "runs")
+
+
+def test_a_boolean_setting_still_takes_a_boolean(tmp_path: Path) -> None:
+    from settings.cli import load_settings
+
+    config = tmp_path / "run.toml"
+    config.write_text("[augment]\nenabled = false\n[training]\nepochs = 3\n")
+    s = load_settings(["--config", str(config)])
+    assert (s.augment.enabled, s.training.epochs) == (False, 3)
+
+
+@pytest.mark.parametrize("value", ["[1,2]", "3", '"text"', "{bad"])
+def test_model_options_flag_that_is_not_an_object(tmp_path: Path, value: str) -> None:
+    args = ["--model.builder", "examples.model:build", "--model.options", value]
+    line = _train(args, tmp_path / "runs")
+    assert line.startswith("model.options: expected a JSON object"), line
+    assert repr(value) in line
+
+
+def test_model_options_env_var_names_the_variable_and_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEDTRAIL_MODEL__OPTIONS", "[1, 2")
+    line = _train(["--model.builder", "examples.model:build"], tmp_path / "runs")
+    assert "SEEDTRAIL_MODEL__OPTIONS" in line and "'[1, 2'" in line, line
+
+
+def test_a_bad_env_value_names_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEDTRAIL_TRAINING__EPOCHS", "0")
+    line = _train([], tmp_path / "runs")
+    assert line.startswith("training.epochs:") and "SEEDTRAIL_TRAINING__EPOCHS='0'" in line, line
+
+
+def test_data_kind_is_inferred_from_loader_or_path(tmp_path: Path) -> None:
+    """`--data.loader X` or `--data.path f.npz` alone trained on synthetic data, silently."""
+    from settings.cli import load_settings
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    assert load_settings(["--data.loader", "examples.loader:load"]).data.kind == "python"
+    for name, kind in (("d.npz", "file"), ("d.CSV", "file"), (str(folder), "images")):
+        assert load_settings(["--data.path", str(tmp_path / name)]).data.kind == kind
+    assert load_settings([]).data.kind == "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--data.path", "data.parquet"], "data: cannot tell data.kind from data.path"),
+        (["--data.path", "d.npz", "--data.loader", "a.b:c"], "set data.kind"),
+        (["--data.kind", "synthetic", "--data.path", "d.npz"], "data.path is read only with"),
+        (["--data.kind", "digits", "--data.loader", "a.b:c"], "data.loader is read only with"),
+    ],
+)
+def test_data_settings_that_would_be_ignored_are_refused(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    assert expected in _train(args, tmp_path / "runs")
