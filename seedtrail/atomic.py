@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +16,18 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(
+    target: Path, suffix: str | None = None, *, owned: bool = False
+) -> Iterator[Path]:
     """Yield a temp path to write to; on success it replaces `target` in one rename.
 
     `suffix` keeps the extension for writers that dispatch on it (Keras, matplotlib).
+    `owned`: the target is seedtrail's own file (the store), so a directory in its
+    place is a corrupt entry, removed, not a reason to fail (a rename cannot replace it).
     """
     target = Path(target)
+    if owned and target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     ext = target.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{ext}", dir=target.parent)
@@ -45,14 +52,15 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def write_bytes(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
+def write_bytes(target: Path, data: bytes, *, owned: bool = False) -> None:
+    with atomic_path(target, owned=owned) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(target: Path, text: str) -> None:
-    write_bytes(target, text.encode())
+def write_text(target: Path, text: str, *, owned: bool = False) -> None:
+    write_bytes(target, text.encode(), owned=owned)
 
 
-def write_json(target: Path, obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def write_json(target: Path, obj: Any, *, owned: bool = False) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    write_text(target, text, owned=owned)

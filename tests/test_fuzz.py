@@ -288,3 +288,37 @@ def test_a_manifest_of_wrong_types_is_one_line_at_the_command_line(
     assert res.stderr.startswith("error: ") and res.stderr.strip().count("\n") == 0, res.stderr
     assert "stages.train.info: Input should be a valid dictionary" in res.stderr
     assert _listing(tmp_path) - before <= {"home"}, _listing(tmp_path) - before
+
+
+@pytest.mark.parametrize("where", ["entry", "stored file", "arrays"])
+def test_a_store_entry_replaced_by_a_directory_is_a_miss_then_rewritten(
+    tmp_path: Path, where: str
+) -> None:
+    """Issue 24: a directory in place of a store file gave an IsADirectoryError traceback."""
+    import numpy as np
+
+    from seedtrail.stage_cache import lookup
+    from seedtrail.store import load_arrays, put_arrays
+
+    if where == "arrays":
+        fp, path = put_arrays(tmp_path / ".store", {"x": np.arange(3)})
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+        fp2, path2 = put_arrays(tmp_path / ".store", {"x": np.arange(3)})  # the recompute
+        assert (fp2, path2) == (fp, path) and load_arrays(path, fp)["x"].tolist() == [0, 1, 2]
+        return
+    ctx, result = _saved_entry(tmp_path)
+    path = _entry_path(ctx, "train", "key")
+    if where == "stored file":
+        (path,) = (ctx.store / "files").iterdir()
+    path.unlink()
+    (path / "inside").mkdir(parents=True)
+    fresh = StageContext(run_dir=tmp_path / "run2", store=ctx.store)
+    fresh.run_dir.mkdir()
+    warnings: list[str] = []
+    hit, decision = lookup(fresh, "train", "key", log=warnings.append)
+    assert hit is None and decision["status"] == "miss"
+    assert len(warnings) == 1 and "a directory" in warnings[0], warnings
+    save_entry(ctx, "key", result)  # the stage ran again and saves its result
+    hit, decision = lookup(fresh, "train", "key", log=warnings.append)
+    assert hit is not None and decision["status"] == "hit" and len(warnings) == 1
