@@ -16,9 +16,7 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def atomic_path(
-    target: Path, suffix: str | None = None, *, owned: bool = False
-) -> Iterator[Path]:
+def atomic_path(target: Path, suffix: str | None = None, *, owned: bool = False) -> Iterator[Path]:
     """Yield a temp path to write to; on success it replaces `target` in one rename.
 
     `suffix` keeps the extension for writers that dispatch on it (Keras, matplotlib).
