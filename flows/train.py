@@ -67,11 +67,15 @@ def flow_run_name() -> str:
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
-def _fail(problems: list[str]) -> State:
-    """End the run Failed with one line (also logged as the run's error), no traceback."""
+def _fail(problems: list[str], error: InputError | None = None) -> State:
+    """End the run Failed with one line (also logged as the run's error), no traceback.
+
+    A UserCodeError's frames (the user's own files only) follow the line in the log.
+    """
     message = "; ".join(problems)
-    state = clean_failure(message)
-    get_run_logger().error("cannot run: %s", message)
+    state = clean_failure(message, error)
+    frames = getattr(error, "frames", "")
+    get_run_logger().error("cannot run: %s%s", message, f"\n{frames}" if frames else "")
     return state
 
 
@@ -142,7 +146,7 @@ def train_flow(
                 preflight(settings)
             manifest = run_training(settings, stop, bool(use_cache), resume_dir)
         except InputError as err:
-            return _fail(err.problems)
+            return _fail(err.problems, err)
     run_dir = manifest["run_dir"]
     get_run_logger().info(result_line(parse_manifest(manifest, run_dir, run_dir)))
     return manifest

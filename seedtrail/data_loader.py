@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from seedtrail.errors import InputError
+from seedtrail.user_code import call_user
 
 
 @dataclass(frozen=True)
@@ -114,4 +115,4 @@ def load(
     loader: Callable[[int], Any], seed: int, name: str, setting: str = "data.loader"
 ) -> LoadedData:
     """Call the loader with the data seed and validate what it returns."""
-    return validate(loader(seed), name, setting)
+    return validate(call_user(loader, setting, name, seed), name, setting)

@@ -119,7 +119,8 @@ def _not_input_error(record: logging.LogRecord) -> bool:
     text = record.getMessage()
     # a flow that ended on bad input with one line (9. below): the CLI prints that line itself
     ended = any(message in text for message in _CLEAN_FAILURES)
-    return not isinstance(err, InputError) and "InputError" not in text and not ended
+    named = any(name in text for name in ("InputError", "UserCodeError"))
+    return not isinstance(err, InputError) and not named and not ended
 
 
 def drop_input_error_lines() -> None:
@@ -489,18 +490,20 @@ def quiet_input_error_tracebacks() -> None:
 _CLEAN_FAILURES: set[str] = set()  # messages flows of this process ended with
 
 
-def clean_failure(message: str) -> Any:
+def clean_failure(message: str, error: BaseException | None = None) -> Any:
     """A Failed state with one line, as both its message and (raised on .result()) its error.
 
-    Call it before logging the line: the CLI (drop_input_error_lines) then leaves the flow's
-    lines about it out, as it prints `error: <line>` itself.
+    `error`: the exception to raise instead of InputError(message) (a UserCodeError keeps
+    the user's frames for the CLI to print). Call it before logging the line: the CLI
+    (drop_input_error_lines) then leaves the flow's lines about it out, as it prints
+    `error: <line>` itself.
     """
     from prefect.states import Failed
 
     from seedtrail.errors import InputError
 
     _CLEAN_FAILURES.add(message)
-    return Failed(message=message, data=InputError(message))
+    return Failed(message=message, data=error if error is not None else InputError(message))
 
 
 # ---- 10. SIGTERM kills the process without clean-up ------------------------------------------

@@ -353,3 +353,51 @@ def test_data_settings_that_would_be_ignored_are_refused(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
     assert expected in _train(args, tmp_path / "runs")
+
+
+# ---- issue 24: the user's code raises -----------------------------------------------------------
+
+USER_MODULE = """
+import numpy as np
+
+
+def _deeper(n):
+    raise ValueError(f"broken for {n}")
+
+
+def build(input_shape, n_classes):
+    return _deeper(n_classes)
+
+
+def load(seed):
+    return _deeper("the loader")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--model.builder", "usermod:build"], "model.builder: usermod:build raised ValueError: broken for 4"),
+        (["--data.loader", "usermod:load"], "data.loader: usermod:load raised ValueError: broken for the loader"),
+    ],
+)  # fmt: skip
+def test_user_code_that_raises_is_one_line_then_its_own_frames(
+    tmp_path: Path, prefect_api_url: str, flags: list[str], line: str
+) -> None:
+    """Before: 3 tracebacks through Prefect's internals (176 lines), exit 1, a failed run."""
+    (tmp_path / "usermod.py").write_text(USER_MODULE)
+    out = tmp_path / "runs"
+    res = run_module(
+        "flows.train", [*TINY, *flags, "--output-dir", str(out)], cwd=tmp_path,
+        prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url}, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    lines = [x for x in res.stderr.splitlines() if " | " not in x]  # not Prefect's log lines
+    lines = [x for x in lines if not x.startswith(("WARNING: All log", "I0000"))]  # absl
+    assert lines[0] == f"error: {line}", res.stderr
+    files = [x for x in lines[1:] if x.lstrip().startswith("File ")]
+    assert len(files) == 2 and all("usermod.py" in f for f in files), res.stderr
+    assert "Traceback" not in res.stderr and "ERROR" not in res.stderr, res.stderr
+    assert len(lines) <= 1 + 2 * 3, res.stderr  # the line, then each frame: file, code, ^^^
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != ".store"]
