@@ -26,7 +26,9 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  #
 def report_input_error(err: InputError) -> int:
     for line in err.problems:
         print(f"error: {line}", file=sys.stderr)
-    frames = getattr(err, "frames", "")  # UserCodeError: the user's own frames, as Python shows them
+    frames = getattr(
+        err, "frames", ""
+    )  # UserCodeError: the user's own frames, as Python shows them
     if frames:
         print(frames, file=sys.stderr)
     return EXIT_USAGE

@@ -105,9 +105,7 @@ PROBE_ROWS = 4
 PROBABILITY_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; float16 ~1e-3
 
 
-def check_probabilities(
-    model: Any, input_shape: tuple[int, ...], name: str, setting: str
-) -> None:
+def check_probabilities(model: Any, input_shape: tuple[int, ...], name: str, setting: str) -> None:
     """The model's output on a probe batch is class probabilities: rows >= 0 summing to 1.
 
     The probe is drawn from a local generator (no global RNG is touched) in [0, 1], the

@@ -278,4 +278,6 @@ def call_user(fn: Callable[..., Any], setting: str, name: str, *args: Any, **kwa
     except InputError:
         raise
     except Exception as err:
-        raise UserCodeError(f"{setting}: {name} raised {_one_line(err)}", user_frames(err)) from None
+        raise UserCodeError(
+            f"{setting}: {name} raised {_one_line(err)}", user_frames(err)
+        ) from None
