@@ -34,7 +34,7 @@ from pydantic import Field
 
 from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
-from seedtrail.pipeline import preflight
+from seedtrail.pipeline import check_output_dir, preflight
 from seedtrail.prefect_compat import (
     exit_now,
     interrupt_exit_code,
@@ -144,10 +144,7 @@ def main(argv: list[str]) -> int:
     by_data_seed = {SeedPlan.from_settings(p.settings)["data"]: p.settings for p in planned}
     for settings in by_data_seed.values():
         preflight(settings.model_copy(update={"output_dir": args.base.output_dir}))
-    try:
-        args.sweep_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--sweep-dir: cannot create {args.sweep_dir} ({err.strerror})") from None
+    check_output_dir(args.sweep_dir, "--sweep-dir")
     runner = task_runner(args.workers, args.dask_address)
     try:
         with shared_prefect_api():

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from seedtrail import tf_runtime
 from seedtrail.cli import run_cli
-from seedtrail.errors import InputError
+from seedtrail.errors import InputError, RunFailed
 from seedtrail.manifest import parse_manifest
 from seedtrail.pipeline import preflight, run_training, will_train
 from seedtrail.prefect_compat import (
@@ -67,7 +67,7 @@ def flow_run_name() -> str:
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
-def _fail(problems: list[str], error: InputError | None = None) -> State:
+def _fail(problems: list[str], error: InputError | RunFailed | None = None) -> State:
     """End the run Failed with one line (also logged as the run's error), no traceback.
 
     A UserCodeError's frames (the user's own files only) follow the line in the log.
@@ -147,6 +147,8 @@ def train_flow(
             manifest = run_training(settings, stop, bool(use_cache), resume_dir)
         except InputError as err:
             return _fail(err.problems, err)
+        except RunFailed as err:  # a full disk: one line; the run is marked failed
+            return _fail([str(err)], err)
     run_dir = manifest["run_dir"]
     get_run_logger().info(result_line(parse_manifest(manifest, run_dir, run_dir)))
     return manifest

@@ -6,7 +6,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from seedtrail.errors import InputError
+from seedtrail.errors import InputError, RunFailed
 from seedtrail.prefect_compat import (
     detached_server,
     environment_defaults,
@@ -67,6 +67,9 @@ def run_cli(
             code = main(args)
         except InputError as err:
             code = report_input_error(err)
+        except RunFailed as err:  # e.g. a full disk: the run is marked failed
+            print(f"error: {err}", file=sys.stderr)
+            code = EXIT_FAILED
         except interruption_types() as err:
             word = "terminated" if interrupt_signal(err) == signal.SIGTERM else "interrupted"
             print(f"\n{word}", file=sys.stderr)

@@ -14,8 +14,8 @@ class InputError(Exception):
 
 
 def retry_unless_input_error(task: object, task_run: object, state: object) -> bool:
-    """Prefect retry condition: retry transient failures (I/O), never bad input."""
-    return not isinstance(getattr(state, "data", None), InputError)
+    """Prefect retry condition: retry transient failures (I/O), never bad input or a full disk."""
+    return not isinstance(getattr(state, "data", None), InputError | RunFailed)
 
 
 class UserCodeError(InputError):

@@ -8,6 +8,7 @@ task; `run_training` must run inside a flow run (the `train` flow, or verify's).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -17,8 +18,9 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from seedtrail import tensorboard_log, tf_runtime, user_inputs
+from seedtrail.atomic import probe_writable
 from seedtrail.augment_pipeline import check_pipeline
-from seedtrail.errors import InputError
+from seedtrail.errors import InputError, RunFailed
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
 from seedtrail.registry import code_versions
@@ -46,11 +48,25 @@ def preflight(settings: RunSettings) -> None:
     ):
         augmenter = augment.build_augmenter(settings.augment)
         check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
+    check_output_dir(settings.output_dir)
+
+
+def check_output_dir(directory: Path, setting: str = "output_dir") -> None:
+    """The folder exists (created if need be) and takes a file: found now, before Prefect
+    starts (~20 s), not as an OSError traceback at the first write. One line, exit 2."""
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{setting}: {directory} is a file, not a folder")
     try:
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(
-            f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
+            f"{setting}: cannot create {directory} ({err.strerror or type(err).__name__})"
+        ) from None
+    try:
+        probe_writable(directory)
+    except OSError as err:
+        raise InputError(
+            f"{setting}: cannot write in {directory} ({err.strerror or type(err).__name__})"
         ) from None
 
 
@@ -170,6 +186,10 @@ def run_training(
             f"  python -m flows.train --resume {run.path}",
             file=sys.stderr,
         )
+        raise
+    except RunFailed as err:  # a full disk: the manifest may not be writable either
+        with contextlib.suppress(OSError, RunFailed):
+            run.finish("failed", error=str(err))
         raise
     except BaseException as err:
         run.finish("failed", error=f"{type(err).__name__}: {err}")

@@ -113,14 +113,14 @@ def drop_task_completed_lines() -> None:
 
 
 def _not_input_error(record: logging.LogRecord) -> bool:
-    from seedtrail.errors import InputError
+    from seedtrail.errors import InputError, RunFailed
 
     err = record.exc_info[1] if record.exc_info else None
     text = record.getMessage()
     # a flow that ended on bad input with one line (9. below): the CLI prints that line itself
     ended = any(message in text for message in _CLEAN_FAILURES)
-    named = any(name in text for name in ("InputError", "UserCodeError"))
-    return not isinstance(err, InputError) and not named and not ended
+    named = any(name in text for name in ("InputError", "UserCodeError", "RunFailed"))
+    return not isinstance(err, InputError | RunFailed) and not named and not ended
 
 
 def drop_input_error_lines() -> None:
@@ -467,10 +467,10 @@ ENGINE_EXITED = "Engine execution exited with unexpected exception"
 
 
 def _clean_input_errors(record: logging.LogRecord) -> bool:
-    from seedtrail.errors import InputError
+    from seedtrail.errors import InputError, RunFailed
 
     exc = record.exc_info[1] if record.exc_info else None
-    if not isinstance(exc, InputError):
+    if not isinstance(exc, InputError | RunFailed):
         return True
     if record.getMessage().startswith(ENGINE_EXITED):
         return False  # the state and the flow's own error line already say it

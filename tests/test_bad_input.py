@@ -401,3 +401,51 @@ def test_user_code_that_raises_is_one_line_then_its_own_frames(
     assert "Traceback" not in res.stderr and "ERROR" not in res.stderr, res.stderr
     assert len(lines) <= 1 + 2 * 3, res.stderr  # the line, then each frame: file, code, ^^^
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".store"]
+
+
+# ---- issue 24: an output folder that cannot take files, found before Prefect starts ----------
+
+
+@pytest.mark.parametrize(
+    ("output_dir", "expected"),
+    [
+        # /proc: exists, and no one (root included) can create a file in it
+        ("/proc/self", "output_dir: cannot write in /proc/self"),
+        ("/proc/self/runs", "output_dir: cannot create /proc/self/runs"),
+    ],
+)
+def test_an_output_dir_that_takes_no_files_is_one_line(output_dir: str, expected: str) -> None:
+    from flows.train import main
+
+    assert _one_line(lambda: main([*TINY, "--output-dir", output_dir])).startswith(expected)
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    from flows.train import main
+
+    file = tmp_path / "runs"
+    file.write_text("not a folder")
+    line = _one_line(lambda: main([*TINY, "--output-dir", str(file)]))
+    assert line == f"output_dir: {file} is a file, not a folder"
+    line = _one_line(lambda: main([*TINY, "--output-dir", str(file / "sub")]))
+    assert line.startswith(f"output_dir: cannot create {file / 'sub'}")
+
+
+def test_a_read_only_mount_is_one_line(tmp_path: Path) -> None:
+    """A real read-only mount where this user may mount one (root); /proc covers the rest."""
+    import subprocess
+
+    from flows.train import main
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mount not permitted here (not root): /proc is the read-only case")
+    try:
+        line = _one_line(lambda: main([*TINY, "--output-dir", str(mnt)]))
+        assert line == f"output_dir: cannot write in {mnt} (Read-only file system)"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
