@@ -53,7 +53,7 @@ from seedtrail.sweep import (
 )
 from seedtrail.sweep_args import parse_sweep_args
 from seedtrail.sweep_report import publish_artifacts, write_summary
-from seedtrail.sweep_resume import completed_runs, run_record
+from seedtrail.sweep_resume import completed_runs, resumable_runs, run_record
 from seedtrail.sweep_run import record_finished, shared_prefect_api, task_runner, train_seed
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
@@ -106,6 +106,7 @@ def sweep_flow(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     planned = plan_runs(base, vary, seeds, sweep_dir)
     done = completed_runs(sweep_dir)
+    interrupted = resumable_runs(sweep_dir)
 
     records: list[dict[str, Any] | None] = []
     futures = {}
@@ -116,8 +117,12 @@ def sweep_flow(
             records.append(run_record(p, done[fp], resumed=True))
             continue
         records.append(None)
+        resume = ""
+        if fp in interrupted and interrupted[fp].settings == p.settings:
+            resume = interrupted[fp].run_dir
+            log.info("%s: continuing %s from its last checkpoint", p.label, Path(resume).name)
         futures[i] = train_seed.with_options(task_run_name=f"train-{p.vary}-seed{p.seed}").submit(
-            p.settings
+            p.settings, resume
         )
 
     try:

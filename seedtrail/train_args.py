@@ -12,6 +12,7 @@ from pathlib import Path
 
 from seedtrail.errors import InputError
 from seedtrail.manifest import read_manifest
+from seedtrail.rundir import check_not_locked
 from settings.cli import _RaisingParser, load_settings
 from settings.model import RunSettings
 
@@ -52,6 +53,10 @@ def resumed_settings(run_dir: Path, rest: list[str]) -> RunSettings:
         raise InputError([f"--resume: {p}" for p in err.problems]) from None
     if recorded.complete:
         raise InputError(f"--resume: {run_dir} is already complete; nothing to resume")
+    try:  # at once, not after Prefect started: the run takes the lock itself when it reopens
+        check_not_locked(run_dir)
+    except InputError as err:
+        raise InputError([f"--resume: {p}" for p in err.problems]) from None
     return recorded.settings
 
 
