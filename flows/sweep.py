@@ -34,7 +34,7 @@ from pydantic import Field
 
 from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
-from seedtrail.pipeline import check_output_dir, preflight
+from seedtrail.pipeline import preflight
 from seedtrail.prefect_compat import (
     exit_now,
     interrupt_exit_code,
@@ -44,7 +44,7 @@ from seedtrail.prefect_compat import (
     one_process_per_run_runner,
     stop_local_workers,
 )
-from seedtrail.rundir import settings_fingerprint
+from seedtrail.rundir import check_output_dir, settings_fingerprint
 from seedtrail.sweep import (
     VARY_CHOICES,
     ci_warnings,

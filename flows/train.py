@@ -14,9 +14,9 @@ import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
     from seedtrail.cli import check_early
-    from seedtrail.train_args import parse_train_args
+    from seedtrail.train_args import check_train_args
 
-    check_early(parse_train_args)
+    check_early(check_train_args)
 
 from pathlib import Path
 from typing import Any

@@ -18,14 +18,19 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from seedtrail import tensorboard_log, tf_runtime, user_inputs
-from seedtrail.atomic import probe_writable
 from seedtrail.augment_pipeline import check_pipeline
 from seedtrail.errors import InputError, RunFailed
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
 from seedtrail.registry import code_versions
 from seedtrail.report import card_description, run_card
-from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
+from seedtrail.rundir import (
+    COMPLETE,
+    RunDirectory,
+    check_output_dir,
+    new_run_id,
+    settings_fingerprint,
+)
 from seedtrail.stage_cache import StageContext
 from seedtrail.stage_result import StageResult
 from seedtrail.store import store_dir
@@ -49,25 +54,6 @@ def preflight(settings: RunSettings) -> None:
         augmenter = augment.build_augmenter(settings.augment)
         check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
     check_output_dir(settings.output_dir)
-
-
-def check_output_dir(directory: Path, setting: str = "output_dir") -> None:
-    """The folder exists (created if need be) and takes a file: found now, before Prefect
-    starts (~20 s), not as an OSError traceback at the first write. One line, exit 2."""
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"{setting}: {directory} is a file, not a folder")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(
-            f"{setting}: cannot create {directory} ({err.strerror or type(err).__name__})"
-        ) from None
-    try:
-        probe_writable(directory)
-    except OSError as err:
-        raise InputError(
-            f"{setting}: cannot write in {directory} ({err.strerror or type(err).__name__})"
-        ) from None
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail import atomic
+from seedtrail.atomic import probe_writable
 from seedtrail.errors import InputError
 from seedtrail.fingerprint import fingerprint_json
 from seedtrail.manifest import COMPLETE, MANIFEST, MANIFEST_VERSION, NotARun, read_json
@@ -38,6 +39,25 @@ def settings_fingerprint(settings: RunSettings) -> str:
 def new_run_id(seed: int, settings_fp: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-seed{seed}-{settings_fp[:6]}-{secrets.token_hex(2)}"
+
+
+def check_output_dir(directory: Path, setting: str = "output_dir") -> None:
+    """The folder exists (created if need be) and takes a file: found now, before Prefect
+    starts (~20 s), not as an OSError traceback at the first write. One line, exit 2."""
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{setting}: {directory} is a file, not a folder")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"{setting}: cannot create {directory} ({err.strerror or type(err).__name__})"
+        ) from None
+    try:
+        probe_writable(directory)
+    except OSError as err:
+        raise InputError(
+            f"{setting}: cannot write in {directory} ({err.strerror or type(err).__name__})"
+        ) from None
 
 
 LOCK = ".lock"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seedtrail.errors import InputError
 from seedtrail.manifest import read_manifest
-from seedtrail.rundir import check_not_locked
+from seedtrail.rundir import check_not_locked, check_output_dir
 from settings.cli import _RaisingParser, load_settings
 from settings.model import RunSettings
 
@@ -58,6 +58,14 @@ def resumed_settings(run_dir: Path, rest: list[str]) -> RunSettings:
     except InputError as err:
         raise InputError([f"--resume: {p}" for p in err.problems]) from None
     return recorded.settings
+
+
+def check_train_args(argv: list[str]) -> None:
+    """What `flows.train` checks before importing Prefect: its flags, and that the output
+    folder (or the run to resume) takes a file, so `/proc` or a read-only mount is one
+    line in a second, not an OSError once Prefect has started."""
+    args = parse_train_args(argv)
+    check_output_dir(args.resume if args.resume is not None else args.settings.output_dir)
 
 
 def parse_train_args(argv: list[str]) -> TrainArgs:
