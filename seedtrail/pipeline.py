@@ -164,6 +164,8 @@ def run_training(
     except InputError:
         if resume is None:
             run.discard()  # bad input: leave nothing behind
+        else:
+            run.release()  # a later resume, even in this process, may take it again
         raise
     except interruption_types():  # Ctrl-C, or SIGTERM (ours, or Prefect's inside the flow)
         run.finish("interrupted")

@@ -76,7 +76,12 @@ def _holder(lock: Path) -> str:
 def lock_run(path: Path, action: str) -> int:
     """Take the run's lock (held until the fd is closed); InputError if another process has it."""
     lock = Path(path) / LOCK
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:  # not a directory, a read-only one: the run cannot be written
+        raise InputError(
+            f"run {Path(path).name}: cannot take its lock {lock} ({err.strerror})"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
