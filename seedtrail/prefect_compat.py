@@ -113,7 +113,7 @@ def drop_task_completed_lines() -> None:
 
 
 def _not_input_error(record: logging.LogRecord) -> bool:
-    from seedtrail.errors import InputError, RunFailed
+    from seedtrail.core.errors import InputError, RunFailed
 
     err = record.exc_info[1] if record.exc_info else None
     text = record.getMessage()
@@ -467,7 +467,7 @@ ENGINE_EXITED = "Engine execution exited with unexpected exception"
 
 
 def _clean_input_errors(record: logging.LogRecord) -> bool:
-    from seedtrail.errors import InputError, RunFailed
+    from seedtrail.core.errors import InputError, RunFailed
 
     exc = record.exc_info[1] if record.exc_info else None
     if not isinstance(exc, InputError | RunFailed):
@@ -500,7 +500,7 @@ def clean_failure(message: str, error: BaseException | None = None) -> Any:
     """
     from prefect.states import Failed
 
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError, RunFailed
 
     _CLEAN_FAILURES.add(message)
     return Failed(message=message, data=error if error is not None else InputError(message))

@@ -26,7 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings, refuse_bool_for_number
 
 ENV_PREFIX = "SEEDTRAIL_"

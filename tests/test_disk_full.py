@@ -2,7 +2,7 @@
 marked failed, and no half-written file left behind.
 
 A real full disk needs a tiny mount (root only); ENOSPC is raised in-process instead, at
-the one place every run file goes through: the atomic writer (seedtrail/atomic.py).
+the one place every run file goes through: the atomic writer (seedtrail/core/atomic.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail import atomic
-from seedtrail.errors import RunFailed
+from seedtrail.core import atomic
+from seedtrail.core.errors import RunFailed
 from settings import RunSettings
 from tests.conftest import train_in_process
 
@@ -58,7 +58,7 @@ def test_other_write_errors_keep_their_traceback(
 def test_the_cli_says_a_full_disk_in_one_line_with_exit_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from seedtrail.cli import EXIT_FAILED, run_cli
+    from seedtrail.cli.main import EXIT_FAILED, run_cli
 
     def main(argv: list[str]) -> int:
         raise RunFailed("output_dir: disk full writing runs/x/history.json")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import builtin_models
-from seedtrail.errors import InputError
-from seedtrail.model_builder import build_seeded
+from seedtrail.core.errors import InputError
+from seedtrail.inputs import builtin_models
+from seedtrail.inputs.model_builder import build_seeded
 from settings.model import ModelSettings, RunSettings
 from settings.seeds import SeedPlan
 
@@ -126,7 +126,7 @@ def sigmoid(input_shape, n_classes):
 
 def test_a_builder_that_raises_is_one_line_and_the_users_own_frames():
     """Issue 24: 3 tracebacks through Prefect's internals (176 lines) before."""
-    from seedtrail.errors import UserCodeError
+    from seedtrail.core.errors import UserCodeError
 
     with pytest.raises(UserCodeError) as err:
         build_seeded(raising, (6, 6, 1), 3, 7, name="examples.bad:build")
@@ -153,14 +153,14 @@ def test_a_model_without_softmax_is_refused_in_one_line(builder):
 def test_a_softmax_model_passes_the_probe_and_keeps_its_weights():
     model, fp = build_seeded(plain, (6, 6, 1), 3, 7, {"units": 4})
     _, fp2 = build_seeded(plain, (6, 6, 1), 3, 7, {"units": 4})
-    from seedtrail.keras_io import weights_fingerprint
+    from seedtrail.runtime.keras_io import weights_fingerprint
 
     assert fp == fp2 == weights_fingerprint(model)  # the probe ran on the other copy
 
 
 def test_a_loader_that_raises_is_one_line_and_the_users_own_frames():
-    from seedtrail.data_loader import load
-    from seedtrail.errors import UserCodeError
+    from seedtrail.inputs.data_loader import load
+    from seedtrail.core.errors import UserCodeError
 
     def loader(seed):
         return _helper_that_raises(seed)

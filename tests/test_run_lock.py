@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.rundir import RunDirectory
-from seedtrail.train_args import parse_train_args
+from seedtrail.core.errors import InputError
+from seedtrail.run.rundir import RunDirectory
+from seedtrail.cli.train_args import parse_train_args
 from tests.conftest import TINY, cli_env, run_module
 from tests.test_bad_input import _unfinished_run
 
@@ -109,6 +109,9 @@ def test_a_sweep_rerun_after_ctrl_c_continues_the_interrupted_run(
         [sys.executable, "-m", "flows.sweep", *args], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # a shell job: Ctrl-C reaches the sweep and its workers
+        # A pytest started in the background by a script ignores SIGINT, and a child
+        # inherits that: the sweep would never see the Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         run_dir = _wait_for_checkpoint(sweep_dir, 1)
