@@ -500,7 +500,7 @@ def clean_failure(message: str, error: BaseException | None = None) -> Any:
     """
     from prefect.states import Failed
 
-    from seedtrail.core.errors import InputError, RunFailed
+    from seedtrail.core.errors import InputError
 
     _CLEAN_FAILURES.add(message)
     return Failed(message=message, data=error if error is not None else InputError(message))

@@ -159,8 +159,8 @@ def test_a_softmax_model_passes_the_probe_and_keeps_its_weights():
 
 
 def test_a_loader_that_raises_is_one_line_and_the_users_own_frames():
-    from seedtrail.inputs.data_loader import load
     from seedtrail.core.errors import UserCodeError
+    from seedtrail.inputs.data_loader import load
 
     def loader(seed):
         return _helper_that_raises(seed)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from seedtrail.cli.train_args import parse_train_args
 from seedtrail.core.errors import InputError
 from seedtrail.run.rundir import RunDirectory
-from seedtrail.cli.train_args import parse_train_args
 from tests.conftest import TINY, cli_env, run_module
 from tests.test_bad_input import _unfinished_run
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from seedtrail.core.errors import InputError
-from seedtrail.runtime import tf_runtime
 from seedtrail.inputs.user_code import call_user, user_frames
+from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.keras_io import weights_fingerprint
 
 #: Keywords seedtrail passes to a builder that declares them; not allowed as options.
