@@ -45,11 +45,11 @@ from seedtrail.prefect_compat import (
     stop_local_workers,
 )
 from seedtrail.run.pipeline import preflight
-from seedtrail.run.rundir import settings_fingerprint
+from seedtrail.run.rundir import check_output_dir, settings_fingerprint
 from seedtrail.sweep.launch import record_finished, shared_prefect_api, task_runner, train_seed
 from seedtrail.sweep.plan import VARY_CHOICES, ci_warnings, default_sweep_dir, plan_runs
 from seedtrail.sweep.report import publish_artifacts, write_summary
-from seedtrail.sweep.resume import completed_runs, run_record
+from seedtrail.sweep.resume import completed_runs, resumable_runs, run_record
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
 
@@ -101,6 +101,7 @@ def sweep_flow(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     planned = plan_runs(base, vary, seeds, sweep_dir)
     done = completed_runs(sweep_dir)
+    interrupted = resumable_runs(sweep_dir)
 
     records: list[dict[str, Any] | None] = []
     futures = {}
@@ -111,8 +112,12 @@ def sweep_flow(
             records.append(run_record(p, done[fp], resumed=True))
             continue
         records.append(None)
+        resume = ""
+        if fp in interrupted and interrupted[fp].settings == p.settings:
+            resume = interrupted[fp].run_dir
+            log.info("%s: continuing %s from its last checkpoint", p.label, Path(resume).name)
         futures[i] = train_seed.with_options(task_run_name=f"train-{p.vary}-seed{p.seed}").submit(
-            p.settings
+            p.settings, resume
         )
 
     try:
@@ -139,10 +144,7 @@ def main(argv: list[str]) -> int:
     by_data_seed = {SeedPlan.from_settings(p.settings)["data"]: p.settings for p in planned}
     for settings in by_data_seed.values():
         preflight(settings.model_copy(update={"output_dir": args.base.output_dir}))
-    try:
-        args.sweep_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--sweep-dir: cannot create {args.sweep_dir} ({err.strerror})") from None
+    check_output_dir(args.sweep_dir, "--sweep-dir")
     runner = task_runner(args.workers, args.dask_address)
     try:
         with shared_prefect_api():

@@ -14,9 +14,9 @@ import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
     from seedtrail.cli.main import check_early
-    from seedtrail.cli.train_args import parse_train_args
+    from seedtrail.cli.train_args import check_train_args
 
-    check_early(parse_train_args)
+    check_early(check_train_args)
 
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from seedtrail.cli.main import run_cli
 from seedtrail.cli.train_args import parse_train_args
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.core.pipeline_table import STAGES
 from seedtrail.prefect_compat import (
     clean_failure,
@@ -67,11 +67,15 @@ def flow_run_name() -> str:
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
-def _fail(problems: list[str]) -> State:
-    """End the run Failed with one line (also logged as the run's error), no traceback."""
+def _fail(problems: list[str], error: InputError | RunFailed | None = None) -> State:
+    """End the run Failed with one line (also logged as the run's error), no traceback.
+
+    A UserCodeError's frames (the user's own files only) follow the line in the log.
+    """
     message = "; ".join(problems)
-    state = clean_failure(message)
-    get_run_logger().error("cannot run: %s", message)
+    state = clean_failure(message, error)
+    frames = getattr(error, "frames", "")
+    get_run_logger().error("cannot run: %s%s", message, f"\n{frames}" if frames else "")
     return state
 
 
@@ -142,7 +146,9 @@ def train_flow(
                 preflight(settings)
             manifest = run_training(settings, stop, bool(use_cache), resume_dir)
         except InputError as err:
-            return _fail(err.problems)
+            return _fail(err.problems, err)
+        except RunFailed as err:  # a full disk: one line; the run is marked failed
+            return _fail([str(err)], err)
     run_dir = manifest["run_dir"]
     get_run_logger().info(result_line(parse_manifest(manifest, run_dir, run_dir)))
     return manifest

@@ -113,13 +113,14 @@ def drop_task_completed_lines() -> None:
 
 
 def _not_input_error(record: logging.LogRecord) -> bool:
-    from seedtrail.core.errors import InputError
+    from seedtrail.core.errors import InputError, RunFailed
 
     err = record.exc_info[1] if record.exc_info else None
     text = record.getMessage()
     # a flow that ended on bad input with one line (9. below): the CLI prints that line itself
     ended = any(message in text for message in _CLEAN_FAILURES)
-    return not isinstance(err, InputError) and "InputError" not in text and not ended
+    named = any(name in text for name in ("InputError", "UserCodeError", "RunFailed"))
+    return not isinstance(err, InputError | RunFailed) and not named and not ended
 
 
 def drop_input_error_lines() -> None:
@@ -466,10 +467,10 @@ ENGINE_EXITED = "Engine execution exited with unexpected exception"
 
 
 def _clean_input_errors(record: logging.LogRecord) -> bool:
-    from seedtrail.core.errors import InputError
+    from seedtrail.core.errors import InputError, RunFailed
 
     exc = record.exc_info[1] if record.exc_info else None
-    if not isinstance(exc, InputError):
+    if not isinstance(exc, InputError | RunFailed):
         return True
     if record.getMessage().startswith(ENGINE_EXITED):
         return False  # the state and the flow's own error line already say it
@@ -489,18 +490,20 @@ def quiet_input_error_tracebacks() -> None:
 _CLEAN_FAILURES: set[str] = set()  # messages flows of this process ended with
 
 
-def clean_failure(message: str) -> Any:
+def clean_failure(message: str, error: BaseException | None = None) -> Any:
     """A Failed state with one line, as both its message and (raised on .result()) its error.
 
-    Call it before logging the line: the CLI (drop_input_error_lines) then leaves the flow's
-    lines about it out, as it prints `error: <line>` itself.
+    `error`: the exception to raise instead of InputError(message) (a UserCodeError keeps
+    the user's frames for the CLI to print). Call it before logging the line: the CLI
+    (drop_input_error_lines) then leaves the flow's lines about it out, as it prints
+    `error: <line>` itself.
     """
     from prefect.states import Failed
 
     from seedtrail.core.errors import InputError
 
     _CLEAN_FAILURES.add(message)
-    return Failed(message=message, data=InputError(message))
+    return Failed(message=message, data=error if error is not None else InputError(message))
 
 
 # ---- 10. SIGTERM kills the process without clean-up ------------------------------------------

@@ -8,14 +8,16 @@ bounds and a default. Nothing here reads the environment (see `settings.cli`).
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -51,11 +53,53 @@ def _code_ref(value: str | None) -> str | None:
     return value
 
 
+def _is_number_type(annotation: Any) -> bool:
+    """int or float, also inside Optional, Annotated or a tuple/list of them (not bool)."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType, tuple, list, Annotated):
+        return any(_is_number_type(a) for a in get_args(annotation) if a is not Ellipsis)
+    return False
+
+
+def refuse_bool_for_number(fields: dict[str, Any], value: Any, info: ValidationInfo) -> Any:
+    """`epochs = true` in a TOML file (or JSON): pydantic's lax mode reads it as 1. A flag
+    `--training.epochs true` is refused as not a number; a TOML or JSON value is too."""
+    field = fields.get(info.field_name or "")
+    if field is None or not _is_number_type(field.annotation):
+        return value
+    items = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, bool) for v in items):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 class Section(BaseModel):
     """Base of every settings model: immutable, unknown keys rejected."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=form_schema)
     form_title: ClassVar[str]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_for_number(cls.model_fields, value, info)
+
+
+FILE_SUFFIXES = (".npz", ".csv")  # what kind=file reads (tasks/data.py)
+
+
+def infer_path_kind(path: Path) -> str:
+    """data.kind for a data.path given without one: a folder is images, a .npz/.csv a file."""
+    if path.is_dir():
+        return "images"
+    if path.suffix.lower() in FILE_SUFFIXES:
+        return "file"
+    raise ValueError(
+        f"cannot tell data.kind from data.path {str(path)!r} (not a folder, not a .npz or "
+        ".csv file): set data.kind to file or images"
+    )
 
 
 class DataSettings(Section):
@@ -67,7 +111,9 @@ class DataSettings(Section):
         "synthetic",
         description="synthetic: noisy shapes images (needs a CNN); digits: scikit-learn's 8x8 "
         "digits; tabular: random binary classification table; file: your .npz or .csv (data.path); "
-        "images: your folder of class subfolders (data.path); python: your loader (data.loader).",
+        "images: your folder of class subfolders (data.path); python: your loader (data.loader). "
+        "Unset: inferred, python with data.loader, images for a data.path folder, file for a "
+        "data.path .npz or .csv.",
     )
     path: NonEmptyPath | None = Field(
         None,
@@ -109,12 +155,41 @@ class DataSettings(Section):
     def _loader_is_ref(cls, value: str | None) -> str | None:
         return _code_ref(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kind(cls, values: Any) -> Any:
+        """data.kind left unset, with data.loader or data.path given: the kind they imply.
+
+        Without this, `--data.path f.npz` alone trained on the synthetic set, silently.
+        """
+        if not isinstance(values, dict) or values.get("kind") is not None:
+            return values
+        loader, path = values.get("loader"), values.get("path")
+        if loader is not None and path is not None:
+            raise ValueError(
+                "data.loader and data.path are both set: set data.kind (python or file/images)"
+            )
+        if loader is not None:
+            return {**values, "kind": "python"}
+        if path is not None and not (isinstance(path, str) and not path.strip()):
+            return {**values, "kind": infer_path_kind(Path(path))}
+        return values
+
     @model_validator(mode="after")
     def _source_given(self) -> DataSettings:
         if self.kind in ("file", "images") and self.path is None:
             raise ValueError(f"data.kind={self.kind} needs data.path")
         if self.kind == "python" and self.loader is None:
             raise ValueError("data.kind=python needs data.loader (package.module:function)")
+        # Set but never read: the run would train on other data than the user meant.
+        if self.path is not None and self.kind not in ("file", "images"):
+            raise ValueError(
+                f"data.path is read only with data.kind=file or images (data.kind={self.kind})"
+            )
+        if self.loader is not None and self.kind != "python":
+            raise ValueError(
+                f"data.loader is read only with data.kind=python (data.kind={self.kind})"
+            )
         return self
 
 

@@ -103,7 +103,7 @@ def run_model(
         builder, tuple(info["sample_shape"]), info["n_classes"], seed, options, x_train, name
     )
     path = ctx.store / "models" / f"{fp}.keras"
-    save_model(model, path)
+    save_model(model, path, owned=True)
     if s.builder is not None:
         _check_loads_back(path, name)
     return StageOutput(

@@ -409,3 +409,37 @@ def test_numeric_labels_are_classes_in_numeric_order(values: list[int]) -> None:
         ds = read_csv(path, "label")
     assert ds.class_names == tuple(str(v) for v in sorted(set(values)))
     assert [int(ds.class_names[k]) for k in ds.y] == values
+
+
+@pytest.mark.parametrize("where", ["entry", "stored file", "arrays"])
+def test_a_store_entry_replaced_by_a_directory_is_a_miss_then_rewritten(
+    tmp_path: Path, where: str
+) -> None:
+    """Issue 24: a directory in place of a store file gave an IsADirectoryError traceback."""
+    import numpy as np
+
+    from seedtrail.core.stage_cache import lookup
+    from seedtrail.core.store import load_arrays, put_arrays
+
+    if where == "arrays":
+        fp, path = put_arrays(tmp_path / ".store", {"x": np.arange(3)})
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+        fp2, path2 = put_arrays(tmp_path / ".store", {"x": np.arange(3)})  # the recompute
+        assert (fp2, path2) == (fp, path) and load_arrays(path, fp)["x"].tolist() == [0, 1, 2]
+        return
+    ctx, result = _saved_entry(tmp_path)
+    path = _entry_path(ctx, "train", "key")
+    if where == "stored file":
+        (path,) = (ctx.store / "files").iterdir()
+    path.unlink()
+    (path / "inside").mkdir(parents=True)
+    fresh = StageContext(run_dir=tmp_path / "run2", store=ctx.store)
+    fresh.run_dir.mkdir()
+    warnings: list[str] = []
+    hit, decision = lookup(fresh, "train", "key", log=warnings.append)
+    assert hit is None and decision["status"] == "miss"
+    assert len(warnings) == 1 and "a directory" in warnings[0], warnings
+    save_entry(ctx, "key", result)  # the stage ran again and saves its result
+    hit, decision = lookup(fresh, "train", "key", log=warnings.append)
+    assert hit is not None and decision["status"] == "hit" and len(warnings) == 1

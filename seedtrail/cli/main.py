@@ -6,7 +6,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.prefect_compat import (
     detached_server,
     environment_defaults,
@@ -26,6 +26,11 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  #
 def report_input_error(err: InputError) -> int:
     for line in err.problems:
         print(f"error: {line}", file=sys.stderr)
+    frames = getattr(
+        err, "frames", ""
+    )  # UserCodeError: the user's own frames, as Python shows them
+    if frames:
+        print(frames, file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -62,6 +67,9 @@ def run_cli(
             code = main(args)
         except InputError as err:
             code = report_input_error(err)
+        except RunFailed as err:  # e.g. a full disk: the run is marked failed
+            print(f"error: {err}", file=sys.stderr)
+            code = EXIT_FAILED
         except interruption_types() as err:
             word = "terminated" if interrupt_signal(err) == signal.SIGTERM else "interrupted"
             print(f"\n{word}", file=sys.stderr)

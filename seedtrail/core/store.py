@@ -29,7 +29,7 @@ def put_arrays(store: Path, arrays: Mapping[str, np.ndarray]) -> tuple[str, Path
     fp = fingerprint_arrays(arrays)
     path = store / "arrays" / f"{fp}.npz"
     # Always (re)write: an existing file might be corrupt, and the arrays are small.
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, owned=True) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return fp, path
 

@@ -26,6 +26,7 @@ import numpy as np
 from seedtrail.core.errors import InputError
 from seedtrail.core.fingerprint import fingerprint_arrays
 from seedtrail.inputs import labels
+from seedtrail.inputs.user_code import call_user
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def load(
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    return validate(loader(seed), name, setting)
+    return validate(call_user(loader, setting, name, seed), name, setting)
 
 
 def load_proven(

@@ -8,6 +8,7 @@ task; `run_training` must run inside a flow run (the `train` flow, or verify's).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.core.pipeline_table import STAGES, declared
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageResult
@@ -27,7 +28,13 @@ from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_f
 from seedtrail.run import tensorboard_log
 from seedtrail.run.manifest import parse_manifest, read_manifest
 from seedtrail.run.report import card_description, run_card
-from seedtrail.run.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
+from seedtrail.run.rundir import (
+    COMPLETE,
+    RunDirectory,
+    check_output_dir,
+    new_run_id,
+    settings_fingerprint,
+)
 from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
 from settings.seeds import SeedPlan, StageName
@@ -54,12 +61,7 @@ def preflight(settings: RunSettings) -> None:
     ):
         augmenter = augment.build_augmenter(settings.augment)
         check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
-    try:
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(
-            f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
-        ) from None
+    check_output_dir(settings.output_dir)
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
@@ -170,6 +172,8 @@ def run_training(
     except InputError:
         if resume is None:
             run.discard()  # bad input: leave nothing behind
+        else:
+            run.release()  # a later resume, even in this process, may take it again
         raise
     except interruption_types():  # Ctrl-C, or SIGTERM (ours, or Prefect's inside the flow)
         run.finish("interrupted")
@@ -178,6 +182,10 @@ def run_training(
             f"  python -m flows.train --resume {run.path}",
             file=sys.stderr,
         )
+        raise
+    except RunFailed as err:  # a full disk: the manifest may not be writable either
+        with contextlib.suppress(OSError, RunFailed):
+            run.finish("failed", error=str(err))
         raise
     except BaseException as err:
         run.finish("failed", error=f"{type(err).__name__}: {err}")

@@ -27,8 +27,11 @@ from settings.model import RunSettings
 
 
 @task(name="train-seed", retries=0)
-def train_seed(settings: RunSettings) -> dict[str, Any]:
-    """One training run, as a `train` subflow, in whatever process executes this task."""
+def train_seed(settings: RunSettings, resume: str = "") -> dict[str, Any]:
+    """One training run, as a `train` subflow, in whatever process executes this task.
+
+    `resume`: an interrupted run directory of these settings to continue in place.
+    """
     # Loaded here, in the worker, by entrypoint: a flow pickled by value with the task
     # would lose its module's globals (pydantic could not resolve its annotations).
     from seedtrail.deployments import TRAIN_ENTRYPOINT, load_flow
@@ -38,7 +41,7 @@ def train_seed(settings: RunSettings) -> dict[str, Any]:
     set_quiet_environment()
     ignore_sigint_in_worker()  # the sweep stops its workers itself (prefect_compat)
     started = time.time()
-    manifest = load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings))
+    manifest = load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings), resume=resume)
     # Where and when it ran: the sweep's proof that runs had a process each and never overlapped.
     process = {"pid": os.getpid(), "started": started, "finished": time.time()}
     return {**manifest, "process": process}
@@ -74,7 +77,8 @@ def record_finished(
         try:
             manifest = fut.result()
             run = parse_manifest(manifest, run_dir=manifest["run_dir"])
-            records[i] = {**run_record(p, run, False), "process": manifest.get("process")}
+            continued = bool(run.resumed)  # an interrupted run, continued from its checkpoint
+            records[i] = {**run_record(p, run, continued), "process": manifest.get("process")}
             log.info("%s: complete · %s", p.label, headline(run))
         except Exception as err:  # one failed seed must not lose the others
             failed = failed_manifest(sweep_dir, settings_fingerprint(p.settings))
