@@ -19,6 +19,8 @@ from prefect.artifacts import create_markdown_artifact
 from seedtrail import tensorboard_log, tf_runtime, user_inputs
 from seedtrail.augment_pipeline import check_pipeline
 from seedtrail.errors import InputError
+from seedtrail.inputs.index import persist_stat_cache
+from seedtrail.inputs.pixels import DataChanged
 from seedtrail.manifest import parse_manifest, read_manifest
 from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
 from seedtrail.registry import code_versions
@@ -36,22 +38,28 @@ def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
     # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
     tf_runtime.prepare(settings.determinism)
-    user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
-    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
-    split.split_sizes(ds.y, settings.split)
-    if (
-        settings.augment.pipeline is not None
-        and ds.modality == "image"
-        and settings.augment.enabled
-    ):
+    # user code, image folder (hashed once; the store's stat cache keeps the hashes for the
+    # run itself and for a sweep's other seeds), pipeline file: referable
+    user_inputs.identify(settings, write=False)
+    if settings.data.kind == "images":  # the index: labels and shape without decoding
+        index = data.index_folder(settings.data, store_dir(settings.output_dir), persist=False)
+        y, modality, shape = index.label_array(), "image", index.sample_shape
+    else:
+        ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
+        y, modality, shape = ds.y, ds.modality, ds.x.shape[1:]
+    split.split_sizes(y, settings.split)
+    if settings.augment.pipeline is not None and modality == "image" and settings.augment.enabled:
         augmenter = augment.build_augmenter(settings.augment)
-        check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
+        check_pipeline(augmenter, shape, settings.augment.pipeline)
     try:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(
             f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
         ) from None
+    if settings.data.kind == "images" and settings.data.path is not None:
+        # All checks passed: keep the hashes, so the run and a sweep's seeds reuse them.
+        persist_stat_cache(settings.data.path, store_dir(settings.output_dir))
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
@@ -128,6 +136,7 @@ def run_training(
             raise _StopAfter
         return result
 
+    training = False
     try:
         env = record(environment.run_environment(settings.determinism, plan["environment"]))
         run.set("environment", env.info["environment"])
@@ -143,24 +152,37 @@ def run_training(
         data_content = user_inputs.key_inputs(
             {k: v for k, v in user.items() if k.startswith("data.")}
         )
-        ds = record(data.run_data(ctx, settings.data, plan["data"], data_content))
+        feed = settings.data.feed()  # how image folders are fed: never in a key
+        ds = record(
+            data.run_data(ctx, settings.data.keyed(), plan["data"], data_content, feed=feed)
+        )
         aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
         idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
         builder = model.builder_content(settings.model)  # the builder's source, for the key
         init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, builder))
+        training = True  # from here, a changed input file fails the run; --resume continues
         fit = record(
             train.run_train(
-                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
+                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init,
+                feed=feed,
             )
-        )
-        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
+        )  # fmt: skip
+        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit, feed=feed))
         run.set("metrics", ev.info["metrics"])
         run.add_artifacts(_tensorboard(run.path, fit, aug))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")
-    except InputError:
-        if resume is None:
+    except InputError as err:
+        if isinstance(err, DataChanged) and training:
+            # Checkpoints are kept: restore the file and `--resume` continues from them.
+            run.finish("failed", error="; ".join(err.problems))
+            print(
+                f"the run is kept; once the file is restored, resume with:\n"
+                f"  python -m flows.train --resume {run.path}",
+                file=sys.stderr,
+            )
+        elif resume is None:
             run.discard()  # bad input: leave nothing behind
         raise
     except interruption_types():  # Ctrl-C, or SIGTERM (ours, or Prefect's inside the flow)

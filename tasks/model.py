@@ -18,6 +18,7 @@ import numpy as np
 
 from seedtrail import builtin_models, tf_runtime, user_code, user_inputs
 from seedtrail.errors import InputError
+from seedtrail.inputs import records
 from seedtrail.keras_io import load_model, save_model
 from seedtrail.model_builder import build_seeded
 from seedtrail.stage import stage
@@ -92,8 +93,8 @@ def run_model(
     builder, options, name = select_builder(s, info["modality"])
     x_train = None
     if "x_train" in inspect.signature(builder).parameters:  # e.g. standardization statistics
-        x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
-        x_train = x[load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]]
+        train = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]
+        x_train = records.images(data, train, ctx.store)
     model, fp = build_seeded(
         builder, tuple(info["sample_shape"]), info["n_classes"], seed, options, x_train, name
     )
