@@ -11,6 +11,7 @@ applies it to the training split only, fresh each epoch.
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -98,6 +99,11 @@ def augment_images(
     for i, img in enumerate(images):
         out[i] = augmenter(img, words[i]).reshape(img.shape)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def batch_augmenter(s: AugmentSettings):
+    """A fresh augmenter as a function (images, states) -> images: one per worker thread."""
+    return functools.partial(augment_images, build_augmenter(s))
 
 
 def epoch_words(augment_seed: int, epoch: int, n: int) -> np.ndarray:

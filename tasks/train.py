@@ -30,7 +30,7 @@ from seedtrail.stage_result import StageOutput, StageResult
 from seedtrail.store import load_arrays
 from settings.model import AugmentSettings, TrainingSettings
 from settings.seeds import epoch_rng
-from tasks.augment import augment_epoch, build_augmenter, epoch_words
+from tasks.augment import augment_epoch, batch_augmenter, build_augmenter, epoch_words
 
 LOSS = "sparse_categorical_crossentropy"
 
@@ -90,7 +90,7 @@ class _Feed:
         return {"x": x_epoch, "y": self.y[order], "batch_size": self.s.batch_size}
 
     def _make_augmenter(self):
-        return build_augmenter(self.augment_settings)
+        return batch_augmenter(self.augment_settings)
 
 
 # The key names the checkpoints: a resumed run continues only its own training.

@@ -134,7 +134,7 @@ def test_workers_and_the_pixel_cache_never_change_the_bytes(tmp_path: Path) -> N
     import keras
 
     from seedtrail.inputs.stream import batches
-    from tasks.augment import build_augmenter, epoch_words
+    from tasks.augment import batch_augmenter, epoch_words
 
     idx = build_index(make_folder(tmp_path / "imgs", per_class=20), 12)
     cache = build_cache(tmp_path / "store", idx)
@@ -145,7 +145,7 @@ def test_workers_and_the_pixel_cache_never_change_the_bytes(tmp_path: Path) -> N
     def epoch_bytes(workers: int, source: IndexSource) -> str:
         ds = batches(
             source, order, 5, workers=workers, words=words,
-            make_augmenter=lambda: build_augmenter(AugmentSettings()),
+            make_augmenter=lambda: batch_augmenter(AugmentSettings()),
         )  # fmt: skip
         return fingerprint_arrays({"x": np.asarray(identity.predict(ds, verbose=0))})
 

@@ -104,9 +104,7 @@ def _batches_class() -> type:
                 idx = self.indices[b * self.batch_size : (b + 1) * self.batch_size]
                 x = self.source.images(idx)
                 if self.make_augmenter is not None:
-                    from tasks.augment import augment_images
-
-                    x = augment_images(self._augmenter(), x, self.words[idx])
+                    x = self._augmenter()(x, self.words[idx])
                 return x, self.source.labels[idx]
             except BaseException as err:  # Keras/tf.data rewrap it; the stage re-raises this
                 if self.error is None:
@@ -126,8 +124,12 @@ def batches(
     make_augmenter: Callable[[], Any] | None = None,
     words: np.ndarray | None = None,
 ) -> Any:
-    """A PyDataset of `source[indices]` in that order, augmented when `make_augmenter` is given
-    (then `words` is the epoch's (n_samples, 4) block of per-sample states)."""
+    """A PyDataset of `source[indices]` in that order, augmented when `make_augmenter` is given.
+
+    `make_augmenter()` returns a function (images, states) -> images for a batch (e.g.
+    tasks/augment.py's `augment_images` bound to a fresh augmenter); it is called once per
+    worker thread. `words` is the epoch's (n_samples, 4) block of per-sample states.
+    """
     return _batches_class()(
         source, indices, batch_size, workers or default_workers(), make_augmenter, words
     )
