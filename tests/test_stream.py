@@ -202,46 +202,50 @@ def test_an_image_folder_run_records_an_index_and_workers_never_change_its_bytes
 def test_a_file_changed_during_training_fails_the_run_and_resume_continues_once_restored(
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import tasks.train
     from seedtrail.compare import compare_manifests
-    from seedtrail.inputs import records
     from tests.conftest import train_in_process
 
     root = make_folder(tmp_path / "imgs", per_class=12)
     reference = train_in_process(_images_settings(tmp_path / "ref", root, cache=False))
-    victim = root / "dog" / "0003.png"
+    split = np.load(reference["stages"]["split"]["outputs"]["indices"])
+    index = build_index(root, 12)
+    rel = index.files[int(split["train"][0])]  # read in every epoch
+    victim, other = root / rel, root / index.files[int(split["train"][1])]
     original = victim.read_bytes()
-    real_source = records.source
-    calls = []
+    real_save = tasks.train.save_checkpoint
 
-    def source_after_an_edit(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:  # the train stage's (the augment stage's preview is the first)
-            victim.write_bytes((root / "dog" / "0001.png").read_bytes())
-        return real_source(*args, **kwargs)
+    def save_then_edit(*args, **kwargs):  # the file changes after epoch 1's checkpoint
+        real_save(*args, **kwargs)
+        victim.write_bytes(other.read_bytes())
 
-    monkeypatch.setattr(records, "source", source_after_an_edit)
+    monkeypatch.setattr(tasks.train, "save_checkpoint", save_then_edit)
     settings = _images_settings(tmp_path, root, cache=False)
     with pytest.raises(InputError) as err:
         train_in_process(settings)
     assert err.value.problems == [
-        f"data.path {root}: dog/0003.png changed after indexing (sha256 differs); "
+        f"data.path {root}: {rel} changed after indexing (sha256 differs); "
         "restore it (or rerun to re-index)"
     ]
     (run_dir,) = (tmp_path / "runs").glob("2*")
     failed = json.loads((run_dir / "manifest.json").read_text())
-    assert failed["status"] == "failed" and "dog/0003.png" in failed["error"]
+    assert failed["status"] == "failed" and rel in failed["error"]
 
-    monkeypatch.setattr(records, "source", real_source)
+    monkeypatch.setattr(tasks.train, "save_checkpoint", real_save)
     victim.write_bytes(original)
     resumed = train_in_process(settings, resume=str(run_dir))
     assert resumed["status"] == "complete"
-    assert _fingerprints(resumed) == _fingerprints(reference)
+    assert resumed["stages"]["train"]["info"]["resumed_after_epoch"] == 1
+    assert _fingerprints(resumed) == _fingerprints(reference)  # bit-exact after the resume
+    assert (
+        resumed["stages"]["train"]["info"]["epoch_fingerprints"]
+        == reference["stages"]["train"]["info"]["epoch_fingerprints"]
+    )
 
     # and compare names the file when it differs between two runs
-    victim.write_bytes((root / "dog" / "0001.png").read_bytes())
-    other = train_in_process(_images_settings(tmp_path / "other", root), stop_after="data")
-    causes = compare_manifests(reference, other).user_inputs
-    assert causes == ["data: 1 file changed: dog/0003.png"]
+    victim.write_bytes(other.read_bytes())
+    changed = train_in_process(_images_settings(tmp_path / "other", root), stop_after="data")
+    assert compare_manifests(reference, changed).user_inputs == [f"data: 1 file changed: {rel}"]
 
 
 @pytest.mark.slow
