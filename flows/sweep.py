@@ -34,6 +34,7 @@ from pydantic import Field
 
 from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.errors import InputError
+from seedtrail.inputs.index import persist_stat_cache
 from seedtrail.pipeline import preflight
 from seedtrail.prefect_compat import (
     exit_now,
@@ -45,6 +46,7 @@ from seedtrail.prefect_compat import (
     stop_local_workers,
 )
 from seedtrail.rundir import settings_fingerprint
+from seedtrail.store import store_dir
 from seedtrail.sweep import (
     VARY_CHOICES,
     ci_warnings,
@@ -148,6 +150,10 @@ def main(argv: list[str]) -> int:
         args.sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"--sweep-dir: cannot create {args.sweep_dir} ({err.strerror})") from None
+    if args.base.data.kind == "images" and args.base.data.path is not None:
+        # The runs write to the sweep folder's store: give them the hashes preflight made,
+        # so the folder is hashed once for the whole sweep, not once per seed.
+        persist_stat_cache(args.base.data.path, store_dir(args.sweep_dir))
     runner = task_runner(args.workers, args.dask_address)
     try:
         with shared_prefect_api():
