@@ -19,11 +19,12 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from seedtrail.fingerprint import fingerprint_json
 from seedtrail.image_folder import _nfc, list_images
 from seedtrail.inputs.progress import Progress
 
+T = TypeVar("T")
 #: PIL modes decoded as one gray channel (alpha dropped).
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 FORMATS = frozenset({"PNG", "JPEG", "MPO"})  # MPO: a JPEG with extra frames (phones)
@@ -47,6 +49,26 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(8, cores))
+
+
+def ordered_map(fn: Callable[[int], T], n: int, workers: int, window: int = 256) -> Iterator[T]:
+    """fn(0) .. fn(n-1) in `workers` threads, yielded in order, with at most `window` pending.
+
+    `ThreadPoolExecutor.map` would create all n futures at once: memory that grows with
+    the folder (about 1 KB a file), which is what this whole design avoids.
+    """
+    if workers <= 1 or n < 64:
+        for i in range(n):
+            yield fn(i)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[T]] = deque()
+        for i in range(n):
+            pending.append(pool.submit(fn, i))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def header_problem(data: bytes) -> tuple[str | None, bool]:
@@ -164,15 +186,9 @@ def scan(
     n = len(paths)
     out: list[tuple[str, bool]] = []
     with Progress("data: hashing files", n) as bar:
-        if n < 64 or (workers or default_workers()) == 1:
-            for i in range(n):
-                out.append(one(i))
-                bar.update()
-        else:
-            with ThreadPoolExecutor(workers or default_workers()) as pool:
-                for r in pool.map(one, range(n), chunksize=64):
-                    out.append(r)
-                    bar.update()
+        for r in ordered_map(one, n, workers or default_workers()):
+            out.append(r)
+            bar.update()
     if problems:
         raise InputError([problems[i] for i in sorted(problems)][:20])
     _MEMO[str(root.resolve())] = fresh

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from seedtrail import atomic
 from seedtrail.errors import InputError
-from seedtrail.inputs.index import ImageIndex, default_workers, write_compact
+from seedtrail.inputs.index import ImageIndex, default_workers, ordered_map, write_compact
 from seedtrail.inputs.progress import Progress
 
 
@@ -176,15 +175,8 @@ def build_cache(
                 os.pwrite(fd, raw, i * record)
 
             with Progress("data: decoding images", n) as bar:
-                k = workers or default_workers()
-                if k == 1 or n < 64:
-                    for i in range(n):
-                        one(i)
-                        bar.update()
-                else:
-                    with ThreadPoolExecutor(k) as pool:
-                        for _ in pool.map(one, range(n), chunksize=32):
-                            bar.update()
+                for _ in ordered_map(one, n, workers or default_workers()):
+                    bar.update()
         finally:
             os.close(fd)
     write_compact(files.meta, {"index": index.fingerprint, "digests": digests})
