@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail import data_loader, image_folder, user_code
+from seedtrail import data_loader, image_folder, store, user_code
 from seedtrail.datasets import SHAPES, digits, synthetic_shapes, tabular
 from seedtrail.errors import InputError
 from seedtrail.inputs.index import ImageIndex, build_index
@@ -94,13 +94,11 @@ def read_npz(path: Path) -> Dataset:
         if f.read(4) != b"PK\x03\x04":  # np.load would guess "pickle" and say so
             raise InputError(f"{where}: not a readable .npz file (not a zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if "x" not in names or "y" not in names:
-                raise InputError(
-                    f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})"
-                )
-            x, raw_y = npz["x"], npz["y"]
+        arrays = store.read_npz(path)  # memory-mapped where stored uncompressed
+        names = list(arrays)
+        if "x" not in names or "y" not in names:
+            raise InputError(f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})")
+        x, raw_y = arrays["x"], np.asarray(arrays["y"])
     except InputError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

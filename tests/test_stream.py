@@ -265,3 +265,25 @@ def test_an_undecodable_png_stops_the_run_before_training_leaving_nothing(
         f"data.path {root}: cat/0001.png cannot be decoded as a PNG or JPEG image"
     ]
     assert not list(out.glob("2*"))  # no run directory
+
+
+def test_npz_arrays_are_memory_mapped_where_stored_uncompressed(tmp_path: Path) -> None:
+    from seedtrail.fingerprint import fingerprint_arrays
+    from seedtrail.store import load_arrays, put_arrays, read_npz
+
+    arrays = {
+        "x": np.random.default_rng(0).random((50, 4, 4, 3), dtype=np.float32),
+        "y": np.arange(50, dtype=np.int32),
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        "files": np.array(["a.png", "bé.jpg"]),
+    }
+    fp, path = put_arrays(tmp_path, arrays)
+    loaded = load_arrays(path, fp)  # the fingerprint is checked on the mapped bytes
+    assert all(isinstance(loaded[k], np.memmap) for k in arrays)
+    assert fingerprint_arrays(loaded) == fp
+    for k, v in arrays.items():
+        assert np.array_equal(loaded[k], v)
+    np.savez_compressed(tmp_path / "c.npz", **arrays)  # compressed: loaded, same values
+    packed = read_npz(tmp_path / "c.npz")
+    assert not any(isinstance(v, np.memmap) for v in packed.values())
+    assert fingerprint_arrays(packed) == fp
