@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=96)
     a = p.parse_args(argv)
 
-    from seedtrail import hardware, tf_runtime
+    from seedtrail.runtime import hardware, tf_runtime
     from settings.model import AugmentSettings, DeterminismSettings
 
-    tf_runtime.request(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
-    tf_runtime.ensure()
+    tf_runtime.configure(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
+    tf_runtime.configured_tf()
     import keras
     import tensorflow as tf
 

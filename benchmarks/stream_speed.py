@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rows", default="speed,workers", help="speed, workers, first-step")
+    p.add_argument("--filters", default="8,16", help="CNN of the speed and first-step rows")
+    p.add_argument("--dense-units", default="32")
+    p.add_argument("--heavy", action="store_true", help="the speed row with the heavy pipeline")
+    p.add_argument("--flags", default="", help="more flows.train flags for the speed row")
     a = p.parse_args(argv)
     rows = a.rows.split(",")
     results: dict = {"folder": str(a.folder), "epochs": a.epochs}
@@ -153,9 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         user_aug, heavy_aug = write_pipelines(work, SIZE)
         home = work / "prefect-home"
-        cnn = ["--model.conv-filters", "8,16", "--model.dense-units", "32"]
+        cnn = ["--model.conv-filters", a.filters, "--model.dense-units", a.dense_units]
+        speed_aug = heavy_aug if a.heavy else user_aug
+        plain_cnn = ["--filters", a.filters, "--dense-units", a.dense_units]
+        results["config"] = {"cnn": cnn, "heavy": a.heavy, "flags": a.flags}
         if "first-step" in rows:  # cold (index, hashes, pixel cache built) then warm
-            base = plain(a.folder, user_aug, 1, first_step_only=True)
+            base = plain(a.folder, user_aug, 1, *plain_cnn, first_step_only=True)
             cold = seedtrail(a.folder, user_aug, work / "f1", home, *cnn, first_step_only=True)
             warm = seedtrail(a.folder, user_aug, work / "f1", home, *cnn, first_step_only=True)
             results["first_step"] = {"plain_keras": base, "seedtrail_cold": cold,
@@ -168,9 +175,9 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         if "speed" in rows:
-            base = plain(a.folder, user_aug, a.epochs)
-            ours = seedtrail(a.folder, user_aug, work / "o1", home,
-                             "--training.epochs", str(a.epochs), *cnn)  # fmt: skip
+            base = plain(a.folder, speed_aug, a.epochs, *plain_cnn)
+            ours = seedtrail(a.folder, speed_aug, work / "o1", home,
+                             "--training.epochs", str(a.epochs), *cnn, *a.flags.split())  # fmt: skip
             results["speed"] = {"plain_keras": base, "seedtrail": ours,
                                 "ratio_images_per_s": rate(ours) / rate(base)}  # fmt: skip
             print(

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail import data_loader, image_folder, store, user_code
-from seedtrail.datasets import SHAPES, digits, synthetic_shapes, tabular
-from seedtrail.errors import InputError
+from seedtrail.core import store
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput
+from seedtrail.core.store import put_arrays
+from seedtrail.inputs import data_loader, image_folder, user_code
+from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
 from seedtrail.inputs.index import ImageIndex, build_index
 from seedtrail.inputs.pixels import ensure_cache
 from seedtrail.inputs.records import INDEX
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput
-from seedtrail.store import put_arrays
 from settings.model import DataSettings
 
 
@@ -257,15 +258,15 @@ def _index_stage(ctx: StageContext, s: DataSettings, feed: dict) -> StageOutput:
 
 
 # Retries: reading a user file can fail transiently; bad input never retries.
-# The key covers the sha256 of data.path's content (seedtrail/cache_key.py), and
-# `user_content`: the image folder's bytes or the loader's source (seedtrail/user_inputs.py).
+# The key covers the sha256 of data.path's content (seedtrail/core/cache_key.py), and
+# `user_inputs`: the image folder's bytes or the loader's source (seedtrail/inputs/user_inputs.py).
 # `feed` (data.workers, data.cache) never changes the bytes: not in the key.
 @stage(retries=2, env="stack", cache_exclude=("feed",))
 def run_data(
     ctx: StageContext,
     s: DataSettings,
     seed: int,
-    user_content: dict[str, str] | None = None,
+    user_inputs: dict[str, str] | None = None,
     feed: dict | None = None,
 ) -> StageOutput:
     if s.kind == "images":

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.image_folder import read_image_folder
+from seedtrail.core.errors import InputError
+from seedtrail.core.fingerprint import fingerprint_arrays
 from seedtrail.inputs import index as index_mod
+from seedtrail.inputs.image_folder import read_image_folder
 from seedtrail.inputs.index import Listing, build_index, diff_listings, scan
 from seedtrail.inputs.pixels import DataChanged, build_cache, open_cache, read_file
 from seedtrail.inputs.stream import IndexSource
@@ -203,7 +203,7 @@ def test_a_file_changed_during_training_fails_the_run_and_resume_continues_once_
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tasks.train
-    from seedtrail.compare import compare_manifests
+    from seedtrail.compare.explanation import compare_manifests
     from tests.conftest import train_in_process
 
     root = make_folder(tmp_path / "imgs", per_class=12)
@@ -268,8 +268,8 @@ def test_an_undecodable_png_stops_the_run_before_training_leaving_nothing(
 
 
 def test_npz_arrays_are_memory_mapped_where_stored_uncompressed(tmp_path: Path) -> None:
-    from seedtrail.fingerprint import fingerprint_arrays
-    from seedtrail.store import load_arrays, put_arrays, read_npz
+    from seedtrail.core.fingerprint import fingerprint_arrays
+    from seedtrail.core.store import load_arrays, put_arrays, read_npz
 
     arrays = {
         "x": np.random.default_rng(0).random((50, 4, 4, 3), dtype=np.float32),

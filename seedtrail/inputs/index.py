@@ -1,6 +1,6 @@
 """The index of an image folder: what the data stage records instead of pixels.
 
-An index holds the sorted relative paths (seedtrail/image_folder.py's reading order), the
+An index holds the sorted relative paths (seedtrail/inputs/image_folder.py's reading order), the
 labels, each file's sha256 and the decode settings; its fingerprint is the data stage's.
 It is kilobytes to a few megabytes (about 100 bytes a file), never a copy of the pixels.
 
@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from seedtrail import atomic
-from seedtrail.errors import InputError
-from seedtrail.fingerprint import fingerprint_json
-from seedtrail.image_folder import _nfc, list_images
+from seedtrail.core import atomic
+from seedtrail.core.errors import InputError
+from seedtrail.core.fingerprint import fingerprint_json
+from seedtrail.inputs.image_folder import _nfc, list_images
 from seedtrail.inputs.progress import Progress
 
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail import atomic
-from seedtrail.errors import InputError
+from seedtrail.core import atomic
+from seedtrail.core.errors import InputError
 from seedtrail.inputs.index import ImageIndex, default_workers, ordered_map, write_compact
 from seedtrail.inputs.progress import Progress
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from seedtrail.core.stage_result import StageResult
+from seedtrail.core.store import load_arrays
 from seedtrail.inputs.index import ImageIndex
-from seedtrail.stage_result import StageResult
-from seedtrail.store import load_arrays
 
 INDEX = "index"  # the data stage's output name for an index
 

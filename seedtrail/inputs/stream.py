@@ -52,7 +52,9 @@ class IndexSource:
         out = np.empty((len(indices), *self.sample_shape), dtype=np.uint8)
         for j, i in enumerate(indices):
             out[j] = self.uint8(i)
-        return out.astype(np.float32) / SCALE  # as seedtrail/image_folder.py scales 8-bit pixels
+        return (
+            out.astype(np.float32) / SCALE
+        )  # as seedtrail/inputs/image_folder.py scales 8-bit pixels
 
 
 def open_source(
