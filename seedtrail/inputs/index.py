@@ -162,32 +162,39 @@ def scan(
     cached = {**on_disk, **_MEMO.get(str(root.resolve()), {})}
     fresh: dict[str, list] = {}
     problems: dict[int, str] = {}
-
-    def one(i: int) -> tuple[str, bool]:
-        p, rel = paths[i], rels[i]
+    out: list[tuple[str, bool]] = [("", False)] * len(paths)
+    todo: list[tuple[int, os.stat_result]] = []
+    for i, (p, rel) in enumerate(zip(paths, rels, strict=True)):  # stat: cheap, no threads
         try:
             st = os.stat(p)
-            hit = cached.get(rel)
-            if hit is not None and hit[:4] == _stat_key(st):
-                fresh[rel] = hit
-                return hit[4], bool(hit[5])
-            data = p.read_bytes()
         except OSError as err:
             problems[i] = f"{where}: {rel} cannot be read ({err.strerror or err})"
-            return "", False
+            continue
+        hit = cached.get(rel)
+        if hit is not None and hit[:4] == _stat_key(st):
+            fresh[rel] = hit
+            out[i] = (hit[4], bool(hit[5]))
+        else:
+            todo.append((i, st))
+
+    def hash_one(k: int) -> None:
+        i, st = todo[k]
+        rel = rels[i]
+        try:
+            data = paths[i].read_bytes()
+        except OSError as err:
+            problems[i] = f"{where}: {rel} cannot be read ({err.strerror or err})"
+            return
         sha = hashlib.sha256(data).hexdigest()
         problem, gray = header_problem(data)
         if problem is not None:
             problems[i] = f"{where}: {rel} {problem}"
-            return "", False
+            return
         fresh[rel] = [*_stat_key(st), sha, gray]
-        return sha, gray
+        out[i] = (sha, gray)
 
-    n = len(paths)
-    out: list[tuple[str, bool]] = []
-    with Progress("data: hashing files", n) as bar:
-        for r in ordered_map(one, n, workers or default_workers()):
-            out.append(r)
+    with Progress("data: hashing files", len(todo)) as bar:
+        for _ in ordered_map(hash_one, len(todo), workers or default_workers()):
             bar.update()
     if problems:
         raise InputError([problems[i] for i in sorted(problems)][:20])
