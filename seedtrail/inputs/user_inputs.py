@@ -39,20 +39,27 @@ def _code(ref: str, setting: str) -> UserInputs:
     return {setting: {"ref": ref, "sha256": fp.digest, "modules": dict(fp.modules)}}
 
 
-def data_inputs(s: DataSettings, store: Path | None = None, write: bool = True) -> UserInputs:
+def data_inputs(
+    s: DataSettings,
+    store: Path | None = None,
+    write: bool = True,
+    listing: index.Listing | None = None,
+) -> UserInputs:
     """The user's loader code (kind=python) or image files (kind=images), by content.
 
     With a store, the files' hashes come from (and go to) its stat cache, and the list of
-    files and hashes is kept there (`listing`), so compare can name a changed file.
+    files and hashes is kept there (`listing`), so compare can name a changed file. A
+    `listing` just made (preflight's index) saves listing and checking the folder again.
     """
     if s.kind == "python" and s.loader is not None:
         return _code(s.loader, "data.loader")
     if s.kind == "images" and s.path is not None:
         root = Path(s.path)
-        _, files = image_folder.list_images(root)
-        listing = index.scan(root, files, store=store, workers=s.workers, persist=write)
+        if listing is None:
+            _, files = image_folder.list_images(root)
+            listing = index.scan(root, files, store=store, workers=s.workers, persist=write)
         sha = listing.content_sha256()
-        record: dict[str, Any] = {"path": str(root), "sha256": sha, "files": len(files)}
+        record: dict[str, Any] = {"path": str(root), "sha256": sha, "files": len(listing.files)}
         if store is not None and write:
             where = Path(store) / "listings" / f"{sha}.json"
             try:
@@ -83,7 +90,9 @@ def augment_inputs(s: AugmentSettings) -> UserInputs:
     return {"augment.pipeline": {"path": str(s.pipeline), "sha256": sha}}
 
 
-def identify(settings: RunSettings, write: bool = True) -> UserInputs:
+def identify(
+    settings: RunSettings, write: bool = True, listing: index.Listing | None = None
+) -> UserInputs:
     """Everything the settings bring in from the user: the manifest's `user_inputs`.
 
     `write=False` (preflight) leaves the store alone: bad input leaves nothing behind.
@@ -91,7 +100,7 @@ def identify(settings: RunSettings, write: bool = True) -> UserInputs:
     from seedtrail.core.store import store_dir
 
     return {
-        **data_inputs(settings.data, store_dir(settings.output_dir), write),
+        **data_inputs(settings.data, store_dir(settings.output_dir), write, listing),
         **model_inputs(settings.model),
         **augment_inputs(settings.augment),
     }

@@ -45,11 +45,14 @@ def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
     # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
     tf_runtime.set_env(settings.determinism)
-    # user code, image folder (hashed once; the store's stat cache keeps the hashes for the
-    # run itself and for a sweep's other seeds), pipeline file: referable
-    user_inputs.identify(settings, write=False)
-    if settings.data.kind == "images":  # the index: labels and shape without decoding
+    # The image folder's index (hashed once; the store's stat cache keeps the hashes for the
+    # run itself and for a sweep's other seeds): labels and shape without decoding.
+    index = None
+    if settings.data.kind == "images":
         index = data.index_folder(settings.data, store_dir(settings.output_dir), persist=False)
+    # user code, image folder (from that index, not listed again), pipeline file: referable
+    user_inputs.identify(settings, write=False, listing=index.listing() if index else None)
+    if index is not None:
         y, modality, shape = index.label_array(), "image", index.sample_shape
     else:
         ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
