@@ -35,6 +35,8 @@ from pydantic import Field
 from seedtrail.cli.main import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.cli.sweep_args import parse_sweep_args
 from seedtrail.core.errors import InputError
+from seedtrail.core.store import store_dir
+from seedtrail.inputs.index import persist_stat_cache
 from seedtrail.prefect_compat import (
     exit_now,
     interrupt_exit_code,
@@ -145,6 +147,10 @@ def main(argv: list[str]) -> int:
     for settings in by_data_seed.values():
         preflight(settings.model_copy(update={"output_dir": args.base.output_dir}))
     check_output_dir(args.sweep_dir, "--sweep-dir")
+    if args.base.data.kind == "images" and args.base.data.path is not None:
+        # The runs write to the sweep folder's store: give them the hashes preflight made,
+        # so the folder is hashed once for the whole sweep, not once per seed.
+        persist_stat_cache(args.base.data.path, store_dir(args.sweep_dir))
     runner = task_runner(args.workers, args.dask_address)
     try:
         with shared_prefect_api():

@@ -149,6 +149,27 @@ class DataSettings(Section):
         0.15, ge=0.0, le=1.0, description="Std of the Gaussian pixel noise of the synthetic set."
     )
     n_features: int = Field(20, ge=2, le=1000, description="Features of the tabular set.")
+    # How image folders are fed; neither changes a byte (tests/test_stream.py), so neither
+    # is in a cache key (seedtrail/run/pipeline.py passes them beside the keyed settings).
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="kind=images: threads that hash, decode and augment samples; empty: the "
+        "cores this process may use (at most 8). Never changes the bytes.",
+    )
+    cache: bool = Field(
+        True,
+        description="kind=images: keep the images decoded and resized (uint8) in the store, "
+        "so epochs after the first skip decoding. Never changes the bytes.",
+    )
+
+    def keyed(self) -> DataSettings:
+        """These settings without the ones that only say how to feed (not in cache keys)."""
+        return self.model_copy(update={"workers": None, "cache": True})
+
+    def feed(self) -> dict[str, Any]:
+        return {"workers": self.workers, "cache": self.cache}
 
     @field_validator("loader")
     @classmethod

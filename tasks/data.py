@@ -1,8 +1,12 @@
-"""Data stage: generate (synthetic, tabular), load (scikit-learn digits) or read a user file.
+"""Data stage: generate (synthetic, tabular), load (scikit-learn digits), read a user file,
+or index an image folder.
 
-Every dataset comes out as float32 features `x` and int32 labels `y` in
-0..K-1, with images as NHWC in [0, 1]. Bad files raise InputError naming the
-problem, before any training starts.
+Every in-memory dataset comes out as float32 features `x` and int32 labels `y` in
+0..K-1, with images as NHWC in [0, 1], stored as arrays. An image folder is recorded as
+an index instead (seedtrail/inputs/index.py: files, labels, sha256s, decode settings),
+and its pixels go once into the resized-uint8 cache (seedtrail/inputs/pixels.py), which
+also decodes every file now: a file that cannot be decoded stops the run here, before
+training. Bad files raise InputError naming the problem.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seedtrail.core import store
 from seedtrail.core.errors import InputError
 from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
@@ -22,6 +27,9 @@ from seedtrail.core.stage_result import StageOutput
 from seedtrail.core.store import put_arrays
 from seedtrail.inputs import data_loader, image_folder, labels, user_code
 from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
+from seedtrail.inputs.index import ImageIndex, build_index
+from seedtrail.inputs.pixels import ensure_cache
+from seedtrail.inputs.records import INDEX
 from settings.model import DataSettings
 
 
@@ -88,13 +96,11 @@ def read_npz(path: Path) -> Dataset:
         if f.read(4) != b"PK\x03\x04":  # np.load would guess "pickle" and say so
             raise InputError(f"{where}: not a readable .npz file (not a zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if "x" not in names or "y" not in names:
-                raise InputError(
-                    f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})"
-                )
-            x, raw_y = npz["x"], npz["y"]
+        arrays = store.read_npz(path)  # memory-mapped where stored uncompressed
+        names = list(arrays)
+        if "x" not in names or "y" not in names:
+            raise InputError(f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})")
+        x, raw_y = arrays["x"], np.asarray(arrays["y"])
     except InputError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
@@ -225,13 +231,50 @@ def describe(ds: Dataset) -> dict:
     }
 
 
+def index_folder(s: DataSettings, store: Path | None = None, persist: bool = True) -> ImageIndex:
+    """The index of data.path (kind=images), hashing only files the store's stat cache lacks."""
+    assert s.path is not None  # enforced by DataSettings
+    return build_index(Path(s.path), s.image_size, store=store, workers=s.workers, persist=persist)
+
+
+def describe_index(index: ImageIndex, path: Path) -> dict:
+    return {
+        "source": f"images:{path}",
+        "modality": "image",
+        "n_samples": len(index),
+        "sample_shape": list(index.sample_shape),
+        "n_classes": len(index.class_names),
+        "class_names": list(index.class_names),
+        "class_counts": np.bincount(index.label_array(), minlength=len(index.class_names)).tolist(),
+        "decode": index.decode,
+        "fingerprint_of": "the index: sorted files, labels, each file's sha256, decode settings",
+    }
+
+
+def _index_stage(ctx: StageContext, s: DataSettings, feed: dict) -> StageOutput:
+    index = index_folder(s.model_copy(update={"workers": feed.get("workers")}), ctx.store)
+    info = describe_index(index, Path(s.path or ""))
+    if feed.get("cache", True):  # decodes every file once: bad images stop the run here
+        cache = ensure_cache(ctx.store, index, feed.get("workers"))
+        info["pixels_fingerprint"] = cache.fingerprint
+        cache.close()
+    return StageOutput(index.fingerprint, outputs={INDEX: str(index.save(ctx.store))}, info=info)
+
+
 # Retries: reading a user file can fail transiently; bad input never retries.
 # The key covers the sha256 of data.path's content (seedtrail/core/cache_key.py), and
 # `user_inputs`: the image folder's bytes or the loader's source (seedtrail/inputs/user_inputs.py).
-@stage(retries=2, env="stack")
+# `feed` (data.workers, data.cache) never changes the bytes: not in the key.
+@stage(retries=2, env="stack", cache_exclude=("feed",))
 def run_data(
-    ctx: StageContext, s: DataSettings, seed: int, user_inputs: dict[str, str] | None = None
+    ctx: StageContext,
+    s: DataSettings,
+    seed: int,
+    user_inputs: dict[str, str] | None = None,
+    feed: dict | None = None,
 ) -> StageOutput:
+    if s.kind == "images":
+        return _index_stage(ctx, s, feed or {})
     ds = load_dataset(s, seed)
     fp, path = put_arrays(ctx.store, ds.arrays())
     return StageOutput(fp, outputs={"arrays": str(path)}, info=describe(ds))

@@ -19,6 +19,8 @@ _ADDED_SINCE = {
     ("model", "builder"): None,
     ("model", "options"): {},
     ("augment", "pipeline"): None,
+    ("data", "workers"): None,
+    ("data", "cache"): True,
 }
 
 

@@ -24,6 +24,8 @@ from seedtrail.core.stage_result import StageResult
 from seedtrail.core.store import store_dir
 from seedtrail.inputs import user_inputs
 from seedtrail.inputs.augment_pipeline import check_pipeline
+from seedtrail.inputs.index import persist_stat_cache
+from seedtrail.inputs.pixels import DataChanged
 from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
 from seedtrail.run import tensorboard_log
 from seedtrail.run.manifest import parse_manifest, read_manifest
@@ -50,18 +52,27 @@ def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
     # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
     tf_runtime.set_env(settings.determinism)
-    user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
-    # prove=True: a loader with unseeded randomness is refused here, before any cache lookup
-    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"], prove=True)
-    split.split_sizes(ds.y, settings.split)
-    if (
-        settings.augment.pipeline is not None
-        and ds.modality == "image"
-        and settings.augment.enabled
-    ):
+    # The image folder's index (hashed once; the store's stat cache keeps the hashes for the
+    # run itself and for a sweep's other seeds): labels and shape without decoding.
+    index = None
+    if settings.data.kind == "images":
+        index = data.index_folder(settings.data, store_dir(settings.output_dir), persist=False)
+    # user code, image folder (from that index, not listed again), pipeline file: referable
+    user_inputs.identify(settings, write=False, listing=index.listing() if index else None)
+    if index is not None:
+        y, modality, shape = index.label_array(), "image", index.sample_shape
+    else:
+        # prove=True: a loader with unseeded randomness is refused here, before any cache lookup
+        ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"], prove=True)
+        y, modality, shape = ds.y, ds.modality, ds.x.shape[1:]
+    split.split_sizes(y, settings.split)
+    if settings.augment.pipeline is not None and modality == "image" and settings.augment.enabled:
         augmenter = augment.build_augmenter(settings.augment)
-        check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
+        check_pipeline(augmenter, shape, settings.augment.pipeline)
     check_output_dir(settings.output_dir)
+    if settings.data.kind == "images" and settings.data.path is not None:
+        # All checks passed: keep the hashes, so the run and a sweep's seeds reuse them.
+        persist_stat_cache(settings.data.path, store_dir(settings.output_dir))
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
@@ -138,6 +149,7 @@ def run_training(
             raise _StopAfter
         return result
 
+    training = False
     try:
         env = record(environment.run_environment(settings.determinism, plan["environment"]))
         run.set("environment", env.info["environment"])
@@ -153,24 +165,35 @@ def run_training(
         data_inputs = user_inputs.key_inputs(
             {k: v for k, v in user.items() if k.startswith("data.")}
         )
-        ds = record(data.run_data(ctx, settings.data, plan["data"], data_inputs))
+        feed = settings.data.feed()  # how image folders are fed: never in a key
+        ds = record(data.run_data(ctx, settings.data.keyed(), plan["data"], data_inputs, feed=feed))
         aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
         idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
         model_inputs = model.builder_inputs(settings.model)  # the builder's source, for the key
         init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, model_inputs))
+        training = True  # from here, a changed input file fails the run; --resume continues
         fit = record(
             train.run_train(
-                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
+                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init,
+                feed=feed,
             )
-        )
-        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
+        )  # fmt: skip
+        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit, feed=feed))
         run.set("metrics", ev.info["metrics"])
         run.add_artifacts(_tensorboard(run.path, fit, aug))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")
-    except InputError:
-        if resume is None:
+    except InputError as err:
+        if isinstance(err, DataChanged) and training:
+            # Checkpoints are kept: restore the file and `--resume` continues from them.
+            run.finish("failed", error="; ".join(err.problems))
+            print(
+                f"the run is kept; once the file is restored, resume with:\n"
+                f"  python -m flows.train --resume {run.path}",
+                file=sys.stderr,
+            )
+        elif resume is None:
             run.discard()  # bad input: leave nothing behind
         else:
             run.release()  # a later resume, even in this process, may take it again
