@@ -45,8 +45,10 @@ from seedtrail.prefect_compat import (
     stop_local_workers,
 )
 from seedtrail.rundir import settings_fingerprint
+from seedtrail.shards import machine_threads
 from seedtrail.sweep import (
     VARY_CHOICES,
+    budget_threads,
     ci_warnings,
     default_sweep_dir,
     plan_runs,
@@ -139,11 +141,14 @@ def main(argv: list[str]) -> int:
     args = parse_sweep_args(argv)
     if args.sweep_dir.exists() and not args.sweep_dir.is_dir():  # before anything is created
         raise InputError(f"--sweep-dir: {args.sweep_dir} exists and is not a directory")
-    planned = plan_runs(args.base, args.vary, args.seeds, args.sweep_dir)  # validates every run
+    base = args.base
+    if args.dask_address is None:  # local workers share this machine's cores
+        base = budget_threads(base, args.workers, machine_threads())
+    planned = plan_runs(base, args.vary, args.seeds, args.sweep_dir)  # validates every run
     # The data depend on the data seed only: check each distinct one, before anything is written.
     by_data_seed = {SeedPlan.from_settings(p.settings)["data"]: p.settings for p in planned}
     for settings in by_data_seed.values():
-        preflight(settings.model_copy(update={"output_dir": args.base.output_dir}))
+        preflight(settings.model_copy(update={"output_dir": base.output_dir}))
     try:
         args.sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -152,7 +157,7 @@ def main(argv: list[str]) -> int:
     try:
         with shared_prefect_api():
             summary = sweep_flow.with_options(task_runner=runner)(
-                base=args.base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
+                base=base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
             )
     except interruption_types() as err:
         # Again, now the flow is over: a worker the pool started meanwhile would keep

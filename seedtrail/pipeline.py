@@ -153,7 +153,9 @@ def run_training(
                 ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
             )
         )
-        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
+        ev = record(
+            evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit, settings.training.shards)
+        )
         run.set("metrics", ev.info["metrics"])
         run.add_artifacts(_tensorboard(run.path, fit, aug))
         run.finish(COMPLETE)

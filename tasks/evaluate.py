@@ -10,6 +10,7 @@ import numpy as np
 from seedtrail import atomic, tf_runtime
 from seedtrail.fingerprint import fingerprint_arrays
 from seedtrail.keras_io import load_model
+from seedtrail.shards import sharded
 from seedtrail.stage import stage
 from seedtrail.stage_cache import StageContext
 from seedtrail.stage_result import StageOutput, StageResult
@@ -47,8 +48,14 @@ def classification_metrics(
 
 @stage()
 def run_evaluate(
-    ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
+    ctx: StageContext,
+    seed: int,
+    data: StageResult,
+    split: StageResult,
+    train: StageResult,
+    shards: int = 1,
 ) -> StageOutput:
+    """Test-set probabilities, predicted in `shards` fixed shards per batch as in training."""
     tf_runtime.ensure()
     import keras
 
@@ -56,6 +63,8 @@ def run_evaluate(
     arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
     test = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["test"]
     model = load_model(Path(train.outputs["model"]))
+    if shards > 1:
+        model = sharded(model, shards)
     probs = np.asarray(model.predict(arrays["x"][test], batch_size=256, verbose=0))
     # class_names come from data's record, not its bytes: the key covers both (cache_key.py)
     metrics = classification_metrics(probs, arrays["y"][test], data.info["class_names"])

@@ -18,6 +18,7 @@ from seedtrail import atomic, tf_runtime
 from seedtrail.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.keras_io import load_model, save_model, weights_fingerprint
 from seedtrail.plots import training_curves
+from seedtrail.shards import sharded
 from seedtrail.stage import stage
 from seedtrail.stage_cache import StageContext
 from seedtrail.stage_result import StageOutput, StageResult
@@ -89,6 +90,14 @@ def run_train(
         metrics=["accuracy"],
         jit_compile=False,  # XLA is off under op determinism anyway; say so
     )
+    runner = model  # K = 1: Keras' own step, today's bytes
+    if s.shards > 1:
+        # K fixed shards per batch, run at once on the inter-op threads; the model, compiled
+        # with the same optimizer, is what checkpoints and the final file save.
+        runner = sharded(model, s.shards)
+        runner.compile(
+            optimizer=model.optimizer, loss=LOSS, metrics=["accuracy"], jit_compile=False
+        )
     augmenter = None if augment.skipped else build_augmenter(augment_settings)
     x_val, y_val = x[idx["val"]], y[idx["val"]]
     verbose = 1 if sys.stdout.isatty() else 2
@@ -100,7 +109,7 @@ def run_train(
             if augmenter is None
             else augment_epoch(augmenter, x, order, augment.seed, epoch)
         )
-        h = model.fit(
+        h = runner.fit(
             x_epoch,
             y[order],
             batch_size=s.batch_size,
