@@ -59,14 +59,21 @@ def worker(args: argparse.Namespace) -> None:
     def conv(x: Any, f: int, k: int = 3, act: str | None = "relu") -> Any:
         return layers.Conv2D(f, k, padding="same", activation=act, **init)(x)
 
-    inp = keras.Input((args.size, args.size, 3))
-    x = conv(inp, args.width)
-    for f in (args.width, 2 * args.width, 4 * args.width):  # three residual stages
-        y = conv(conv(x, f), f, act=None)
-        s = x if x.shape[-1] == f else conv(x, f, 1, None)
-        x = layers.MaxPooling2D(2)(layers.Activation("relu")(layers.Add()([y, s])))
-    x = layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inp, layers.Dense(4, activation="softmax", **init)(x))
+    if args.arch == "default":  # seedtrail's built-in CNN at the default settings
+        from seedtrail.builtin_models import cnn
+
+        model = cnn((args.size, args.size, 1), 4, seed=0)
+        channels = 1
+    else:
+        inp = keras.Input((args.size, args.size, 3))
+        x = conv(inp, args.width)
+        for f in (args.width, 2 * args.width, 4 * args.width):  # three residual stages
+            y = conv(conv(x, f), f, act=None)
+            s = x if x.shape[-1] == f else conv(x, f, 1, None)
+            x = layers.MaxPooling2D(2)(layers.Activation("relu")(layers.Add()([y, s])))
+        x = layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inp, layers.Dense(4, activation="softmax", **init)(x))
+        channels = 3
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
@@ -86,7 +93,7 @@ def worker(args: argparse.Namespace) -> None:
         )
     rng = np.random.default_rng(0)
     n = args.batch * args.steps
-    x_all = rng.random((n, args.size, args.size, 3), dtype=np.float32)
+    x_all = rng.random((n, args.size, args.size, channels), dtype=np.float32)
     y_all = rng.integers(0, 4, n)
     runner.fit(
         x_all[: 2 * args.batch],
@@ -96,14 +103,77 @@ def worker(args: argparse.Namespace) -> None:
         shuffle=False,
         verbose=0,
     )  # warm-up: tracing
-    start, cpu = time.perf_counter(), time.process_time()
+    ticks, start, cpu = thread_ticks(), time.perf_counter(), time.process_time()
     runner.fit(x_all, y_all, batch_size=args.batch, epochs=1, shuffle=False, verbose=0)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    share = busiest_share(ticks, thread_ticks())
 
     from seedtrail.keras_io import weights_fingerprint
 
+    in_flight = ops_in_flight(tf, lambda: runner.fit(x_all[: 4 * args.batch], y_all[: 4 * args.batch],
+                              batch_size=args.batch, epochs=1, shuffle=False, verbose=0))  # fmt: skip
     print(json.dumps({"samples_per_s": n / wall, "cpu_per_wall": cpu / wall,
+                      "samples_per_cpu_s": n / cpu, "ops_in_flight": in_flight,
+                      "busiest_thread_share": share,
                       "weights": weights_fingerprint(model)[:12]}))  # fmt: skip
+
+
+def ops_in_flight(tf: Any, work: Any) -> float | None:
+    """How many TensorFlow compute threads run an op at once, on average over the time any
+    does (TensorFlow's profiler: each inter-op thread's op intervals). Load cannot fake it:
+    2.0 means two shards' kernels were always in flight together; 1.0, one after another."""
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        work()
+        tf.profiler.experimental.stop()
+        (path,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+        space = xplane_pb2.XSpace.FromString(Path(path).read_bytes())
+    edges = []
+    for plane in space.planes:
+        for line in plane.lines if plane.name == "/host:CPU" else ():
+            if not line.name.startswith("tf_Compute"):
+                continue
+            spans = sorted(
+                (line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps) for e in line.events
+            )
+            merged: list[list[int]] = []  # a thread's busy time: its op intervals, merged
+            for start, length in spans:
+                if merged and start <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], start + length)
+                else:
+                    merged.append([start, start + length])
+            edges += [(a, 1) for a, _ in merged] + [(b, -1) for _, b in merged]
+    busy = any_busy = 0
+    level, last = 0, 0
+    for t, step in sorted(edges):
+        if level:
+            busy, any_busy = busy + level * (t - last), any_busy + (t - last)
+        level, last = level + step, t
+    return round(busy / any_busy, 3) if any_busy else None
+
+
+def thread_ticks() -> dict[str, int]:
+    """CPU time (clock ticks) of each thread of this process (Linux; empty elsewhere)."""
+    ticks = {}
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[stat.parent.name] = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks
+
+
+def busiest_share(before: dict[str, int], after: dict[str, int]) -> float | None:
+    """The busiest thread's share of the CPU time spent between two snapshots: a bound that
+    load cannot blur (however idle the cores, the work takes at least that share of it)."""
+    spent = [t - before.get(tid, 0) for tid, t in after.items()]
+    return round(max(spent) / sum(spent), 3) if spent and sum(spent) > 0 else None
 
 
 def measure(mode: str, shards: int, inter: int, common: list[str]) -> dict[str, Any]:
@@ -126,6 +196,12 @@ def main() -> None:
     p.add_argument("--mode", default="seedtrail", help=argparse.SUPPRESS)
     p.add_argument("--inter", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--shards", type=int, default=2, help="K of the comparisons (default 2)")
+    p.add_argument(
+        "--arch",
+        choices=("resnet", "default"),
+        default="resnet",
+        help="resnet: the residual CNN; default: seedtrail's built-in CNN (24 px)",
+    )
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--width", type=int, default=32, help="filters of the first stage")
     p.add_argument("--batch", type=int, default=32)
@@ -144,7 +220,7 @@ def main() -> None:
     from seedtrail.shards import machine_threads
 
     cores = args.cores or machine_threads()
-    common = ["--size", str(args.size), "--width", str(args.width), "--batch", str(args.batch),
+    common = ["--arch", args.arch, "--size", str(args.size), "--width", str(args.width), "--batch", str(args.batch),
               "--steps", str(args.steps)]  # fmt: skip
     k = args.shards
     configs = {
@@ -162,6 +238,9 @@ def main() -> None:
         for name, (mode, kk, inter) in configs.items():
             loads.append(load_average())
             samples[name].append(measure(mode, kk, inter, common))
+            got = samples[name][-1]
+            print(f"  {name}: {got['samples_per_s']:.2f} samples/s (load {loads[-1]:.1f})",
+                  file=sys.stderr, flush=True)  # fmt: skip
     med = {n: statistics.median(s["samples_per_s"] for s in v) for n, v in samples.items()}
     one, many = f"seedtrail K={k}, 1 inter-op thread", f"seedtrail K={k}, {cores} inter-op threads"
     ratios = {
@@ -172,11 +251,19 @@ def main() -> None:
         s["weights"] for n, v in samples.items() if n.startswith(f"seedtrail K={k},") for s in v
     }
     result = {
-        "model": f"residual CNN, {args.size}-px images, width {args.width}, batch {args.batch}",
+        "model": (f"residual CNN, width {args.width}" if args.arch == "resnet" else "built-in CNN")
+        + f", {args.size}-px images, batch {args.batch}",
         "cores": cores,
         "load_average_during": [min(loads), statistics.median(loads), max(loads)],
         "samples_per_s": {n: [round(s["samples_per_s"], 2) for s in v] for n, v in samples.items()},
         "cpu_per_wall": {n: [round(s["cpu_per_wall"], 2) for s in v] for n, v in samples.items()},
+        "samples_per_cpu_s": {
+            n: [round(s["samples_per_cpu_s"], 2) for s in v] for n, v in samples.items()
+        },
+        "ops_in_flight": {n: [s["ops_in_flight"] for s in v] for n, v in samples.items()},
+        "busiest_thread_share": {
+            n: [s.get("busiest_thread_share") for s in v] for n, v in samples.items()
+        },
         "median_samples_per_s": {n: round(v, 2) for n, v in med.items()},
         "ratios": {n: round(v, 3) for n, v in ratios.items()},
         "same_weights_for_any_inter_op_threads": len(same) == 1,
@@ -190,6 +277,11 @@ def main() -> None:
     for n, v in ratios.items():
         print(f"  {n}: {v:.2f}x")
     print(f"  same weights for any inter-op threads at K={k}: {len(same) == 1}")
+    for n, v in samples.items():
+        print(
+            f"  {n:40s} ops in flight {statistics.median(s['ops_in_flight'] or 0 for s in v):.2f}"
+            f"  samples per CPU-second {statistics.median(s['samples_per_cpu_s'] for s in v):.2f}"
+        )
 
 
 if __name__ == "__main__":

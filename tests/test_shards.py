@@ -291,7 +291,9 @@ def _inter(n: int, k: int = 2) -> tuple[str, ...]:
 
 
 @pytest.mark.slow
-def test_inter_op_threads_never_change_a_byte_at_fixed_k(tiny_runs: TinyRuns) -> None:
+def test_inter_op_threads_never_change_a_byte_at_fixed_k(
+    tmp_path: Path, tiny_runs: TinyRuns
+) -> None:
     runs = tiny_runs.get(base=(), k2_inter1=_inter(1), k2_inter2=_inter(2), k2_inter4=_inter(4))
     fps = {name: run.fingerprints() for name, run in runs.items()}
     for name in ("k2_inter2", "k2_inter4"):
@@ -305,7 +307,8 @@ def test_inter_op_threads_never_change_a_byte_at_fixed_k(tiny_runs: TinyRuns) ->
     res = run_module(
         "flows.compare",
         [str(runs["k2_inter1"].run_dir), str(runs["k2_inter4"].run_dir)],
-        cwd=runs["base"].output_dir,
+        cwd=tmp_path,
+        prefect_home=tmp_path / "home",
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "likely causes" not in res.stdout
