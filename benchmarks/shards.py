@@ -5,7 +5,7 @@ with `fit` on the same random batches by three kinds of process, each in its own
 (thread pools are fixed per process), alternated in one invocation, medians reported:
 
 - `seedtrail K=k, inter=t`: seedtrail's runtime (portable profile, op determinism, one
-  intra-op thread) and its sharded step (`seedtrail.shards`), with t inter-op threads;
+  intra-op thread) and its sharded step (`seedtrail.runtime.shards`), with t inter-op threads;
 - `plain keras`: the same model and data as a user would write it, TensorFlow's defaults
   (every core for intra-op and inter-op threads, no determinism settings).
 
@@ -42,7 +42,7 @@ def worker(args: argparse.Namespace) -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
-    from seedtrail.quiet import import_tensorflow
+    from seedtrail.runtime.quiet import import_tensorflow
 
     tf = import_tensorflow()
     if args.mode == "seedtrail":
@@ -60,7 +60,7 @@ def worker(args: argparse.Namespace) -> None:
         return layers.Conv2D(f, k, padding="same", activation=act, **init)(x)
 
     if args.arch == "default":  # seedtrail's built-in CNN at the default settings
-        from seedtrail.builtin_models import cnn
+        from seedtrail.inputs.builtin_models import cnn
 
         model = cnn((args.size, args.size, 1), 4, seed=0)
         channels = 1
@@ -82,7 +82,7 @@ def worker(args: argparse.Namespace) -> None:
     )
     runner = model
     if args.mode == "seedtrail" and args.shards > 1:
-        from seedtrail.shards import sharded
+        from seedtrail.runtime.shards import sharded
 
         runner = sharded(model, args.shards)
         runner.compile(
@@ -108,7 +108,7 @@ def worker(args: argparse.Namespace) -> None:
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     share = busiest_share(ticks, thread_ticks())
 
-    from seedtrail.keras_io import weights_fingerprint
+    from seedtrail.runtime.keras_io import weights_fingerprint
 
     in_flight = ops_in_flight(tf, lambda: runner.fit(x_all[: 4 * args.batch], y_all[: 4 * args.batch],
                               batch_size=args.batch, epochs=1, shuffle=False, verbose=0))  # fmt: skip
@@ -217,7 +217,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    from seedtrail.shards import machine_threads
+    from seedtrail.runtime.shards import machine_threads
 
     cores = args.cores or machine_threads()
     common = ["--arch", args.arch, "--size", str(args.size), "--width", str(args.width), "--batch", str(args.batch),

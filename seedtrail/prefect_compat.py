@@ -113,7 +113,7 @@ def drop_task_completed_lines() -> None:
 
 
 def _not_input_error(record: logging.LogRecord) -> bool:
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     err = record.exc_info[1] if record.exc_info else None
     text = record.getMessage()
@@ -466,7 +466,7 @@ ENGINE_EXITED = "Engine execution exited with unexpected exception"
 
 
 def _clean_input_errors(record: logging.LogRecord) -> bool:
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     exc = record.exc_info[1] if record.exc_info else None
     if not isinstance(exc, InputError):
@@ -497,7 +497,7 @@ def clean_failure(message: str) -> Any:
     """
     from prefect.states import Failed
 
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     _CLEAN_FAILURES.add(message)
     return Failed(message=message, data=InputError(message))

@@ -9,15 +9,9 @@ from typing import Any
 
 import pytest
 
-from seedtrail.compare import (
-    NOT_FINGERPRINTED,
-    as_manifest,
-    compare_manifests,
-    diff_settings,
-    flatten,
-    read_run,
-)
-from seedtrail.errors import InputError
+from seedtrail.compare.diff import NOT_FINGERPRINTED, as_manifest, diff_settings, flatten, read_run
+from seedtrail.compare.explanation import compare_manifests
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from settings.seeds import STAGES, SeedPlan
 

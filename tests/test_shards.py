@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import tf_runtime
-from seedtrail.compare import compare_manifests
-from seedtrail.errors import InputError
-from seedtrail.rundir import settings_fingerprint
-from seedtrail.sweep import budget_threads
+from seedtrail.compare.explanation import compare_manifests
+from seedtrail.core.errors import InputError
+from seedtrail.run.rundir import settings_fingerprint
+from seedtrail.runtime import tf_runtime
+from seedtrail.sweep.plan import budget_threads
 from settings.model import DeterminismSettings, RunSettings, shard_problem
 from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
 from tests.test_compare import make_manifest
@@ -77,7 +77,7 @@ def test_a_hand_set_intra_op_thread_count_that_contradicts_the_setting_is_refuse
     assert problem.startswith("determinism.intra_op_threads: 1")
     assert "TF_NUM_INTRAOP_THREADS=4" in problem
     with pytest.raises(tf_runtime.RuntimeConfigError):
-        tf_runtime.prepare(DeterminismSettings())
+        tf_runtime.set_env(DeterminismSettings())
     # agreeing with the setting is fine
     assert tf_runtime.thread_problem(DeterminismSettings(intra_op_threads=4)) is None
     monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "3")
@@ -101,7 +101,7 @@ def test_the_command_refuses_a_contradicting_thread_variable_in_one_line(tmp_pat
 
 
 def test_inter_op_threads_default_to_the_machine_and_leave_the_fingerprint() -> None:
-    from seedtrail.shards import machine_threads
+    from seedtrail.runtime.shards import machine_threads
 
     assert RunSettings().determinism.inter_op_threads is None
     assert tf_runtime.inter_op_threads(DeterminismSettings()) == machine_threads() >= 1
@@ -171,7 +171,7 @@ def _tiny_model(bn: bool, seed: int = 0):
 def _compiled(model, shards: int):
     import keras
 
-    from seedtrail.shards import sharded
+    from seedtrail.runtime.shards import sharded
 
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),

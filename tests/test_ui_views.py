@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seedtrail.core.errors import InputError
+from seedtrail.core.plots import save_preview, training_curves
 from seedtrail.deployments import DEPLOYMENTS, sweep_parameters
-from seedtrail.errors import InputError
-from seedtrail.manifest import Manifest, parse_manifest
-from seedtrail.plots import save_preview, training_curves
 from seedtrail.prefect_compat import (
     ENGINE_EXITED,
     _clean_input_errors,
@@ -25,8 +24,9 @@ from seedtrail.prefect_compat import (
     clean_failure,
     is_generated_name,
 )
-from seedtrail.report import card_description, png_markdown, result_line, run_card
-from seedtrail.sweep import ci_note, ci_warnings, describe, stats_table
+from seedtrail.run.manifest import Manifest, parse_manifest
+from seedtrail.run.report import card_description, png_markdown, result_line, run_card
+from seedtrail.sweep.plan import ci_note, ci_warnings, describe, stats_table
 from settings.model import RunSettings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "manifest_v1.json"
