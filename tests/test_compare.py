@@ -14,6 +14,7 @@ from seedtrail.compare.explanation import compare_manifests
 from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from settings.seeds import STAGES, SeedPlan
+from tests.manifests import consistent
 
 
 def fp(*parts: object) -> str:
@@ -209,7 +210,7 @@ def test_incomplete_runs_never_reproduce_even_when_their_stages_match(status: st
         del a["stages"][st]
     a["status"] = status
     result = compare_manifests(a, copy.deepcopy(a))
-    assert not result.matches and result.exit_code == 1  # README: 1 when a run is incomplete
+    assert not result.matches and result.exit_code == 1  # exit 1 when a run is incomplete (docs)
     text = result.render()
     assert "every recorded stage matches (4 of 4), but A and B are incomplete" in text
     assert "REPRODUCES" not in text and "result: DIFFERS (exit 1)" in text
@@ -293,7 +294,7 @@ def test_bad_run_directories_are_one_line_input_errors(
 def test_read_run_records_where_the_run_is(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "manifest.json").write_text(json.dumps(make_manifest()))
+    (run / "manifest.json").write_text(json.dumps(consistent(make_manifest())))
     assert read_run(run).run_dir == str(run)
     assert read_run(run / "manifest.json").run_dir == str(run)
 
