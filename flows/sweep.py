@@ -48,8 +48,15 @@ from seedtrail.prefect_compat import (
 )
 from seedtrail.run.pipeline import preflight
 from seedtrail.run.rundir import check_output_dir, settings_fingerprint
+from seedtrail.runtime.shards import machine_threads
 from seedtrail.sweep.launch import record_finished, shared_prefect_api, task_runner, train_seed
-from seedtrail.sweep.plan import VARY_CHOICES, ci_warnings, default_sweep_dir, plan_runs
+from seedtrail.sweep.plan import (
+    VARY_CHOICES,
+    budget_threads,
+    ci_warnings,
+    default_sweep_dir,
+    plan_runs,
+)
 from seedtrail.sweep.report import publish_artifacts, write_summary
 from seedtrail.sweep.resume import completed_runs, resumable_runs, run_record
 from settings.model import MAX_SEED, RunSettings
@@ -141,11 +148,14 @@ def main(argv: list[str]) -> int:
     args = parse_sweep_args(argv)
     if args.sweep_dir.exists() and not args.sweep_dir.is_dir():  # before anything is created
         raise InputError(f"--sweep-dir: {args.sweep_dir} exists and is not a directory")
-    planned = plan_runs(args.base, args.vary, args.seeds, args.sweep_dir)  # validates every run
+    base = args.base
+    if args.dask_address is None:  # local workers share this machine's cores
+        base = budget_threads(base, args.workers, machine_threads())
+    planned = plan_runs(base, args.vary, args.seeds, args.sweep_dir)  # validates every run
     # The data depend on the data seed only: check each distinct one, before anything is written.
     by_data_seed = {SeedPlan.from_settings(p.settings)["data"]: p.settings for p in planned}
     for settings in by_data_seed.values():
-        preflight(settings.model_copy(update={"output_dir": args.base.output_dir}))
+        preflight(settings.model_copy(update={"output_dir": base.output_dir}))
     check_output_dir(args.sweep_dir, "--sweep-dir")
     if args.base.data.kind == "images" and args.base.data.path is not None:
         # The runs write to the sweep folder's store: give them the hashes preflight made,
@@ -155,7 +165,7 @@ def main(argv: list[str]) -> int:
     try:
         with shared_prefect_api():
             summary = sweep_flow.with_options(task_runner=runner)(
-                base=args.base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
+                base=base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
             )
     except interruption_types() as err:
         # Again, now the flow is over: a worker the pool started meanwhile would keep

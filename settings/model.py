@@ -308,6 +308,21 @@ class ModelSettings(Section):
         return self
 
 
+def shard_problem(shards: int, batch_size: int) -> str | None:
+    """One line naming both settings when K shards cannot split every full batch equally."""
+    if shards > batch_size:
+        return (
+            f"training.shards: {shards} exceeds training.batch_size {batch_size}: "
+            "a batch cannot be split into more shards than it has samples"
+        )
+    if batch_size % shards:
+        return (
+            f"training.shards: {shards} does not divide training.batch_size {batch_size}: "
+            "choose a divisor, so that every full batch splits into equal shards"
+        )
+    return None
+
+
 class TrainingSettings(Section):
     """The optimisation loop."""
 
@@ -319,6 +334,20 @@ class TrainingSettings(Section):
         0.003, gt=0.0, le=1.0, description="Learning rate of the optimizer."
     )
     optimizer: Literal["adam", "sgd"] = Field("adam", description="Optimizer.")
+    # 1 keeps the single-shard step (and its bytes); docs/parallelism.md measures the rest.
+    shards: int = Field(
+        1,
+        ge=1,
+        le=8192,
+        description="Fixed shards each batch is split into, computed in parallel on the "
+        "inter-op threads; the weights depend on it (not on the cores). Must divide batch_size.",
+    )
+
+    @model_validator(mode="after")
+    def _shards_divide_batch(self) -> TrainingSettings:
+        if problem := shard_problem(self.shards, self.batch_size):
+            raise ValueError(problem)
+        return self
 
 
 class DeterminismSettings(Section):
@@ -334,8 +363,15 @@ class DeterminismSettings(Section):
     intra_op_threads: int = Field(
         1, ge=1, le=256, description="TensorFlow intra-op threads (CPU weights depend on it)."
     )
-    inter_op_threads: int = Field(
-        1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
+    # Measured: the weights never depend on it (docs/parallelism.md), so it is left out of
+    # the settings fingerprint and the cache keys; unset, it follows the machine.
+    inter_op_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="TensorFlow inter-op threads, which run independent ops (the shards of "
+        "training.shards) at once; the weights do not depend on it. Empty: the machine's cores "
+        "(divided among a sweep's workers).",
     )
     # The portable profile, measured (docs/portability.md): with TensorFlow's oneDNN
     # ops off and oneDNN's remaining kernels (sgemm) capped at AVX2, an AVX-512 Zen 4 gives

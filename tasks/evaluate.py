@@ -17,6 +17,7 @@ from seedtrail.inputs import records
 from seedtrail.inputs.stream import batches, reraise_input_error
 from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.keras_io import load_model
+from seedtrail.runtime.shards import sharded
 
 
 def classification_metrics(
@@ -74,13 +75,17 @@ def run_evaluate(
     split: StageResult,
     train: StageResult,
     feed: dict | None = None,
+    shards: int = 1,
 ) -> StageOutput:
+    """Test-set probabilities, predicted in `shards` fixed shards per batch as in training."""
     tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)
     test = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["test"]
     model = load_model(Path(train.outputs["model"]))
+    if shards > 1:
+        model = sharded(model, shards)
     probs, y_test = _predict(model, ctx, data, test, feed)
     # class_names come from data's record, not its bytes: the key covers both (cache_key.py)
     metrics = classification_metrics(probs, y_test, data.info["class_names"])

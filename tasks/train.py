@@ -30,6 +30,7 @@ from seedtrail.inputs.stream import batches, reraise_input_error
 from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
+from seedtrail.runtime.shards import sharded
 from settings.model import AugmentSettings, TrainingSettings
 from settings.seeds import epoch_rng
 from tasks.augment import augment_epoch, batch_augmenter, build_augmenter, epoch_words
@@ -139,13 +140,21 @@ def run_train(
         metrics=["accuracy"],
         jit_compile=False,  # XLA is off under op determinism anyway; say so
     )
+    runner = model  # K = 1: Keras' own step, today's bytes
+    if s.shards > 1:
+        # K fixed shards per batch, run at once on the inter-op threads; the model, compiled
+        # with the same optimizer, is what checkpoints and the final file save.
+        runner = sharded(model, s.shards)
+        runner.compile(
+            optimizer=model.optimizer, loss=LOSS, metrics=["accuracy"], jit_compile=False
+        )
     verbose = 1 if sys.stdout.isatty() else 2
     one_epoch = _one_epoch_callback()
     for epoch in range(start, s.epochs):
         order = epoch_rng(seed, epoch).permutation(idx["train"])
         data_args = fed.epoch(order, epoch)
         try:
-            h = model.fit(
+            h = runner.fit(
                 **data_args,
                 epochs=s.epochs,
                 initial_epoch=epoch,

@@ -21,6 +21,7 @@ _ADDED_SINCE = {
     ("augment", "pipeline"): None,
     ("data", "workers"): None,
     ("data", "cache"): True,
+    ("training", "shards"): 1,
 }
 
 

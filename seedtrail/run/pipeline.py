@@ -178,7 +178,11 @@ def run_training(
                 feed=feed,
             )
         )  # fmt: skip
-        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit, feed=feed))
+        ev = record(
+            evaluate.run_evaluate(
+                ctx, plan["evaluate"], ds, idx, fit, feed=feed, shards=settings.training.shards
+            )
+        )
         run.set("metrics", ev.info["metrics"])
         run.add_artifacts(_tensorboard(run.path, fit, aug))
         run.finish(COMPLETE)

@@ -33,8 +33,13 @@ from settings.model import RunSettings
 
 
 def settings_fingerprint(settings: RunSettings) -> str:
-    """Identity of what a run computes: everything but where its files go."""
-    return fingerprint_json(settings.model_dump(mode="json", exclude={"output_dir"}))
+    """Identity of what a run computes: everything but where its files go and how many
+    inter-op threads run its independent ops (which changes no byte: docs/parallelism.md)."""
+    return fingerprint_json(
+        settings.model_dump(
+            mode="json", exclude={"output_dir": True, "determinism": {"inter_op_threads"}}
+        )
+    )
 
 
 def new_run_id(seed: int, settings_fp: str) -> str:
