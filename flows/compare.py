@@ -28,6 +28,7 @@ from prefect.states import Failed, State
 from seedtrail.check_args import parse_compare_args
 from seedtrail.cli import run_cli
 from seedtrail.compare import compare_manifests, read_run
+from seedtrail.prefect.server import ensure_api
 
 
 def _run_name() -> str:
@@ -54,6 +55,7 @@ def compare_flow(run_a: Path, run_b: Path) -> dict[str, Any] | State:
 
 def main(argv: list[str]) -> int:
     args = parse_compare_args(argv)  # both read before Prefect starts: bad input is one line
+    ensure_api()
     state = compare_flow(args.run_a, args.run_b, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

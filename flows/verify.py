@@ -37,7 +37,8 @@ from seedtrail.cli import run_cli
 from seedtrail.compare import compare_manifests
 from seedtrail.manifest import MANIFEST
 from seedtrail.pipeline import preflight, run_training
-from seedtrail.prefect_compat import keep_typed_name
+from seedtrail.prefect.names import keep_typed_name
+from seedtrail.prefect.server import ensure_api
 from settings.model import RunSettings
 from settings.seeds import STAGES, Stage
 
@@ -113,6 +114,7 @@ def _verify(args: argparse.Namespace, settings: RunSettings, out: Path) -> int:
     if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.prefetch(settings.determinism)
+    ensure_api()
     state = verify_flow(args.run_dir, args.stop_after or STAGES[-1], str(out), return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

@@ -20,7 +20,8 @@ from seedtrail import tensorboard_log, tf_runtime, user_inputs
 from seedtrail.augment_pipeline import check_pipeline
 from seedtrail.errors import InputError
 from seedtrail.manifest import parse_manifest, read_manifest
-from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
+from seedtrail.prefect.names import seed_tag, tag_current_flow_run
+from seedtrail.prefect.signals import interruption_types
 from seedtrail.registry import code_versions
 from seedtrail.report import card_description, run_card
 from seedtrail.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint

@@ -17,7 +17,7 @@ import pytest
 
 from seedtrail import tf_runtime
 from seedtrail.errors import InputError
-from seedtrail.prefect_compat import TELEMETRY_OFF, environment_defaults
+from seedtrail.prefect.environment import TELEMETRY_OFF, environment_defaults
 from settings.model import DeterminismSettings
 
 # Before anything imports Prefect: the test servers (in-process harness and
@@ -115,7 +115,7 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> Completed:
 def train_in_process(settings: Any, **options: Any) -> dict:
     """The `train` flow in this process (one parameter per settings section, plus options)."""
     from flows.train import train_flow
-    from seedtrail.prefect_compat import settings_parameters
+    from seedtrail.prefect.parameters import settings_parameters
 
     return train_flow(**settings_parameters(settings), **options)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.prefect_compat import TELEMETRY_OFF
+from seedtrail.prefect.environment import TELEMETRY_OFF
 from tests.conftest import TINY, TinyRuns, cli_env, run_module
 from tests.test_resume_cache import SIX_EPOCHS, _wait_for_checkpoint
 
