@@ -17,4 +17,5 @@ __all__ = [
     "signals",
     "watchdog",
     "workarounds",
+    "worker",
 ]
