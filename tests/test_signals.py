@@ -128,17 +128,21 @@ def _start(module: str, args: list[str], root: Path) -> Command:
 
 def _check_server(cmd: Command) -> None:
     """Prefect's temporary server: outside the run's process group, and told not to phone home."""
-    servers = [
-        pid
-        for pid in _processes_with_home(cmd.home)
-        if b"server\0start" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    cmdlines = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in _processes_with_home(cmd.home)}
+    servers = [p for p, c in cmdlines.items() if b"server\0start" in c and b"watchdog" not in c]
     assert len(servers) == 1, f"expected one temporary server, found {servers}"
-    assert os.getpgid(servers[0]) != cmd.proc.pid  # a terminal's Ctrl-C does not reach it
+    watchdog = _parent(servers[0])
+    assert b"seedtrail.prefect.watchdog" in cmdlines.get(watchdog, b""), cmdlines
+    for pid in (servers[0], watchdog):  # a terminal's Ctrl-C does not reach them
+        assert os.getpgid(pid) != cmd.proc.pid
     raw = Path(f"/proc/{servers[0]}/environ").read_bytes().decode(errors="replace")
     environ = dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
     for key, value in TELEMETRY_OFF.items():
         assert environ.get(key, "").lower() == value, (key, environ.get(key))
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _checkpointed_run(cmd: Command, epochs_done: int) -> Path | None:

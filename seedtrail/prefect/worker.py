@@ -31,9 +31,13 @@ def run(payload: bytes) -> bytes:
     """Run one task here; its final State, pickled."""
     import cloudpickle
     from prefect.context import hydrated_context
+    from prefect.events.worker import EventsWorker
     from prefect.task_engine import run_task_sync
 
     task, kwargs, context = cloudpickle.loads(payload)
     with hydrated_context(context):
         state = run_task_sync(task, **kwargs, context=context, return_type="state")
+    # Sent before the result (as Prefect's own process pool does): the run's last events
+    # reach the API, and the worker's exit prints no "Still processing items" warning.
+    EventsWorker.instance().wait_until_empty()
     return cloudpickle.dumps(state)
