@@ -1,8 +1,9 @@
 """The temporary Prefect server lives exactly as long as the command that started it.
 
 `kill -9` (the OOM killer, a CI timeout) of `python -m flows.train` while its server
-starts, while it trains and while it evaluates: within a generous deadline no process of
-that command is left, its temporary server included. A server the user started is never
+starts, while it trains and while it evaluates, and of a sweep while a worker trains:
+within a generous deadline no process of that command is left, its temporary server and
+worker processes included. A server the user started is never
 touched. (Ctrl-C and SIGTERM: tests/test_signals.py.)
 """
 
@@ -72,7 +73,17 @@ POINTS: dict[str, Callable[[Path], bool]] = {
     "server-starting": _starting,
     "training": _training,
     "evaluating": _evaluating,
+    "sweep-training": _training,  # a sweep: its server, and its worker process
 }
+
+
+def _command(name: str, root: Path) -> list[str]:
+    if name == "sweep-training":
+        sweep = [*TINY, *SIX_EPOCHS, "--seeds", "0,1", "--sweep-dir", str(root / "runs")]
+        return ["flows.sweep", *sweep]
+    if name == "evaluating":  # a short run: the kill lands between train and evaluate
+        return ["flows.train", *TINY, "--output-dir", str(root / "runs")]
+    return ["flows.train", *TINY, *SIX_EPOCHS, "--output-dir", str(root / "runs")]
 
 
 def test_kill_9_leaves_no_process_of_the_command(tmp_path: Path) -> None:
@@ -80,12 +91,9 @@ def test_kill_9_leaves_no_process_of_the_command(tmp_path: Path) -> None:
     for name in POINTS:
         root = tmp_path / name
         root.mkdir()
-        args = [*TINY, *SIX_EPOCHS, "--output-dir", str(root / "runs")]
-        if name == "evaluating":  # a short run: the kill lands between train and evaluate
-            args = [*TINY, "--output-dir", str(root / "runs")]
         with open(root / "stderr", "w") as err:
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "flows.train", *args],
+                [sys.executable, "-m", *_command(name, root)],
                 cwd=root, env=cli_env(root / "home"), stdout=subprocess.DEVNULL, stderr=err,
                 start_new_session=True,  # a shell job: its own group; the server is apart
             )  # fmt: skip
@@ -116,7 +124,7 @@ def test_kill_9_leaves_no_process_of_the_command(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
     for name in procs:
         print(f"{name}: nothing left {gone[name] - killed[name]:.2f} s after kill -9")
-    for name in ("training", "evaluating"):
+    for name in ("training", "evaluating", "sweep-training"):
         m = _manifest(tmp_path / name)
         assert m is not None and m["status"] == "running", (name, m and m["status"])
     assert _manifest(tmp_path / "server-starting") is None  # killed before the run began
