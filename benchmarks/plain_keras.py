@@ -34,7 +34,7 @@ def main() -> None:
     from keras import layers
     from sklearn.model_selection import train_test_split
 
-    from seedtrail.datasets import synthetic_shapes  # no Prefect: the baseline pays for none
+    from seedtrail.inputs.datasets import synthetic_shapes
 
     x, y = synthetic_shapes(args.n_samples, args.image_size, 4, 0.15, seed=0)
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y)

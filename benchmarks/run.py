@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [{**asdict(c), "ratio": c.ratio} for c in results],
     }  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    from seedtrail.atomic import write_json
+    from seedtrail.core.atomic import write_json
 
     write_json(args.json, payload)
     print(f"\nwrote {args.json}")
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cpu() -> str:
-    from seedtrail.hardware import cpu_facts
+    from seedtrail.runtime.hardware import cpu_facts
 
     facts = cpu_facts()
     isa = [f for f in ("avx2", "avx512f", "amx_tile") if facts["isa"][f]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from seedtrail.datasets import SHAPES, synthetic_shapes
+from seedtrail.inputs.datasets import SHAPES, synthetic_shapes
 
 COLOURS = np.array([[1.0, 0.3, 0.2], [0.2, 0.8, 0.3], [0.3, 0.4, 1.0]], dtype=np.float32)
 

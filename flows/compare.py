@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
-    from seedtrail.check_args import parse_compare_args
-    from seedtrail.cli import check_early
+    from seedtrail.cli.check_args import parse_compare_args
+    from seedtrail.cli.main import check_early
 
     check_early(parse_compare_args)
 
@@ -25,9 +25,10 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from seedtrail.check_args import parse_compare_args
-from seedtrail.cli import run_cli
-from seedtrail.compare import compare_manifests, read_run
+from seedtrail.cli.check_args import parse_compare_args
+from seedtrail.cli.main import run_cli
+from seedtrail.compare.diff import read_run
+from seedtrail.compare.explanation import compare_manifests
 from seedtrail.prefect.server import ensure_api
 
 

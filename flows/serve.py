@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from seedtrail.cli import run_cli
-from seedtrail.errors import InputError
+from seedtrail.cli.main import run_cli
+from seedtrail.core.errors import InputError
 from seedtrail.prefect.deployments import DEPLOYMENTS, NAME, TAGS, full_description, load_flow
 from settings.cli import load_settings
 from settings.model import RunSettings

@@ -3,7 +3,7 @@
     python -m flows.sweep --seeds 0,1,2,3 [--vary model,data] [--workers 2] [training flags...]
 
 Every training flag of `python -m flows.train` is accepted and sets the base
-settings. Which settings each run gets is defined in `seedtrail.sweep`; with
+settings. Which settings each run gets is defined in `seedtrail.sweep.plan`; with
 `--vary all` (the default) run s is exactly `python -m flows.train --seed s`.
 
 Each run is a `train` flow run inside a task executed by a process pool (or a
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
-    from seedtrail.cli import check_early
-    from seedtrail.sweep_args import parse_sweep_args
+    from seedtrail.cli.main import check_early
+    from seedtrail.cli.sweep_args import parse_sweep_args
 
     check_early(parse_sweep_args)
 
@@ -32,9 +32,9 @@ from typing import Annotated, Any, Literal
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from seedtrail.cli import EXIT_FAILED, EXIT_OK, run_cli
-from seedtrail.errors import InputError
-from seedtrail.pipeline import preflight
+from seedtrail.cli.main import EXIT_FAILED, EXIT_OK, run_cli
+from seedtrail.cli.sweep_args import parse_sweep_args
+from seedtrail.core.errors import InputError
 from seedtrail.prefect.names import keep_typed_name
 from seedtrail.prefect.runner import ProcessTaskRunner, stop_local_workers
 from seedtrail.prefect.server import ensure_api
@@ -44,17 +44,12 @@ from seedtrail.prefect.signals import (
     interrupt_signal,
     interruption_types,
 )
-from seedtrail.rundir import settings_fingerprint
-from seedtrail.sweep import (
-    VARY_CHOICES,
-    ci_warnings,
-    default_sweep_dir,
-    plan_runs,
-)
-from seedtrail.sweep_args import parse_sweep_args
-from seedtrail.sweep_report import publish_artifacts, write_summary
-from seedtrail.sweep_resume import completed_runs, run_record
-from seedtrail.sweep_run import record_finished, task_runner, train_seed
+from seedtrail.run.pipeline import preflight
+from seedtrail.run.rundir import settings_fingerprint
+from seedtrail.sweep.launch import record_finished, task_runner, train_seed
+from seedtrail.sweep.plan import VARY_CHOICES, ci_warnings, default_sweep_dir, plan_runs
+from seedtrail.sweep.report import publish_artifacts, write_summary
+from seedtrail.sweep.resume import completed_runs, run_record
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
 

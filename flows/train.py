@@ -4,7 +4,7 @@ The one `train` flow: the CLI, `flows.serve`, `prefect deploy` and sweeps all ru
 this flow. Its parameters are RunSettings' fields, one per section (Prefect
 merges a custom run's parameters at the top level only: seedtrail/prefect/parameters.py),
 plus three run options that never change what is computed. The pipeline itself
-is seedtrail/pipeline.py.
+is seedtrail/run/pipeline.py.
 """
 
 # No `from __future__ import annotations`: the parameter annotations are built at
@@ -13,8 +13,8 @@ is seedtrail/pipeline.py.
 import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
-    from seedtrail.cli import check_early
-    from seedtrail.train_args import parse_train_args
+    from seedtrail.cli.main import check_early
+    from seedtrail.cli.train_args import parse_train_args
 
     check_early(parse_train_args)
 
@@ -25,11 +25,10 @@ from prefect import flow, get_run_logger, tags
 from prefect.states import State
 from pydantic import ValidationError
 
-from seedtrail import tf_runtime
-from seedtrail.cli import run_cli
-from seedtrail.errors import InputError
-from seedtrail.manifest import parse_manifest
-from seedtrail.pipeline import preflight, run_training, will_train
+from seedtrail.cli.main import run_cli
+from seedtrail.cli.train_args import parse_train_args
+from seedtrail.core.errors import InputError
+from seedtrail.core.pipeline_table import STAGES
 from seedtrail.prefect.logs import (
     clean_failure,
     drop_input_error_lines,
@@ -44,13 +43,14 @@ from seedtrail.prefect.parameters import (
     with_settings_docstring,
 )
 from seedtrail.prefect.server import ensure_api
-from seedtrail.registry import STAGES
-from seedtrail.report import result_line, terminal_summary
-from seedtrail.rundir import settings_fingerprint
-from seedtrail.train_args import parse_train_args
+from seedtrail.run.manifest import parse_manifest
+from seedtrail.run.pipeline import preflight, run_training, will_train
+from seedtrail.run.report import result_line, terminal_summary
+from seedtrail.run.rundir import settings_fingerprint
+from seedtrail.runtime import tf_runtime
 from settings.cli import format_validation_error
 from settings.model import RunSettings
-from settings.seeds import Stage
+from settings.seeds import StageName
 
 _DEFAULTS = RunSettings()
 # Also in served and worker runs, which import this module before running the flow.
@@ -117,7 +117,7 @@ def train_flow(
     training: setting_annotation("training") = _DEFAULTS.training,
     determinism: setting_annotation("determinism") = _DEFAULTS.determinism,
     seeds: setting_annotation("seeds") = _DEFAULTS.seeds,
-    stop_after: Stage = STAGES[-1],
+    stop_after: StageName = STAGES[-1],
     use_cache: bool = True,
     resume: str = "",
 ) -> dict[str, Any] | State:
@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     drop_input_error_lines()
     if will_train(settings, use_cache=args.use_cache, resume=args.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
-        tf_runtime.prefetch(settings.determinism)
+        tf_runtime.import_tf_in_background(settings.determinism)
     ensure_api()
     manifest = train_flow(
         **settings_parameters(settings), use_cache=args.use_cache, resume=args.resume or ""

@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
-    from seedtrail.check_args import parse_verify_args
-    from seedtrail.cli import check_early
+    from seedtrail.cli.check_args import parse_verify_args
+    from seedtrail.cli.main import check_early
 
     check_early(parse_verify_args)
 
@@ -31,16 +31,16 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from seedtrail import tf_runtime
-from seedtrail.check_args import load_recorded, parse_verify_args, stages_to_verify
-from seedtrail.cli import run_cli
-from seedtrail.compare import compare_manifests
-from seedtrail.manifest import MANIFEST
-from seedtrail.pipeline import preflight, run_training
+from seedtrail.cli.check_args import load_recorded, parse_verify_args, stages_to_verify
+from seedtrail.cli.main import run_cli
+from seedtrail.compare.explanation import compare_manifests
 from seedtrail.prefect.names import keep_typed_name
 from seedtrail.prefect.server import ensure_api
+from seedtrail.run.manifest import MANIFEST
+from seedtrail.run.pipeline import preflight, run_training
+from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
-from settings.seeds import STAGES, Stage
+from settings.seeds import STAGES, StageName
 
 
 def fresh_output_dir() -> Path:
@@ -61,7 +61,7 @@ def _run_name() -> str:
 )
 def verify_flow(
     run_dir: Path,
-    stop_after: Stage = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
+    stop_after: StageName = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
     output_dir: str = "",
 ) -> dict[str, Any] | State:
     """Rerun RUN_DIR from its manifest into a fresh directory and compare every stage.
@@ -113,7 +113,7 @@ def _verify(args: argparse.Namespace, settings: RunSettings, out: Path) -> int:
     preflight(settings.model_copy(update={"output_dir": out}))
     if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
-        tf_runtime.prefetch(settings.determinism)
+        tf_runtime.import_tf_in_background(settings.determinism)
     ensure_api()
     state = verify_flow(args.run_dir, args.stop_after or STAGES[-1], str(out), return_state=True)
     summary = state.result(raise_on_failure=False)

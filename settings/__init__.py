@@ -10,7 +10,7 @@ from settings.model import (
     SplitSettings,
     TrainingSettings,
 )
-from settings.seeds import STAGES, SeedPlan, Stage, derive_seed, stage_key
+from settings.seeds import STAGES, SeedPlan, StageName, derive_seed, stage_key
 
 __all__ = [
     "STAGES",
@@ -22,7 +22,7 @@ __all__ = [
     "SeedOverrides",
     "SeedPlan",
     "SplitSettings",
-    "Stage",
+    "StageName",
     "TrainingSettings",
     "derive_seed",
     "stage_key",

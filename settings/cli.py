@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 
 ENV_PREFIX = "SEEDTRAIL_"

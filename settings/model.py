@@ -21,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from seedtrail.registry import PIPELINE
+from seedtrail.core.pipeline_table import PIPELINE
+from settings.form import form_schema
 
 MAX_SEED = 2**32 - 1
 
@@ -50,39 +51,10 @@ def _code_ref(value: str | None) -> str | None:
     return value
 
 
-_BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"),
-           ("minItems", "items ≥"), ("maxItems", "items ≤"), ("minLength", "length ≥"))  # fmt: skip
-
-
-def bounds_text(prop: dict[str, Any]) -> str:
-    """`≥ 1, ≤ 1000` from a JSON-schema property ("" without bounds)."""
-    return ", ".join(f"{sign} {prop[key]}" for key, sign in _BOUNDS if key in prop)
-
-
-def _form_schema(schema: dict[str, Any], cls: type) -> None:
-    """The JSON schema as Prefect's UI form shows it.
-
-    A section is titled for people ("Training", not "TrainingSettings"), and an optional
-    field (a seed pin, data.path) is a plain input left empty rather than a type switch
-    whose null branch prints `Property is type "None"`. Deployment parameters leave
-    unset fields out (seedtrail/prefect/deployments.py), so the server never sees a null there.
-    The form does not show a field's bounds, so its description says them.
-    """
-    schema["title"] = getattr(cls, "form_title", schema.get("title"))
-    for prop in schema.get("properties", {}).values():
-        branches = prop.get("anyOf", [])
-        if len(branches) == 2 and {"type": "null"} in branches and prop.get("default", 0) is None:
-            (kept,) = [b for b in branches if b != {"type": "null"}]
-            del prop["anyOf"], prop["default"]
-            prop.update(kept)
-        if (bounds := bounds_text(prop)) and "description" in prop:
-            prop["description"] = f"{prop['description']} ({bounds})"
-
-
 class Section(BaseModel):
     """Base of every settings model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_form_schema)
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=form_schema)
     form_title: ClassVar[str]
 
 
@@ -269,9 +241,9 @@ class DeterminismSettings(Section):
     inter_op_threads: int = Field(
         1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
     )
-    # The portable profile, measured (README "Portable bytes"): with TensorFlow's oneDNN
+    # The portable profile, measured (docs/portability.md): with TensorFlow's oneDNN
     # ops off and oneDNN's remaining kernels (sgemm) capped at AVX2, an AVX-512 Zen 4 gives
-    # the weights an AVX2 Zen 3 gives by default (../shared/golden), for 1.24x the training
+    # the weights an AVX2 Zen 3 gives by default (tests/golden/), for 1.24x the training
     # time there. Every CPU with AVX2 and FMA (x86 since 2013) can run it.
     cpu_isa: CpuIsa = Field(
         "portable",
@@ -324,32 +296,3 @@ class RunSettings(Section):
     seeds: SeedOverrides = Field(
         default_factory=SeedOverrides, description="Per-stage seed overrides."
     )
-
-
-#: Settings added after runs were first recorded, with the value those earlier runs used:
-#: a run from before the portable profile ran under no oneDNN cap, one from before
-#: user code used the built-in model, data and augmentation.
-_ADDED_SINCE = {
-    ("determinism", "cpu_isa"): "native",
-    ("determinism", "onednn_ops"): "default",
-    ("data", "loader"): None,
-    ("model", "builder"): None,
-    ("model", "options"): {},
-    ("augment", "pipeline"): None,
-}
-
-
-def upgrade_recorded(recorded: dict) -> dict:
-    """A manifest's settings with later-added fields set to what that run actually used."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in recorded.items()}
-    for (section, name), value in _ADDED_SINCE.items():
-        if isinstance(out.get(section, {}), dict):
-            out.setdefault(section, {}).setdefault(name, value)
-    return out
-
-
-def recorded_settings(recorded: object) -> RunSettings:
-    """RunSettings from a manifest's `settings`, older manifests included."""
-    if not isinstance(recorded, dict):
-        return RunSettings.model_validate(recorded)  # raises a ValidationError that says so
-    return RunSettings.model_validate(upgrade_recorded(recorded))

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from seedtrail.registry import STAGES
+from seedtrail.core.pipeline_table import STAGES
 
 if TYPE_CHECKING:
     from settings.model import RunSettings
 
 #: A stage name, as a type (e.g. verify's --stop-after, a flow parameter).
-Stage = Literal[STAGES]  # type: ignore[valid-type]  (the registry's names)
+StageName = Literal[STAGES]  # type: ignore[valid-type]  (the registry's names)
 
 SEED_RULE = (
     "stage seed = numpy.random.SeedSequence(root, spawn_key=(stage_key,)).generate_state(1)[0]; "

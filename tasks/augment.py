@@ -11,19 +11,23 @@ applies it to the training split only, fresh each epoch.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 
-from seedtrail.augment_pipeline import check_pipeline
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.plots import save_preview
-from seedtrail.quiet import set_quiet_environment
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.core.plots import save_preview
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays
+from seedtrail.inputs.augment_pipeline import (
+    SampleSeededAugmenter,
+    check_pipeline,
+    load_pipeline,
+    seeded,
+)
+from seedtrail.runtime.quiet import set_quiet_environment
 from settings.model import AugmentSettings
 from settings.seeds import epoch_seeds
 
@@ -33,8 +37,6 @@ PREVIEW_EPOCH = 0
 def build_augmenter(s: AugmentSettings) -> SampleSeededAugmenter:
     """The user's pipeline file (augment.pipeline) or the built-in one, seeded per sample."""
     if s.pipeline is not None:
-        from seedtrail.augment_pipeline import load_pipeline, seeded
-
         return seeded(load_pipeline(s.pipeline))
     set_quiet_environment()
     import albumentations as A
@@ -60,30 +62,6 @@ def build_augmenter(s: AugmentSettings) -> SampleSeededAugmenter:
         seed=0,  # replaced per sample by SampleSeededAugmenter
     )
     return SampleSeededAugmenter(compose)
-
-
-class SampleSeededAugmenter:
-    """An albumentations Compose whose randomness is reset from 128 bits before each sample."""
-
-    # Any odd increment is a valid PCG64 stream; fixed so a state fully determines the output.
-    _INC = 0xDA3E39CB94B95BDB4E65C5D3F1C1D8AB
-
-    def __init__(self, compose) -> None:
-        self.compose = compose
-        self._gen = np.random.Generator(np.random.PCG64(0))
-        self._py = random.Random(0)
-        compose.set_random_state(self._gen, self._py)
-
-    def __call__(self, image: np.ndarray, words: np.ndarray) -> np.ndarray:
-        state = int.from_bytes(words.astype(">u4").tobytes(), "big")
-        self._gen.bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": state, "inc": self._INC},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
-        self._py.seed(state)
-        return self.compose(image=image)["image"]
 
 
 WORDS_PER_SAMPLE = 4

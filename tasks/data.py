@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail import data_loader, image_folder, user_code
-from seedtrail.datasets import SHAPES, digits, synthetic_shapes, tabular
-from seedtrail.errors import InputError
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput
-from seedtrail.store import put_arrays
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput
+from seedtrail.core.store import put_arrays
+from seedtrail.inputs import data_loader, image_folder, user_code
+from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
 from settings.model import DataSettings
 
 
@@ -222,11 +222,11 @@ def describe(ds: Dataset) -> dict:
 
 
 # Retries: reading a user file can fail transiently; bad input never retries.
-# The key covers the sha256 of data.path's content (seedtrail/cache_key.py), and
-# `user_content`: the image folder's bytes or the loader's source (seedtrail/user_inputs.py).
+# The key covers the sha256 of data.path's content (seedtrail/core/cache_key.py), and
+# `user_inputs`: the image folder's bytes or the loader's source (seedtrail/inputs/user_inputs.py).
 @stage(retries=2, env="stack")
 def run_data(
-    ctx: StageContext, s: DataSettings, seed: int, user_content: dict[str, str] | None = None
+    ctx: StageContext, s: DataSettings, seed: int, user_inputs: dict[str, str] | None = None
 ) -> StageOutput:
     ds = load_dataset(s, seed)
     fp, path = put_arrays(ctx.store, ds.arrays())

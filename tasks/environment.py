@@ -4,7 +4,7 @@ Its fingerprint covers everything that can change a run's bytes on the same
 code (versions, threads, determinism flags, the oneDNN ISA cap, devices, the CPU's
 instruction sets and caches, uv.lock), so compare and verify can name the cause
 when bytes differ. It imports no TensorFlow: the TF stages configure the runtime
-(seedtrail.tf_runtime) when they actually run, so a cached rerun never loads it.
+(seedtrail.runtime.tf_runtime) when they actually run, so a cached rerun never loads it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from seedtrail import hardware, tf_runtime
-from seedtrail.fingerprint import fingerprint_json, sha256_file
-from seedtrail.stage import stage
-from seedtrail.stage_result import StageOutput
+from seedtrail.core.fingerprint import fingerprint_json, sha256_file
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_result import StageOutput
+from seedtrail.runtime import hardware, tf_runtime
 from settings.model import DeterminismSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def _version(pkg: str) -> str | None:
 def capture_environment(s: DeterminismSettings, isa_cap: str, onednn_ops: bool) -> dict[str, Any]:
     """Everything about this process that can change the bytes of a run, without TensorFlow.
 
-    Thread counts and op determinism are what `seedtrail.tf_runtime` will apply (it refuses
+    Thread counts and op determinism are what `seedtrail.runtime.tf_runtime` will apply (it refuses
     rather than run otherwise); `devices` is checked against TensorFlow's own list there.
     """
     lock = PROJECT_ROOT / "uv.lock"
@@ -109,7 +109,7 @@ def run_environment(s: DeterminismSettings, seed: int) -> StageOutput:
     np.random.seed(seed)
     cap = tf_runtime.effective_cap(s)
     env = capture_environment(s, cap, tf_runtime.effective_onednn_ops(s))
-    tf_runtime.request(s, seed, env["devices"])
+    tf_runtime.configure(s, seed, env["devices"])
     return StageOutput(
         environment_fingerprint(env),
         info={"environment": env, "stack_fingerprint": stack_fingerprint(env)},

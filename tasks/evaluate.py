@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from seedtrail import atomic, tf_runtime
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.keras_io import load_model
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays
+from seedtrail.core import atomic
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays
+from seedtrail.runtime import tf_runtime
+from seedtrail.runtime.keras_io import load_model
 
 
 def classification_metrics(
@@ -49,7 +50,7 @@ def classification_metrics(
 def run_evaluate(
     ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
 ) -> StageOutput:
-    tf_runtime.ensure()
+    tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)

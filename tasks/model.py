@@ -1,7 +1,7 @@
-"""Model stage: build the initial Keras model with a builder (seedtrail/model_builder.py).
+"""Model stage: build the initial Keras model with a builder (seedtrail/inputs/model_builder.py).
 
 The builder is the user's `model.builder`, or seedtrail's own CNN/MLP
-(seedtrail/builtin_models.py, explicit seeds on every layer). Either is called after
+(seedtrail/inputs/builtin_models.py, explicit seeds on every layer). Either is called after
 seeding everything from the model stage's seed, built twice and compared, and
 checked to give (None, n_classes); its source is part of the cache key.
 """
@@ -16,17 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from seedtrail import builtin_models, tf_runtime, user_code, user_inputs
-from seedtrail.errors import InputError
-from seedtrail.keras_io import load_model, save_model
-from seedtrail.model_builder import build_seeded
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays
+from seedtrail.inputs import builtin_models, user_code
+from seedtrail.inputs.model_builder import build_seeded
+from seedtrail.inputs.user_inputs import key_inputs, model_inputs
+from seedtrail.runtime import tf_runtime
+from seedtrail.runtime.keras_io import load_model, save_model
 from settings.model import ModelSettings
 
-BUILTIN = {"image": "seedtrail.builtin_models:cnn", "tabular": "seedtrail.builtin_models:mlp"}
+BUILTIN = {
+    "image": "seedtrail.inputs.builtin_models:cnn",
+    "tabular": "seedtrail.inputs.builtin_models:mlp",
+}
 
 
 def select_builder(s: ModelSettings, modality: str) -> tuple[Callable[..., Any], dict, str]:
@@ -40,14 +45,14 @@ def select_builder(s: ModelSettings, modality: str) -> tuple[Callable[..., Any],
     return builtin_models.mlp, common, BUILTIN["tabular"]
 
 
-def builder_content(s: ModelSettings) -> dict[str, str]:
+def builder_inputs(s: ModelSettings) -> dict[str, str]:
     """What the model stage's key must cover beyond this module's own source (the stage's
     code version): the user's builder code, or the built-in builders' module."""
-    user = user_inputs.key_inputs(user_inputs.model_record(s))
+    user = key_inputs(model_inputs(s))
     if user:
         return user
     source = Path(builtin_models.__file__).read_bytes()
-    return {"seedtrail.builtin_models": hashlib.sha256(source).hexdigest()}
+    return {"seedtrail.inputs.builtin_models": hashlib.sha256(source).hexdigest()}
 
 
 def build_model(
@@ -84,10 +89,10 @@ def run_model(
     seed: int,
     data: StageResult,
     split: StageResult,
-    user_content: dict[str, str] | None = None,
+    user_inputs: dict[str, str] | None = None,
 ) -> StageOutput:
-    """`user_content`: `builder_content(s)`, the builder's source hashes, for the key."""
-    tf_runtime.ensure()  # before user code: it may import TensorFlow itself
+    """`user_inputs`: `builder_inputs(s)`, the builder's source hashes, for the key."""
+    tf_runtime.configured_tf()  # before user code: it may import TensorFlow itself
     info = data.info
     builder, options, name = select_builder(s, info["modality"])
     x_train = None

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seedtrail.errors import InputError
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays, put_arrays
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays, put_arrays
 from settings.model import SplitSettings
 from settings.seeds import derive_seed
 

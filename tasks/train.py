@@ -14,14 +14,15 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
-from seedtrail import atomic, tf_runtime
-from seedtrail.checkpoint import load_checkpoint, save_checkpoint
-from seedtrail.keras_io import load_model, save_model, weights_fingerprint
-from seedtrail.plots import training_curves
-from seedtrail.stage import stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
-from seedtrail.store import load_arrays
+from seedtrail.core import atomic
+from seedtrail.core.plots import training_curves
+from seedtrail.core.stage import stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
+from seedtrail.core.store import load_arrays
+from seedtrail.runtime import tf_runtime
+from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
+from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
 from settings.model import AugmentSettings, TrainingSettings
 from settings.seeds import epoch_rng
 from tasks.augment import augment_epoch, build_augmenter
@@ -62,7 +63,7 @@ def run_train(
     cache_key: str = "",
 ) -> StageOutput:
     """Train from the initial model, or continue from this run's last checkpoint for the key."""
-    tf_runtime.ensure()
+    tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from seedtrail import tf_runtime
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from seedtrail.prefect.environment import TELEMETRY_OFF, environment_defaults
+from seedtrail.runtime import tf_runtime
 from settings.model import DeterminismSettings
 
 # Before anything imports Prefect: the test servers (in-process harness and
@@ -30,7 +30,7 @@ environment_defaults()
 _RUNTIME_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
 # On a CPU that cannot run the default profile its runs say so, test by test.
 with contextlib.suppress(InputError):
-    tf_runtime.prepare(DeterminismSettings())
+    tf_runtime.set_env(DeterminismSettings())
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,11 +143,11 @@ def tensorflow_as_runs_configure_it() -> None:
     the same pytest worker (which asks for 1/1) would refuse: a failure that depends on
     the order tests happen to run in.
     """
-    from seedtrail import hardware, tf_runtime
+    from seedtrail.runtime import hardware, tf_runtime
     from settings.model import DeterminismSettings
 
-    tf_runtime.request(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
-    tf_runtime.ensure()
+    tf_runtime.configure(DeterminismSettings(), 0, hardware.expected_devices(hardware.gpu_facts()))
+    tf_runtime.configured_tf()
 
 
 @pytest.fixture(scope="session")

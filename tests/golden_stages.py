@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.keras_io import weights_fingerprint
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.runtime.keras_io import weights_fingerprint
 from settings.model import RunSettings
 from settings.seeds import SeedPlan
 from tasks.augment import PREVIEW_EPOCH, augment_epoch, build_augmenter

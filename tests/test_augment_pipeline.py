@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail.augment_pipeline import check_pipeline, load_pipeline, seeded
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
+from seedtrail.inputs.augment_pipeline import check_pipeline, load_pipeline, seeded
 from tasks.augment import augment_epoch
 
 A = pytest.importorskip("albumentations")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings import RunSettings
 from settings.seeds import STAGES
 from tests.conftest import TINY, run_module
@@ -262,8 +262,9 @@ def test_subprocess_bad_input_is_one_line_exit_2(
 
 def test_manifest_fixture_is_sane(tmp_path: Path) -> None:
     """The helpers above build manifests that pass validation, so each case fails for its reason."""
-    from seedtrail.compare import compare_manifests, read_run
-    from seedtrail.train_args import resumed_settings
+    from seedtrail.cli.train_args import resumed_settings
+    from seedtrail.compare.diff import read_run
+    from seedtrail.compare.explanation import compare_manifests
 
     a, b = _complete_run(tmp_path, "a"), _complete_run(tmp_path, "b")
     result = compare_manifests(read_run(a), read_run(b))

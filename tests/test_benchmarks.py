@@ -41,7 +41,7 @@ def test_plain_keras_baseline_imports_no_prefect(tmp_path: Path) -> None:
         "sys.argv = ['plain_keras', '--n-samples', '120', '--image-size', '12', '--epochs', '1',"
         " '--filters', '4', '--dense-units', '8']\n"
         "runpy.run_module('benchmarks.plain_keras', run_name='__main__')\n"
-        "print('imported:', sorted(m for m in ('prefect', 'seedtrail.stage_cache', 'tasks')"
+        "print('imported:', sorted(m for m in ('prefect', 'seedtrail.core.stage_cache', 'tasks')"
         " if m in sys.modules))\n"
     )
     proc = subprocess.run(

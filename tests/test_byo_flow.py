@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from tests.conftest import (
     TinyRuns,
@@ -131,7 +131,7 @@ def test_same_bytes_in_another_process_verify_reproduces_and_a_cached_rerun_hits
 def test_edits_of_code_images_or_pipeline_miss_the_cache_and_compare_names_them(
     example_images: Path, prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from seedtrail.compare import compare_manifests
+    from seedtrail.compare.explanation import compare_manifests
 
     project = tmp_path / "proj" / "byoproj"
     shutil.copytree(ROOT / "examples", project, ignore=shutil.ignore_patterns("__pycache__"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import hardware
+from seedtrail.runtime import hardware
 from tests.conftest import ROOT, TINY, run_module
 from tests.test_golden import GOLDEN, portable_fingerprints
 

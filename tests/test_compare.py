@@ -9,15 +9,9 @@ from typing import Any
 
 import pytest
 
-from seedtrail.compare import (
-    NOT_FINGERPRINTED,
-    as_manifest,
-    compare_manifests,
-    diff_settings,
-    flatten,
-    read_run,
-)
-from seedtrail.errors import InputError
+from seedtrail.compare.diff import NOT_FINGERPRINTED, as_manifest, diff_settings, flatten, read_run
+from seedtrail.compare.explanation import compare_manifests
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from settings.seeds import STAGES, SeedPlan
 
@@ -215,7 +209,7 @@ def test_incomplete_runs_never_reproduce_even_when_their_stages_match(status: st
         del a["stages"][st]
     a["status"] = status
     result = compare_manifests(a, copy.deepcopy(a))
-    assert not result.matches and result.exit_code == 1  # README: 1 when a run is incomplete
+    assert not result.matches and result.exit_code == 1  # exit 1 when a run is incomplete (docs)
     text = result.render()
     assert "every recorded stage matches (4 of 4), but A and B are incomplete" in text
     assert "REPRODUCES" not in text and "result: DIFFERS (exit 1)" in text

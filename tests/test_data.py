@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings import DataSettings, SplitSettings
 from tasks.data import describe, load_dataset
 from tasks.split import split_indices

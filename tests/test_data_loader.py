@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seedtrail.data_loader import load, validate
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
+from seedtrail.inputs.data_loader import load, validate
 
 NAME = "proj.data:load"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import atomic
-from seedtrail.fingerprint import fingerprint_arrays, fingerprint_json, fingerprint_sequence
-from seedtrail.store import CorruptEntry, load_arrays, put_arrays
+from seedtrail.core import atomic
+from seedtrail.core.fingerprint import fingerprint_arrays, fingerprint_json, fingerprint_sequence
+from seedtrail.core.store import CorruptEntry, load_arrays, put_arrays
 
 
 def test_fingerprint_sees_bytes_dtype_and_shape() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings import DataSettings, RunSettings
 from tests.conftest import train_in_process
 

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from seedtrail.errors import InputError
-from seedtrail.manifest import NotARun, read_manifest
-from seedtrail.stage_cache import StageContext, _entry_path, load_entry, save_entry
-from seedtrail.stage_result import StageResult
+from seedtrail.core.errors import InputError
+from seedtrail.core.stage_cache import StageContext, _entry_path, load_entry, save_entry
+from seedtrail.core.stage_result import StageResult
+from seedtrail.run.manifest import NotARun, read_manifest
 from settings import RunSettings
 from settings.cli import load_settings
 from settings.seeds import STAGES
@@ -190,8 +190,9 @@ def mutated_manifests(draw: st.DrawFn) -> Any:
 @FUZZ
 @given(mutated_manifests(), st.booleans())
 def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomplete: bool) -> None:
-    from seedtrail.compare import compare_manifests, read_run
-    from seedtrail.train_args import resumed_settings as _resumed_settings
+    from seedtrail.cli.train_args import resumed_settings as _resumed_settings
+    from seedtrail.compare.diff import read_run
+    from seedtrail.compare.explanation import compare_manifests
 
     with _scratch() as root:
         run = root / "run"
@@ -217,7 +218,8 @@ def test_any_manifest_is_read_resumed_and_compared_cleanly(manifest: Any, incomp
 
 def test_a_valid_manifest_passes_every_reader(tmp_path: Path) -> None:
     """The base of the mutations is valid, so each rejection above is the mutation's doing."""
-    from seedtrail.compare import compare_manifests, read_run
+    from seedtrail.compare.diff import read_run
+    from seedtrail.compare.explanation import compare_manifests
 
     (tmp_path / "manifest.json").write_text(json.dumps(valid_manifest()))
     result = compare_manifests(read_run(tmp_path), read_run(tmp_path))

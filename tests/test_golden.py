@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail import hardware
+from seedtrail.runtime import hardware
 from settings.cli import load_settings
 from tests.conftest import TINY, TinyRuns
 from tests.golden_stages import TRAVELLING, travelling_fingerprints

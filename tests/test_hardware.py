@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from seedtrail import hardware, tf_runtime
-from seedtrail.compare import compare_manifests
-from seedtrail.errors import InputError
+from seedtrail.compare.explanation import compare_manifests
+from seedtrail.core.errors import InputError
+from seedtrail.runtime import hardware, tf_runtime
 from settings.model import DeterminismSettings, RunSettings
 from tasks.environment import capture_environment, environment_fingerprint
 

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.fingerprint import fingerprint_arrays
-from seedtrail.image_folder import content_sha256, list_images, read_image_folder
+from seedtrail.core.errors import InputError
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.inputs.image_folder import content_sha256, list_images, read_image_folder
 
 
 def write_folder(root: Path, classes: dict[str, int], size: int = 10, rgb: bool = False) -> Path:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail import hardware
-from seedtrail.compare import compare_manifests
-from seedtrail.errors import InputError
+from seedtrail.compare.explanation import compare_manifests
+from seedtrail.core.errors import InputError
+from seedtrail.runtime import hardware
 from tests.conftest import ROOT, TINY, TinyRuns, cli_env, run_module
 
 pytestmark = pytest.mark.skipif(not hardware.is_x86(), reason="oneDNN ISA caps are x86-64 only")
@@ -68,11 +68,11 @@ def test_sweep_workers_train_under_the_cap(
 @pytest.mark.slow
 def test_a_process_running_tensorflow_under_another_cap_refuses(tmp_path: Path) -> None:
     script = (
-        "from seedtrail import tf_runtime\n"
+        "from seedtrail.runtime import tf_runtime\n"
         "from settings.model import DeterminismSettings as D\n"
-        "tf_runtime.load(D(cpu_isa='native'))\n"
+        "tf_runtime.import_tf(D(cpu_isa='native'))\n"
         "try:\n"
-        "    tf_runtime.request(D(cpu_isa='avx'), 0, ['CPU:/physical_device:CPU:0'])\n"
+        "    tf_runtime.configure(D(cpu_isa='avx'), 0, ['CPU:/physical_device:CPU:0'])\n"
         "except tf_runtime.RuntimeConfigError as err:\n"
         "    print('refused:', err)\n"
     )
@@ -102,7 +102,7 @@ def test_an_unknown_isa_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_a_cap_above_the_cpu_is_refused_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from seedtrail.pipeline import preflight
+    from seedtrail.run.pipeline import preflight
     from settings.cli import load_settings
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"sse4_1", "avx", "avx2", "fma"}))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.manifest import MANIFEST_VERSION, Manifest, NotARun, read_manifest
+from seedtrail.core.errors import InputError
+from seedtrail.run.manifest import MANIFEST_VERSION, Manifest, NotARun, read_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

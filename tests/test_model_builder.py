@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import builtin_models
-from seedtrail.errors import InputError
-from seedtrail.model_builder import build_seeded
+from seedtrail.core.errors import InputError
+from seedtrail.inputs import builtin_models
+from seedtrail.inputs.model_builder import build_seeded
 from settings.model import ModelSettings, RunSettings
 from settings.seeds import SeedPlan
 

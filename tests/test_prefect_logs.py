@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from seedtrail.prefect.logs import _not_input_error, _not_task_completed
 
 

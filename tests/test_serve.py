@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from tests.conftest import ROOT, TINY, TinyRuns, cli_env, run_module
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
 from settings import RunSettings, TrainingSettings
 from settings.cli import load_settings
-from settings.model import bounds_text
+from settings.form import bounds_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

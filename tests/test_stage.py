@@ -1,6 +1,6 @@
 """The stage contract: one declaration derives name, key, cache decision, record and registry.
 
-Plain functions, no Prefect: `Stage.execute` is the body of the stage's task.
+Plain functions, no Prefect: `DeclaredStage.execute` is the body of the stage's task.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail import registry
-from seedtrail.stage import Stage, stage
-from seedtrail.stage_cache import StageContext
-from seedtrail.stage_result import StageOutput, StageResult
+import tasks.data  # declares the stages looked up below (with tasks.evaluate)
+import tasks.evaluate  # noqa: F401
+from seedtrail.core import pipeline_table as registry
+from seedtrail.core.stage import DeclaredStage, stage
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageOutput, StageResult
 from settings import DataSettings, SeedOverrides, SplitSettings
 
 _draws = itertools.count()
@@ -116,14 +118,18 @@ def test_a_nondeterministic_stage_is_never_cached_and_says_so(tmp_path: Path) ->
 
 def test_code_version_hashes_the_source_and_version_overrides_it() -> None:
     assert run_sum.code_version.startswith("src:")
-    pinned = Stage(run_sum.fn, name="toy-pinned", version="7")
+    pinned = DeclaredStage(run_sum.fn, name="toy-pinned", version="7")
     assert pinned.code_version == "7"
-    versions = registry.code_versions()
+    from seedtrail.run.pipeline import code_versions  # imports every stage's module
+
+    versions = code_versions()
     assert list(versions) == list(registry.STAGES)
     assert len(set(versions.values())) == len(versions)  # one module each
 
 
 def test_the_registry_is_the_one_list_of_stages() -> None:
+    import seedtrail.run.pipeline  # noqa: F401  (declares every stage)
+
     assert list(SeedOverrides.model_fields) == list(registry.STAGES)
     for spec in registry.PIPELINE:
         assert registry.declared(spec.name).fn.__module__ == spec.module
@@ -133,8 +139,14 @@ def test_the_registry_is_the_one_list_of_stages() -> None:
     assert registry.STAGES[1:] == registry.DATA_STAGES
 
 
+def test_the_table_never_imports_a_stage_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(registry._declared, "train", raising=False)  # declared or not yet
+    with pytest.raises(LookupError, match=r"'train' is not declared yet: import tasks\.train"):
+        registry.declared("train")
+
+
 def test_declaration_errors_are_caught_at_import() -> None:
     with pytest.raises(ValueError, match="needs a `seed`"):
-        Stage(lambda ctx: StageOutput("x"), name="toy-noseed")
+        DeclaredStage(lambda ctx: StageOutput("x"), name="toy-noseed")
     with pytest.raises(ValueError, match="cache_exclude names no argument"):
-        Stage(run_sum.fn, name="toy-bad", cache_exclude=("nope",))
+        DeclaredStage(run_sum.fn, name="toy-bad", cache_exclude=("nope",))

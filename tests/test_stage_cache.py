@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from seedtrail.stage_cache import StageContext, _entry_path, load_entry, lookup, save_entry
-from seedtrail.stage_result import StageResult
+from seedtrail.core.stage_cache import StageContext, _entry_path, load_entry, lookup, save_entry
+from seedtrail.core.stage_result import StageResult
 from settings import RunSettings
 from tests.conftest import train_in_process
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.manifest import Metrics
-from seedtrail.sweep import (
+from seedtrail.core.errors import InputError
+from seedtrail.run.manifest import Metrics
+from seedtrail.sweep.plan import (
     VARY_STAGES,
     describe,
     parse_seeds,

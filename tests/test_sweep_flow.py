@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.store import store_dir
+from seedtrail.core.store import store_dir
 from settings.seeds import STAGES
 from tests.conftest import (
     TINY,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.tensorboard_log import EVENTS_FILE, png_size, split_history, write_run_logs
+from seedtrail.run.tensorboard_log import EVENTS_FILE, png_size, split_history, write_run_logs
 
 HISTORY = {
     "loss": [1.0, 0.5],
@@ -86,7 +86,7 @@ def test_event_files_hold_per_epoch_scalars_and_the_preview(tmp_path: Path):
 
 def test_writing_imports_no_tensorflow(tmp_path: Path):
     code = (
-        "import sys; from pathlib import Path; from seedtrail.tensorboard_log import write_run_logs;"
+        "import sys; from pathlib import Path; from seedtrail.run.tensorboard_log import write_run_logs;"
         f"write_run_logs(Path({str(tmp_path)!r}), {{'loss': [1.0], 'val_loss': [2.0]}});"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'"
     )

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.manifest import Manifest, parse_manifest
-from seedtrail.plots import save_preview, training_curves
+from seedtrail.core.errors import InputError
+from seedtrail.core.plots import save_preview, training_curves
 from seedtrail.prefect.deployments import DEPLOYMENTS, sweep_parameters
 from seedtrail.prefect.logs import _clean_input_errors, _not_input_error, clean_failure
 from seedtrail.prefect.names import is_generated_name
 from seedtrail.prefect.workarounds import ENGINE_EXITED
-from seedtrail.report import card_description, png_markdown, result_line, run_card
-from seedtrail.sweep import ci_note, ci_warnings, describe, stats_table
+from seedtrail.run.manifest import Manifest, parse_manifest
+from seedtrail.run.report import card_description, png_markdown, result_line, run_card
+from seedtrail.sweep.plan import ci_note, ci_warnings, describe, stats_table
 from settings.model import RunSettings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "manifest_v1.json"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedtrail import user_code
-from seedtrail.errors import InputError
+from seedtrail.core.errors import InputError
+from seedtrail.inputs import user_code
 
 _ids = itertools.count()
 

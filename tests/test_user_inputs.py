@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.errors import InputError
-from seedtrail.user_inputs import (
-    augment_record,
+from seedtrail.core.errors import InputError
+from seedtrail.inputs.user_inputs import (
+    augment_inputs,
     changes,
-    data_record,
+    data_inputs,
     identify,
     key_inputs,
-    model_record,
+    model_inputs,
 )
 from settings.model import RunSettings
 
@@ -43,10 +43,10 @@ def test_builder_images_and_pipeline_are_identified_and_keyed(tmp_path: Path):
     assert record["data.path"]["files"] == 9
     modules = list(record["model.builder"]["modules"])
     assert modules == ["examples", "examples.blocks", "examples.model"]
-    assert list(key_inputs(data_record(s.data))) == ["data.path"]
-    assert list(key_inputs(model_record(s.model))) == ["model.builder"]
+    assert list(key_inputs(data_inputs(s.data))) == ["data.path"]
+    assert list(key_inputs(model_inputs(s.model))) == ["model.builder"]
     pipeline = record["augment.pipeline"]["sha256"]
-    assert key_inputs(augment_record(s.augment)) == {"augment.pipeline": pipeline}
+    assert key_inputs(augment_inputs(s.augment)) == {"augment.pipeline": pipeline}
 
 
 def test_changes_name_the_module_or_file():
@@ -98,7 +98,7 @@ def test_an_empty_class_folder_fails_before_anything_runs(tmp_path: Path):
 
 
 def test_compare_names_the_changed_module_as_the_likely_cause():
-    from seedtrail.compare import compare_manifests
+    from seedtrail.compare.explanation import compare_manifests
 
     def manifest(fp: str, blocks: str) -> dict:
         modules = {"x.model": "a", "x.blocks": blocks}

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.compare import compare_manifests
+from seedtrail.compare.explanation import compare_manifests
 from settings.seeds import STAGES
 from tests.conftest import Completed, TinyRuns, run_module
 
@@ -155,9 +156,9 @@ def test_compare_same_settings_other_cwd_output_dir_and_hash_seed(
 def test_compare_thread_counts_names_the_thread_setting(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
 ) -> None:
-    """Whether 1 and 2 threads give other bytes depends on the CPU (oneDNN blocking): on some
-    they differ from training on, on others the tiny model's bytes agree. Compare must name the
-    thread setting either way, and be right about which case it is."""
+    """Whether 1 and 2 threads give other bytes depends on the CPU (oneDNN blocking). The
+    command must report what compare_manifests finds in the pair; and both outcomes are
+    checked on the pair itself, made to agree and made to differ, on every CPU."""
     runs = tiny_runs.get(**BASE, **THREADS2)
     a, b = runs["base"], runs["threads2"]
     res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
@@ -166,17 +167,29 @@ def test_compare_thread_counts_names_the_thread_setting(
     assert res.stdout.count("determinism.intra_op_threads: 1 -> 2") == 2
     fa, fb = a.fingerprints(), b.fingerprints()
     assert [fa[s] for s in UPSTREAM] == [fb[s] for s in UPSTREAM]  # threads never touch data
-    differing = [s for s in STAGES if s != "environment" and fa[s] != fb[s]]
-    rows = table_rows(res.stdout)
-    if differing:
-        first = differing[0]
-        assert first not in UPSTREAM
-        assert f"first divergent stage: {first}" in res.stdout
-        assert rows[first][-1].startswith("NO")
-    else:
-        assert "every data stage matches, but the environment differs" in res.stdout
-        assert all(rows[s][-1] == "yes" for s in STAGES if s != "environment")
-    assert rows["environment"][-1] == "NO"
+    assert compare_manifests(a.manifest, b.manifest).headline() in res.stdout
+
+    # The same pair, B's data stages made A's: only the environment differs.
+    ma = a.manifest
+    agree = copy.deepcopy(b.manifest)
+    for s in STAGES:
+        if s != "environment":
+            agree["stages"][s] = copy.deepcopy(ma["stages"][s])
+    same = compare_manifests(ma, agree)
+    assert same.first_divergent_stage == "environment" and not same.matches
+    assert "every data stage matches, but the environment differs" in same.render()
+    assert "settings determinism.intra_op_threads" in same.causes
+
+    # Made to differ from training on, as threads would: train is the first divergent stage.
+    differ = copy.deepcopy(agree)
+    train = differ["stages"]["train"]
+    train["fingerprint"] = "0" * 64
+    train["info"]["epoch_fingerprints"] = ["1" * 64 for _ in train["info"]["epoch_fingerprints"]]
+    differ["stages"]["evaluate"]["fingerprint"] = "2" * 64
+    other = compare_manifests(ma, differ)
+    assert (other.first_divergent_stage, other.divergent_epoch) == ("train", 1)
+    assert "first divergent stage: train, at epoch 1 of" in other.render()
+    assert table_rows(other.render())["evaluate"][-1] == "NO"
 
 
 @pytest.mark.slow
@@ -231,8 +244,8 @@ def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: Tin
 
 
 def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
-    from seedtrail.check_args import stages_to_verify
-    from seedtrail.compare import as_manifest
+    from seedtrail.cli.check_args import stages_to_verify
+    from seedtrail.compare.diff import as_manifest
     from tests.test_compare import make_manifest
 
     full = as_manifest(make_manifest())
@@ -293,8 +306,8 @@ def test_help_mentions_the_exit_codes(module: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_verify_rejects_recorded_settings_it_cannot_rerun(tmp_path: Path) -> None:
-    from seedtrail.check_args import load_recorded
-    from seedtrail.errors import InputError
+    from seedtrail.cli.check_args import load_recorded
+    from seedtrail.core.errors import InputError
 
     run = tmp_path / "run"
     run.mkdir()

@@ -21,7 +21,7 @@ _CLEAN_FAILURES: set[str] = set()  # messages flows of this process ended with
 
 
 def _input_error(record: logging.LogRecord) -> BaseException | None:
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     err = record.exc_info[1] if record.exc_info else None
     return err if isinstance(err, InputError) else None
@@ -79,7 +79,7 @@ def clean_failure(message: str) -> Any:
     """
     from prefect.states import Failed
 
-    from seedtrail.errors import InputError
+    from seedtrail.core.errors import InputError
 
     _CLEAN_FAILURES.add(message)
     return Failed(message=message, data=InputError(message))

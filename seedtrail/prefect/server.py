@@ -185,7 +185,10 @@ def ensure_api() -> str:
     configured = get_current_settings().api.url
     if configured:
         return configured
+    from prefect.logging import get_logger
+
     server = start_server()
+    get_logger().info("Starting temporary server on %s", server.url.removesuffix("/api"))
     server.wait_healthy(startup_timeout())
     use_api_url(server.url)
     return server.url

@@ -1,0 +1,225 @@
+"""Compare two run manifests, part 2: the verdict, the first divergent stage, the likely causes.
+
+`compare_manifests` assembles the differences (diff.py) into a `Comparison`, which decides
+whether B reproduces A and why not; `Comparison.render` (render.py) writes it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from seedtrail.compare import render
+from seedtrail.compare.diff import (
+    Difference,
+    MetricDelta,
+    RunRef,
+    StageRow,
+    as_manifest,
+    diff_code,
+    diff_environment,
+    diff_seeds,
+    diff_settings,
+    first_divergent_epoch,
+    in_pipeline_order,
+    metric_deltas,
+)
+from seedtrail.core.pipeline_table import STAGES
+from seedtrail.inputs.user_inputs import changes as user_input_changes
+from seedtrail.run.manifest import Manifest
+from seedtrail.runtime.hardware import explain as explain_hardware
+
+
+@dataclass
+class Comparison:
+    """Everything `verify` and `compare` report; `render()` for the terminal or markdown."""
+
+    a: RunRef
+    b: RunRef
+    stages: list[StageRow]
+    settings: list[Difference] = field(default_factory=list)
+    seeds: list[Difference] = field(default_factory=list)
+    environment: list[Difference] = field(default_factory=list)
+    code: list[Difference] = field(default_factory=list)
+    # the user's code, image files or pipeline file, e.g. "model code changed (module x.y)"
+    user_inputs: list[str] = field(default_factory=list)
+    metrics: list[MetricDelta] = field(default_factory=list)
+    divergent_epoch: int | None = None
+    title: str = "compare"
+    limited: bool = False  # stages were limited on purpose (verify --stop-after): "partial" is fine
+
+    @property
+    def stages_match(self) -> bool:
+        # nothing compared proves nothing
+        return bool(self.stages) and all(r.agrees for r in self.stages)
+
+    @property
+    def incomplete(self) -> list[RunRef]:
+        """Runs that did not finish cannot prove a reproduction (docs/portability.md: exit 1).
+
+        Only B may stop early on purpose: verify's rerun with --stop-after is "partial".
+        """
+        return [
+            r
+            for r in (self.a, self.b)
+            if not r.complete and not (r is self.b and self.limited and r.status == "partial")
+        ]
+
+    @property
+    def matches(self) -> bool:
+        return self.stages_match and not self.incomplete
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.matches else 1
+
+    @property
+    def first_divergent_stage(self) -> str | None:
+        """First data stage whose bytes differ; "environment" if only the stack differs."""
+        for row in self.stages:
+            if row.stage != "environment" and not row.agrees:
+                return row.stage
+        envs = [r for r in self.stages if r.stage == "environment" and not r.agrees]
+        return "environment" if envs else None
+
+    @property
+    def causes(self) -> list[str]:
+        """Differences that may explain a divergence, most likely first (fingerprinted ones)."""
+        out = list(self.user_inputs)  # named by module or file: the most specific
+        out += [f"settings {d.key}" for d in self.settings]
+        out += [f"seed {d.key}" for d in self.seeds if not self.settings]
+        out += [f"environment {d.key}" for d in self.environment if not d.note]
+        if explain_hardware([(d.key, d.a, d.b) for d in self.environment]):
+            out.insert(0, "hardware (see below)")
+        out += [f"code version of stage {d.key}" for d in self.code]
+        return out
+
+    def incomplete_notes(self) -> list[str]:
+        notes = []
+        for ref in self.incomplete:
+            recorded = [
+                r.stage for r in self.stages if (r.fp_a if ref is self.a else r.fp_b) is not None
+            ]
+            last = recorded[-1] if recorded else "no stage"
+            notes.append(
+                f"{ref.label} is incomplete (status {ref.status!r}): recorded up to {last}"
+            )
+        return notes
+
+    def headline(self) -> str:
+        if self.matches:
+            n, last = len(self.stages), self.stages[-1].stage
+            expected = [r.stage for r in self.stages if r.status == "expected"]
+            tail = (
+                f" ({', '.join(expected)} not deterministic: differ as expected)"
+                if expected
+                else ""
+            )
+            if self.limited and last != STAGES[-1]:
+                return (
+                    f"every stage up to {last} matches ({n} of {n}); later stages not checked{tail}"
+                )
+            return f"every stage matches ({n} of {n}): the run reproduces{tail}"
+        if self.stages_match:
+            who = " and ".join(r.label for r in self.incomplete)
+            n = len(self.stages)
+            return (
+                f"every recorded stage matches ({n} of {n}), but {who} "
+                f"{'is' if len(self.incomplete) == 1 else 'are'} incomplete: "
+                "not proven to reproduce"
+            )
+        stage = self.first_divergent_stage
+        if stage is None:
+            return "nothing to compare: neither run recorded a stage"
+        if stage == "environment":
+            return (
+                "every data stage matches, but the environment differs "
+                "(the bytes agree here; they may not elsewhere)"
+            )
+        row = next(r for r in self.stages if r.stage == stage)
+        if row.status == "missing":
+            who = self.a.label if row.fp_a is None else self.b.label
+            return f"first divergent stage: {stage} ({who} has no record of it)"
+        where = stage
+        if stage == "train" and self.divergent_epoch is not None:
+            where = f"train, at epoch {self.divergent_epoch} of {max(self.a.epochs, self.b.epochs)}"
+        later = [r.stage for r in self.stages if STAGES.index(r.stage) > STAGES.index(stage)]
+        tail = "; later stages inherit the difference" if later else ""
+        return f"first divergent stage: {where}{tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the flows' return value)."""
+        return {
+            "matches": self.matches,
+            "exit_code": self.exit_code,
+            "headline": self.headline(),
+            "first_divergent_stage": self.first_divergent_stage,
+            "first_divergent_epoch": self.divergent_epoch,
+            "runs": {
+                r.label: {"run_id": r.run_id, "status": r.status, "path": r.path}
+                for r in (self.a, self.b)
+            },
+            "stages": [
+                {
+                    "stage": r.stage,
+                    "seed": [r.seed_a, r.seed_b],
+                    "fingerprint": [r.fp_a, r.fp_b],
+                    "status": r.status,
+                }
+                for r in self.stages
+            ],
+            "settings": [[d.key, d.a, d.b] for d in self.settings],
+            "seeds": [[d.key, d.a, d.b] for d in self.seeds],
+            "environment": [[d.key, d.a, d.b, d.note] for d in self.environment],
+            "code": [[d.key, d.a, d.b] for d in self.code],
+            "user_inputs": list(self.user_inputs),
+            "metrics": [[m.key, m.a, m.b, m.delta] for m in self.metrics],
+            "likely_causes": self.causes,
+        }
+
+    def render(self, markdown: bool = False) -> str:
+        """The report, for the terminal or (markdown=True) a Prefect artifact."""
+        return render.render(self, markdown)
+
+
+def compare_manifests(
+    a: Manifest | dict[str, Any],
+    b: Manifest | dict[str, Any],
+    labels: tuple[str, str] = ("A", "B"),
+    stages: tuple[str, ...] | None = None,
+    title: str = "compare",
+) -> Comparison:
+    """Compare manifest B against manifest A; `stages` limits which stages are compared."""
+    a, b = as_manifest(a), as_manifest(b)
+    wanted = set(stages) if stages is not None else set(a.stages) | set(b.stages)
+    rows = []
+    for stage in in_pipeline_order(wanted & (set(a.stages) | set(b.stages))):
+        ra, rb = a.stage(stage), b.stage(stage)
+        rows.append(
+            StageRow(
+                stage,
+                ra.seed if ra else None,
+                rb.seed if rb else None,
+                ra.fingerprint if ra else None,
+                rb.fingerprint if rb else None,
+                deterministic=all(r.deterministic for r in (ra, rb) if r is not None),
+            )
+        )
+
+    def ref(m: Manifest, label: str) -> RunRef:
+        return RunRef(label, m.run_id, m.status, m.run_dir, len(m.epoch_fingerprints()))
+
+    return Comparison(
+        a=ref(a, labels[0]),
+        b=ref(b, labels[1]),
+        stages=rows,
+        settings=diff_settings(a, b),
+        seeds=diff_seeds(a, b),
+        environment=diff_environment(a, b),
+        code=diff_code(a, b),
+        user_inputs=user_input_changes(a.user_inputs, b.user_inputs),
+        metrics=metric_deltas(a, b),
+        divergent_epoch=first_divergent_epoch(a, b) if "train" in wanted else None,
+        title=title,
+        limited=stages is not None and set(STAGES) - set(stages) != set(),
+    )

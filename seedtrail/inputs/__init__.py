@@ -1,0 +1,54 @@
+"""What a run reads: built-in data sets, the user's data (files, image folders, loaders),
+model builders and augmentation pipeline files, and the user inputs' content record.
+
+Public names import lazily (PEP 562): importing the package costs nothing until one is used,
+so a command can check its flags before TensorFlow or Prefect load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seedtrail.inputs.augment_pipeline import (
+        SampleSeededAugmenter,
+        check_pipeline,
+        load_pipeline,
+        seeded,
+    )
+    from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
+    from seedtrail.inputs.model_builder import build_seeded
+    from seedtrail.inputs.user_inputs import changes
+
+__all__ = [
+    "SHAPES",
+    "SampleSeededAugmenter",
+    "build_seeded",
+    "changes",
+    "check_pipeline",
+    "digits",
+    "load_pipeline",
+    "seeded",
+    "synthetic_shapes",
+    "tabular",
+]
+
+_EXPORTS = {
+    "SHAPES": "datasets",
+    "SampleSeededAugmenter": "augment_pipeline",
+    "build_seeded": "model_builder",
+    "changes": "user_inputs",
+    "check_pipeline": "augment_pipeline",
+    "digits": "datasets",
+    "load_pipeline": "augment_pipeline",
+    "seeded": "augment_pipeline",
+    "synthetic_shapes": "datasets",
+    "tabular": "datasets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

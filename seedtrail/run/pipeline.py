@@ -1,0 +1,191 @@
+"""The training pipeline, stage by stage, as the `train` flow runs it (library code, no flow).
+
+RunSettings -> SeedPlan -> environment -> data -> augment -> split -> model -> train -> evaluate
+
+Each stage is a declared `@stage` (seedtrail/core/stage.py) whose call is a Prefect
+task; `run_training` must run inside a flow run (the `train` flow, or verify's).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+
+from seedtrail.core.errors import InputError
+from seedtrail.core.pipeline_table import STAGES, declared
+from seedtrail.core.stage_cache import StageContext
+from seedtrail.core.stage_result import StageResult
+from seedtrail.core.store import store_dir
+from seedtrail.inputs import user_inputs
+from seedtrail.inputs.augment_pipeline import check_pipeline
+from seedtrail.prefect.names import seed_tag, tag_current_flow_run
+from seedtrail.prefect.signals import interruption_types
+from seedtrail.run import tensorboard_log
+from seedtrail.run.manifest import parse_manifest, read_manifest
+from seedtrail.run.report import card_description, run_card
+from seedtrail.run.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
+from seedtrail.runtime import tf_runtime
+from settings.model import RunSettings
+from settings.seeds import SeedPlan, StageName
+from tasks import augment, data, environment, evaluate, model, split, train
+
+
+def code_versions() -> dict[str, str]:
+    """Every pipeline stage's code version, as recorded in the manifest (tasks imported above)."""
+    return {name: declared(name).code_version for name in STAGES}
+
+
+def preflight(settings: RunSettings) -> None:
+    """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
+    # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
+    tf_runtime.set_env(settings.determinism)
+    user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
+    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
+    split.split_sizes(ds.y, settings.split)
+    if (
+        settings.augment.pipeline is not None
+        and ds.modality == "image"
+        and settings.augment.enabled
+    ):
+        augmenter = augment.build_augmenter(settings.augment)
+        check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
+    try:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
+        ) from None
+
+
+def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
+    """Whether this run will likely need TensorFlow (a guess: it only decides a background import).
+
+    A rerun whose store already holds trained results is probably a cache hit, and a hit
+    never imports TensorFlow; a wrong guess costs only the overlap, never correctness.
+    """
+    if not use_cache or resume is not None:
+        return True
+    return not (store_dir(settings.output_dir) / "cache" / "train").is_dir()
+
+
+def _tensorboard(run_dir: Path, fit: StageResult, aug: StageResult) -> dict[str, str]:
+    """TensorBoard logs from the run's files (also after a cache hit: no TensorFlow needed)."""
+    history = json.loads(Path(fit.outputs["history"]).read_text())
+    preview = aug.outputs.get("augment_preview")
+    paths = tensorboard_log.write_run_logs(run_dir, history, Path(preview) if preview else None)
+    return {f"tensorboard_{p.parent.name}": str(p) for p in paths}
+
+
+class _StopAfter(Exception):
+    """Raised after the stage named by `stop_after` (verify can stop early)."""
+
+
+def _open_run(settings: RunSettings, resume: Path | None) -> RunDirectory:
+    if resume is not None:
+        try:
+            recorded = read_manifest(resume).settings
+            if recorded == settings:
+                return RunDirectory.reopen(resume)
+        except InputError as err:  # not a run, or already complete
+            raise InputError([f"--resume: {p}" for p in err.problems]) from None
+        raise InputError(f"--resume: {resume} was made with other settings")
+    plan = SeedPlan.from_settings(settings)
+    s_fp = settings_fingerprint(settings)
+    return RunDirectory.create(
+        settings.output_dir,
+        new_run_id(settings.seed, s_fp),
+        header={
+            "settings": settings.model_dump(mode="json"),
+            "settings_fingerprint": s_fp,
+            "seeds": plan.to_manifest(),
+            "stage_versions": code_versions(),
+        },
+    )
+
+
+def run_training(
+    settings: RunSettings,
+    stop_after: StageName | None = None,
+    use_cache: bool = True,
+    resume: Path | None = None,
+) -> dict[str, Any]:
+    """The pipeline, stage by stage; call it inside a flow run. Returns the run's manifest.
+
+    `stop_after` ends the run after that stage (status "partial"), e.g. to check data
+    and split quickly. `resume` continues an unfinished run directory in place: finished
+    stages come from the cache, training from its last checkpoint.
+    """
+    plan = SeedPlan.from_settings(settings)
+    tag_current_flow_run(seed_tag(settings.seed))  # find runs by seed in the UI
+    run = _open_run(settings, resume)
+    store = store_dir(Path(run.path).parent if resume else settings.output_dir)
+
+    def record(result: StageResult) -> StageResult:
+        run.record_stage(result)
+        run.add_artifacts(result.outputs)
+        if result.stage == "train" and result.cached:
+            # A resumed run whose training came from the cache never ran run_train's
+            # clean-up: its checkpoints from before the interrupt would stay behind.
+            shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
+        if result.stage == stop_after:
+            raise _StopAfter
+        return result
+
+    try:
+        env = record(environment.run_environment(settings.determinism, plan["environment"]))
+        run.set("environment", env.info["environment"])
+        user = user_inputs.identify(settings)  # the user's code and files, by content
+        run.set(user_inputs.SECTION, user)
+        ctx = StageContext(
+            run_dir=run.path,
+            store=store,
+            use_cache=use_cache,
+            env_fingerprint=env.fingerprint,
+            stack_fingerprint=env.info["stack_fingerprint"],
+        )
+        data_inputs = user_inputs.key_inputs(
+            {k: v for k, v in user.items() if k.startswith("data.")}
+        )
+        ds = record(data.run_data(ctx, settings.data, plan["data"], data_inputs))
+        aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
+        idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
+        model_inputs = model.builder_inputs(settings.model)  # the builder's source, for the key
+        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, model_inputs))
+        fit = record(
+            train.run_train(
+                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
+            )
+        )
+        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
+        run.set("metrics", ev.info["metrics"])
+        run.add_artifacts(_tensorboard(run.path, fit, aug))
+        run.finish(COMPLETE)
+    except _StopAfter:
+        run.finish("partial")
+    except InputError:
+        if resume is None:
+            run.discard()  # bad input: leave nothing behind
+        raise
+    except interruption_types():  # Ctrl-C, or SIGTERM (ours, or Prefect's inside the flow)
+        run.finish("interrupted")
+        print(
+            f"\ninterrupted; the last finished epoch is kept. Resume with:\n"
+            f"  python -m flows.train --resume {run.path}",
+            file=sys.stderr,
+        )
+        raise
+    except BaseException as err:
+        run.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+
+    manifest = {**run.manifest, "run_dir": str(run.path)}
+    read = parse_manifest(manifest, str(run.path), str(run.path))  # as readers see it
+    create_markdown_artifact(
+        key="run-card", markdown=run_card(read), description=card_description(read)
+    )
+    return manifest

@@ -1,0 +1,45 @@
+"""This process's runtime: TensorFlow and its configuration (tf_runtime), the machine
+(hardware), quiet imports, Keras model files and training checkpoints.
+
+Public names import lazily (PEP 562): importing the package costs nothing until one is used,
+so a command can check its flags before TensorFlow or Prefect load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
+    from seedtrail.runtime.hardware import explain
+    from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
+    from seedtrail.runtime.quiet import set_quiet_environment, settle
+
+__all__ = [
+    "explain",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "save_model",
+    "set_quiet_environment",
+    "settle",
+    "weights_fingerprint",
+]
+
+_EXPORTS = {
+    "explain": "hardware",
+    "load_checkpoint": "checkpoint",
+    "load_model": "keras_io",
+    "save_checkpoint": "checkpoint",
+    "save_model": "keras_io",
+    "set_quiet_environment": "quiet",
+    "settle": "quiet",
+    "weights_fingerprint": "keras_io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
