@@ -178,6 +178,7 @@ def ensure_api() -> str:
     that its log and event threads use it too (without, they would start a second
     temporary server of their own).
     """
+    from prefect.logging import get_logger
     from prefect.settings import get_current_settings
 
     from seedtrail.prefect.environment import use_api_url
@@ -185,8 +186,6 @@ def ensure_api() -> str:
     configured = get_current_settings().api.url
     if configured:
         return configured
-    from prefect.logging import get_logger
-
     server = start_server()
     get_logger().info("Starting temporary server on %s", server.url.removesuffix("/api"))
     server.wait_healthy(startup_timeout())
