@@ -37,19 +37,19 @@ from seedtrail.cli.sweep_args import parse_sweep_args
 from seedtrail.core.errors import InputError
 from seedtrail.core.store import store_dir
 from seedtrail.inputs.index import persist_stat_cache
-from seedtrail.prefect_compat import (
+from seedtrail.prefect.names import keep_typed_name
+from seedtrail.prefect.runner import ProcessTaskRunner, stop_local_workers
+from seedtrail.prefect.server import ensure_api
+from seedtrail.prefect.signals import (
     exit_now,
     interrupt_exit_code,
     interrupt_signal,
     interruption_types,
-    keep_typed_name,
-    one_process_per_run_runner,
-    stop_local_workers,
 )
 from seedtrail.run.pipeline import preflight
 from seedtrail.run.rundir import check_output_dir, settings_fingerprint
 from seedtrail.runtime.shards import machine_threads
-from seedtrail.sweep.launch import record_finished, shared_prefect_api, task_runner, train_seed
+from seedtrail.sweep.launch import record_finished, task_runner, train_seed
 from seedtrail.sweep.plan import (
     VARY_CHOICES,
     budget_threads,
@@ -79,7 +79,7 @@ SweepSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 # The runner is part of the declaration, not set with .with_options(): a served or
-# worker-run flow is reloaded from its entrypoint (seedtrail/prefect_compat.py, 7). Each
+# worker-run flow is reloaded from its entrypoint (seedtrail/prefect/runner.py). Each
 # seed trains in a fresh worker process, never in the flow's own (TF thread pools and
 # seeds are per process), one at a time (a machine trains one model at once). The CLI's
 # --workers/--dask-address replace it.
@@ -87,7 +87,7 @@ SweepSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
     name="sweep",
     flow_run_name=keep_typed_name(sweep_run_name),
     validate_parameters=True,
-    task_runner=one_process_per_run_runner(max_workers=1),
+    task_runner=ProcessTaskRunner(max_workers=1, max_tasks_per_child=1),
     description="The train flow once per seed, each run in its own process, plus statistics.",
 )
 def sweep_flow(
@@ -163,10 +163,12 @@ def main(argv: list[str]) -> int:
         persist_stat_cache(args.base.data.path, store_dir(args.sweep_dir))
     runner = task_runner(args.workers, args.dask_address)
     try:
-        with shared_prefect_api():
-            summary = sweep_flow.with_options(task_runner=runner)(
-                base=base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
-            )
+        # One API for the sweep and its workers (they inherit PREFECT_API_URL): else each
+        # worker would start a temporary server of its own on the same SQLite file.
+        ensure_api()
+        summary = sweep_flow.with_options(task_runner=runner)(
+            base=base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
+        )
     except interruption_types() as err:
         # Again, now the flow is over: a worker the pool started meanwhile would keep
         # this process waiting at exit (multiprocessing joins its children).

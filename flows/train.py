@@ -2,7 +2,7 @@
 
 The one `train` flow: the CLI, `flows.serve`, `prefect deploy` and sweeps all run
 this flow. Its parameters are RunSettings' fields, one per section (Prefect
-merges a custom run's parameters at the top level only: seedtrail/prefect_compat.py),
+merges a custom run's parameters at the top level only: seedtrail/prefect/parameters.py),
 plus three run options that never change what is computed. The pipeline itself
 is seedtrail/run/pipeline.py.
 """
@@ -29,18 +29,20 @@ from seedtrail.cli.main import run_cli
 from seedtrail.cli.train_args import parse_train_args
 from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.core.pipeline_table import STAGES
-from seedtrail.prefect_compat import (
+from seedtrail.prefect.logs import (
     clean_failure,
     drop_input_error_lines,
     drop_task_completed_lines,
-    keep_typed_name,
     quiet_input_error_tracebacks,
-    seed_tag,
+)
+from seedtrail.prefect.names import keep_typed_name, seed_tag
+from seedtrail.prefect.parameters import (
     setting_annotation,
     settings_from_parameters,
     settings_parameters,
     with_settings_docstring,
 )
+from seedtrail.prefect.server import ensure_api
 from seedtrail.run.manifest import parse_manifest
 from seedtrail.run.pipeline import preflight, run_training, will_train
 from seedtrail.run.report import result_line, terminal_summary
@@ -101,7 +103,7 @@ RUN_OPTIONS = {
 
 
 # validate_parameters=False: the flow checks its own parameters, so that a run that fails on
-# them ends with one line, not Prefect's traceback (seedtrail/prefect_compat.py, 9).
+# them ends with one line, not Prefect's traceback (seedtrail/prefect/logs.py: clean_failure).
 @flow(
     name="train",
     flow_run_name=keep_typed_name(flow_run_name),
@@ -166,6 +168,7 @@ def main(argv: list[str]) -> int:
     if will_train(settings, use_cache=args.use_cache, resume=args.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.import_tf_in_background(settings.determinism)
+    ensure_api()
     manifest = train_flow(
         **settings_parameters(settings), use_cache=args.use_cache, resume=args.resume or ""
     )

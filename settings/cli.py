@@ -44,6 +44,7 @@ class _RaisingParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.flags: list[str] = []  # every --flag added, for suggestions (record_flags)
 
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
@@ -54,7 +55,14 @@ class _RaisingParser(argparse.ArgumentParser):
     other_flags: Sequence[str] = ()  # flags another parser of the same command takes
 
     def known_flags(self) -> list[str]:
-        return [f for f in self._option_string_actions if f.startswith("--")] + [*self.other_flags]
+        return [*self.flags, *self.other_flags]
+
+    def record_flags(self, target: Any, *args: Any, **kwargs: Any) -> argparse.Action:
+        """pydantic-settings' `add_argument_method`: add to `target` (this parser or one of
+        its groups) and remember the flag."""
+        action = target.add_argument(*args, **kwargs)
+        self.flags += [f for f in action.option_strings if f.startswith("--")]
+        return action
 
 
 def unknown_flag_lines(args: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -258,6 +266,7 @@ def load_settings(
     cli = CliSettingsSource(
         model,
         root_parser=parser,
+        add_argument_method=parser.record_flags,
         cli_kebab_case=True,
         cli_implicit_flags=False,
         cli_avoid_json=True,

@@ -23,7 +23,7 @@ def form_schema(schema: dict[str, Any], cls: type) -> None:
     A section is titled for people ("Training", not "TrainingSettings"), and an optional
     field (a seed pin, data.path) is a plain input left empty rather than a type switch
     whose null branch prints `Property is type "None"`. Deployment parameters leave
-    unset fields out (seedtrail/deployments.py), so the server never sees a null there.
+    unset fields out (seedtrail/prefect/deployments.py), so the server never sees a null there.
     The form does not show a field's bounds, so its description says them.
     """
     schema["title"] = getattr(cls, "form_title", schema.get("title"))

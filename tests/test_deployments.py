@@ -1,4 +1,4 @@
-"""flows.serve and prefect.yaml come from one declaration (seedtrail/deployments.py): same names,
+"""flows.serve and prefect.yaml come from one declaration (seedtrail/prefect/deployments.py): same names,
 entrypoints, descriptions, tags, schedules and default parameters. Also: no flow imports another.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from seedtrail.deployments import DEPLOYMENTS, NAME, ROOT, TAGS, full_description, load_flow
-from seedtrail.prefect_compat import settings_from_parameters
+from seedtrail.prefect.deployments import DEPLOYMENTS, NAME, ROOT, TAGS, full_description, load_flow
+from seedtrail.prefect.parameters import settings_from_parameters
 from settings.model import RunSettings
 
 

@@ -26,7 +26,8 @@ from seedtrail.inputs import user_inputs
 from seedtrail.inputs.augment_pipeline import check_pipeline
 from seedtrail.inputs.index import persist_stat_cache
 from seedtrail.inputs.pixels import DataChanged
-from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
+from seedtrail.prefect.names import seed_tag, tag_current_flow_run
+from seedtrail.prefect.signals import interruption_types
 from seedtrail.run import tensorboard_log
 from seedtrail.run.manifest import parse_manifest, read_manifest
 from seedtrail.run.report import card_description, run_card
