@@ -27,7 +27,8 @@ from pydantic_settings import (
 )
 
 from seedtrail.core.errors import InputError
-from settings.model import RunSettings, refuse_bool_for_number
+from settings.model import RunSettings
+from settings.validation import refuse_bool_for_number
 
 ENV_PREFIX = "SEEDTRAIL_"
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from seedtrail.core.fingerprint import fingerprint_json
 from seedtrail.run import integrity
 from seedtrail.run.manifest import MANIFEST_VERSION
 from seedtrail.run.manifest_migration import recorded_settings
@@ -27,7 +28,7 @@ def consistent(manifest: dict[str, Any]) -> dict[str, Any]:
     for name, record in m.get("stages", {}).items():
         if name in plan.seeds:
             record["seed"] = plan[name]
-    m["settings_fingerprint"] = integrity.recorded_settings_fingerprint(m["settings"])
+    m["settings_fingerprint"] = fingerprint_json(integrity.settings_identity(m["settings"]))
     evaluate = m.get("stages", {}).get("evaluate")
     if evaluate is not None and m.get("metrics"):
         evaluate.setdefault("info", {})["metrics"] = m["metrics"]

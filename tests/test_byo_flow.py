@@ -296,7 +296,7 @@ def test_a_builder_that_returns_no_model_is_one_line_exit_2_nothing_left(
         (None, ["--model.builder", "examples.model:nope"], r"has no function 'nope'"),
         (
             None,
-            ["--model.builder", "settings.model:CODE_REF_PATTERN"],
+            ["--model.builder", "settings.validation:CODE_REF_PATTERN"],
             r"is not callable \(it is a str\)",
         ),
         (lambda d: (d / "circle" / "a.txt").write_text("x"), [], r"circle/a\.txt is not a PNG"),

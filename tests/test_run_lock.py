@@ -23,7 +23,8 @@ import pytest
 
 from seedtrail.cli.train_args import parse_train_args
 from seedtrail.core.errors import InputError
-from seedtrail.run.rundir import RunDirectory
+from seedtrail.run.rundir import RunDirectory, settings_fingerprint
+from settings.seeds import SeedPlan
 from tests.conftest import TINY, cli_env, run_module
 from tests.test_bad_input import _unfinished_run
 
@@ -70,9 +71,11 @@ def test_a_second_resume_of_a_locked_run_names_the_holder(
 def test_a_run_in_progress_is_locked_until_it_finishes(tmp_path: Path) -> None:
     from settings import RunSettings
 
+    settings = RunSettings(output_dir=tmp_path / "runs")
     header = {
-        "settings": RunSettings(output_dir=tmp_path / "runs").model_dump(mode="json"),
-        "seeds": {"root": 0, "stages": {}},
+        "settings": settings.model_dump(mode="json"),
+        "settings_fingerprint": settings_fingerprint(settings),
+        "seeds": SeedPlan.from_settings(settings).to_manifest(),
     }
     run = RunDirectory.create(tmp_path / "runs", "r1", header=header)
     with pytest.raises(InputError, match=r"^run r1 is being run by pid \d+$"):

@@ -19,7 +19,8 @@ from seedtrail.core.errors import InputError
 from seedtrail.run.rundir import settings_fingerprint
 from seedtrail.runtime import tf_runtime
 from seedtrail.sweep.plan import budget_threads
-from settings.model import DeterminismSettings, RunSettings, shard_problem
+from settings.model import DeterminismSettings, RunSettings
+from settings.validation import shard_problem
 from tests.conftest import TINY, TinyRuns, finish, run_module, start_module
 from tests.test_compare import make_manifest
 

@@ -39,13 +39,26 @@ def seal(manifest: dict[str, Any]) -> str:
     return fingerprint_json({k: v for k, v in as_json(manifest).items() if k not in _UNSEALED})
 
 
-def recorded_settings_fingerprint(settings: dict[str, Any]) -> str:
-    """settings_fingerprint from the settings as recorded (rundir.settings_fingerprint's rule).
+def settings_identity(settings: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a run's computation, from its settings as JSON: everything but where
+    its files go and how many inter-op threads run its independent ops (which changes no
+    byte: docs/parallelism.md). The one rule for writing and for checking the fingerprint."""
+    out = {k: v for k, v in settings.items() if k != "output_dir"}
+    det = out.get("determinism")
+    if isinstance(det, dict):
+        out["determinism"] = {k: v for k, v in det.items() if k != "inter_op_threads"}
+    return out
+
+
+def recorded_settings_fingerprints(settings: dict[str, Any]) -> set[str]:
+    """The settings_fingerprint values a seedtrail version could have written for these settings.
 
     Computed from the recorded JSON, not from RunSettings: a field added to RunSettings
-    since the run was recorded must not make an old manifest look edited.
+    since the run was recorded must not make an old manifest look edited. Runs recorded
+    before inter-op threads left the identity (issue 23) included them.
     """
-    return fingerprint_json({k: v for k, v in settings.items() if k != "output_dir"})
+    legacy = {k: v for k, v in settings.items() if k != "output_dir"}
+    return {fingerprint_json(settings_identity(settings)), fingerprint_json(legacy)}
 
 
 def _non_finite(obj: Any, prefix: str) -> list[str]:
@@ -68,7 +81,7 @@ def problems(data: dict[str, Any]) -> list[str]:
     s_fp = data.get("settings_fingerprint")
     if s_fp is None:  # every seedtrail version has recorded it
         out.append("settings_fingerprint is missing")
-    elif isinstance(settings, dict) and recorded_settings_fingerprint(settings) != s_fp:
+    elif isinstance(settings, dict) and s_fp not in recorded_settings_fingerprints(settings):
         out.append("settings do not match settings_fingerprint")
     out += _seed_problems(data)
     stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}

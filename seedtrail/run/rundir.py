@@ -33,13 +33,8 @@ from settings.model import RunSettings
 
 
 def settings_fingerprint(settings: RunSettings) -> str:
-    """Identity of what a run computes: everything but where its files go and how many
-    inter-op threads run its independent ops (which changes no byte: docs/parallelism.md)."""
-    return fingerprint_json(
-        settings.model_dump(
-            mode="json", exclude={"output_dir": True, "determinism": {"inter_op_threads"}}
-        )
-    )
+    """Identity of what a run computes (integrity.settings_identity: the one rule)."""
+    return fingerprint_json(integrity.settings_identity(settings.model_dump(mode="json")))
 
 
 def new_run_id(seed: int, settings_fp: str) -> str:
