@@ -21,6 +21,7 @@ from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
 from seedtrail.runtime import tf_runtime
+from seedtrail.runtime.batch_records import BatchLosses, variable_fingerprints
 from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
 from settings.model import AugmentSettings, TrainingSettings
@@ -80,9 +81,14 @@ def run_train(
         )
         history: dict[str, list[float]] = {}
         epoch_fingerprints: list[str] = []
+        batch_losses: list[list[float]] = []
+        variable_fps: list[dict[str, str]] = []
     else:
         model, optimizer, start = ckpt.model, ckpt.model.optimizer, ckpt.epochs_done
         history, epoch_fingerprints = ckpt.state["history"], ckpt.state["epoch_fingerprints"]
+        # The records continue across the resume point, as the epochs do.
+        batch_losses = ckpt.state.get("batch_losses", [])
+        variable_fps = ckpt.state.get("variable_fingerprints", [])
         get_run_logger().info("train: resuming after epoch %d from its checkpoint", start)
     model.compile(
         optimizer=optimizer or make_optimizer(s),  # a checkpoint's optimizer keeps its state
@@ -90,6 +96,8 @@ def run_train(
         metrics=["accuracy"],
         jit_compile=False,  # XLA is off under op determinism anyway; say so
     )
+    recorder = BatchLosses()
+    recorder.install(model)  # after compile: each batch's own loss, exactly
     augmenter = None if augment.skipped else build_augmenter(augment_settings)
     x_val, y_val = x[idx["val"]], y[idx["val"]]
     verbose = 1 if sys.stdout.isatty() else 2
@@ -107,7 +115,7 @@ def run_train(
             batch_size=s.batch_size,
             epochs=s.epochs,
             initial_epoch=epoch,
-            callbacks=[one_epoch],
+            callbacks=[one_epoch, recorder.callback()],
             shuffle=False,
             validation_data=(x_val, y_val),
             verbose=verbose,
@@ -115,12 +123,20 @@ def run_train(
         for name, values in h.history.items():
             history.setdefault(name, []).append(float(values[-1]))
         epoch_fingerprints.append(weights_fingerprint(model))
+        batch_losses.append(recorder.take())
+        variable_fps.append(variable_fingerprints(model))
         if cache_key:
             save_checkpoint(
                 ckpt_dir,
                 model,
                 epoch + 1,
-                {"key": cache_key, "history": history, "epoch_fingerprints": epoch_fingerprints},
+                {
+                    "key": cache_key,
+                    "history": history,
+                    "epoch_fingerprints": epoch_fingerprints,
+                    "batch_losses": batch_losses,
+                    "variable_fingerprints": variable_fps,
+                },
             )
 
     model_path = ctx.run_dir / "model.keras"
@@ -139,6 +155,10 @@ def run_train(
         info={
             "fingerprint_of": "final weights and seed-generator states",
             "epoch_fingerprints": epoch_fingerprints,
+            # where training first diverges (seedtrail/runtime/batch_records.py): each
+            # batch's own loss per epoch, and each weight variable's fingerprint per epoch
+            "batch_losses": batch_losses,
+            "variable_fingerprints": variable_fps,
             "resumed_after_epoch": start,
             "final": {k: v[-1] for k, v in history.items()},
         },
