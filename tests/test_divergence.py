@@ -208,6 +208,7 @@ def test_no_tolerance_makes_other_settings_reproduce(reference: dict) -> None:
     other["settings"]["training"]["epochs"] = 4
     c = compare_manifests(reference, other, tolerance={"test_accuracy": 1.0})
     assert c.exit_code == 1 and not c.within_tolerance
+    assert "not applied: the runs' settings differ" in c.render()
 
 
 # ---- --against-sweep --------------------------------------------------------------------

@@ -96,13 +96,31 @@ class Comparison:
             out.append((key, d, bound, d is not None and d <= bound))
         return out
 
+    def tolerance_refused(self) -> str:
+        """Why a tolerance cannot apply here (empty: it can)."""
+        if self.incomplete:
+            return "a run is incomplete"
+        differ = [
+            what
+            for what, found in (
+                ("settings", self.settings),
+                ("seeds", self.seeds),
+                ("your code or files", self.user_inputs),
+            )
+            if found
+        ]
+        if differ:
+            return (
+                f"the runs' {' and '.join(differ)} differ: a tolerance accepts the same run "
+                "on other hardware or software, not another configuration"
+            )
+        return ""
+
     @property
     def within_tolerance(self) -> bool:
         """Bytes differ, but the same run (settings, seeds, inputs) lands within --tolerance."""
-        if self.matches or not self.tolerance or self.incomplete:
-            return False
-        if self.settings or self.seeds or self.user_inputs:
-            return False  # another configuration is not a reproduction at any tolerance
+        if self.matches or not self.tolerance or self.tolerance_refused():
+            return False  # e.g. another configuration is not a reproduction at any tolerance
         return all(ok for *_, ok in self.tolerance_checks())
 
     def bytes_differ_from(self) -> str:

@@ -81,7 +81,7 @@ def sections(c: Comparison) -> list[tuple[str, list[str]]]:
             (
                 f"metrics ({c.a.label} -> {c.b.label}){noise}",
                 [
-                    f"{m.key}: {m.a:.6g} -> {m.b:.6g} ({m.delta:+.6g})"
+                    f"{m.key}: {side_by_side(m.a, m.b)} ({m.delta:+.6g})"
                     + seed_noise_note(m.delta, c.seed_std.get(m.key))
                     for m in c.metrics
                 ],
@@ -95,10 +95,19 @@ def sections(c: Comparison) -> list[tuple[str, list[str]]]:
                     f"{key}: |Δ| {'(missing)' if d is None else f'{d:.6g}'} "
                     f"{'<=' if ok else '>'} {bound:g}: {'within' if ok else 'OUTSIDE'}"
                     for key, d, bound, ok in c.tolerance_checks()
-                ],
+                ]
+                + ([f"not applied: {why}"] if (why := c.tolerance_refused()) else []),
             )
         )
     return sections
+
+
+def side_by_side(a: float, b: float) -> str:
+    """`0.8125 -> 0.8333`, with enough digits that two different values never print equal."""
+    digits = 6
+    while f"{a:.{digits}g}" == f"{b:.{digits}g}" and a != b and digits < 17:
+        digits += 1
+    return f"{a:.{digits}g} -> {b:.{digits}g}"
 
 
 def render(c: Comparison, markdown: bool = False) -> str:
