@@ -7,7 +7,6 @@ problem, before any training starts.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import zipfile
@@ -21,7 +20,7 @@ from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput
 from seedtrail.core.store import put_arrays
-from seedtrail.inputs import data_loader, image_folder, user_code
+from seedtrail.inputs import data_loader, image_folder, labels, user_code
 from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
 from settings.model import DataSettings
 
@@ -50,6 +49,8 @@ class Dataset:
 def _encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if raw.ndim != 1:
         raise InputError(f"{where}: labels must be one-dimensional (got shape {raw.shape})")
+    labels.refuse_missing(raw, where)
+    raw = labels.as_numbers_if_numeric(raw)
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)):
             raise InputError(f"{where}: labels contain NaN or infinity")
@@ -130,11 +131,11 @@ def read_csv(path: Path, label_column: str) -> Dataset:
     if not feature_cols:
         raise InputError(f"{where}: no feature columns besides {label_column!r}")
     x = np.empty((len(rows) - 1, len(feature_cols)), dtype=np.float64)
-    labels: list[str] = []
+    cells: list[str] = []
     for r, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise InputError(f"{where}: line {r} has {len(row)} fields, header has {len(header)}")
-        labels.append(row[li].strip())
+        cells.append(row[li].strip())
         for j, c in enumerate(feature_cols):
             try:
                 x[r - 2, j] = float(row[c])
@@ -144,18 +145,16 @@ def read_csv(path: Path, label_column: str) -> Dataset:
                 ) from None
             if not math.isfinite(x[r - 2, j]):
                 raise InputError(f"{where}: column {header[c]!r} line {r}: NaN or infinity")
-    y, names_ = _encode_labels(csv_labels(labels), where)
+    raw = np.array(cells)
+    labels.refuse_missing(raw, where, f"column {label_column!r}", "line", offset=2)
+    y, names_ = _encode_labels(csv_labels(cells), where)
     return Dataset(x.astype(np.float32), y, "tabular", names_, f"file:{path}")
 
 
-def csv_labels(labels: list[str]) -> np.ndarray:
+def csv_labels(cells: list[str]) -> np.ndarray:
     """Numeric labels as numbers (1 and 1.0 are one class; 0.5 is then refused as a
     fraction), sorted numerically; anything else as names, sorted alphabetically."""
-    raw = np.array(labels)
-    for dtype in (np.int64, np.float64):
-        with contextlib.suppress(ValueError, OverflowError):
-            return raw.astype(dtype)
-    return raw
+    return labels.as_numbers_if_numeric(np.array(cells))
 
 
 def _first_line(err: BaseException) -> str:
@@ -165,8 +164,12 @@ def _first_line(err: BaseException) -> str:
 # --- the stage --------------------------------------------------------------------------------
 
 
-def load_dataset(s: DataSettings, seed: int) -> Dataset:
-    """Produce the dataset the settings describe; raises InputError on bad user data."""
+def load_dataset(s: DataSettings, seed: int, prove: bool = False) -> Dataset:
+    """Produce the dataset the settings describe; raises InputError on bad user data.
+
+    `prove`: call a Python loader twice and refuse one that gives other data from the same
+    seed (preflight does, on every run: a cached rerun must not hide such a loader).
+    """
     if s.kind == "synthetic":
         x, y = synthetic_shapes(s.n_samples, s.image_size, s.n_classes, s.noise, seed)
         ds = Dataset(x, y, "image", SHAPES[: s.n_classes], "synthetic shapes")
@@ -183,7 +186,8 @@ def load_dataset(s: DataSettings, seed: int) -> Dataset:
         ds = Dataset(folder.x, folder.y, "image", folder.class_names, f"images:{s.path}", extra)
     elif s.kind == "python":
         assert s.loader is not None  # enforced by DataSettings
-        loaded = data_loader.load(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
+        call = data_loader.load_proven if prove else data_loader.load
+        loaded = call(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
         extra = {"class_names": loaded.arrays()["class_names"]}
         ds = Dataset(
             loaded.x, loaded.y, loaded.modality, loaded.class_names, f"python:{s.loader}", extra

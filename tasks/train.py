@@ -3,7 +3,8 @@
 `model.fit(shuffle=True)` would shuffle with TF's global seed; instead each epoch
 is fed in the order of a permutation drawn from SeedSequence(train_seed, (epoch,)),
 with shuffle=False. After every epoch the weights are fingerprinted and a
-checkpoint is committed, so an interrupted run resumes to the same bytes.
+checkpoint is committed, so an interrupted run resumes to the same bytes; a checkpoint
+is used only if it proves to be the one written (seedtrail/runtime/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def run_train(
     idx = load_arrays(Path(split.outputs["indices"]), split.fingerprint)
     x, y = arrays["x"], arrays["y"]
     ckpt_dir = ctx.run_dir / "checkpoints"
-    ckpt = load_checkpoint(ckpt_dir, cache_key) if cache_key else None
+    ckpt, notice = load_checkpoint(ckpt_dir, cache_key) if cache_key else (None, "")
+    if notice:  # a checkpoint that is not the one written is never used: say so
+        get_run_logger().warning(notice)
     if ckpt is None:
         model, optimizer, start = (
             load_model(Path(model_stage.outputs["initial_model"])),

@@ -21,6 +21,7 @@ from seedtrail.core.errors import InputError
 from settings import RunSettings
 from settings.seeds import STAGES
 from tests.conftest import TINY, run_module
+from tests.manifests import consistent, sealed
 
 FP = "ab" * 32
 
@@ -120,8 +121,8 @@ def _unfinished_run(tmp_path: Path, **changes: Any) -> Path:
         "settings": RunSettings(output_dir=tmp_path / "runs").model_dump(mode="json"),
         "seeds": {"root": 0, "stages": {}},
         "stages": {},
-        **changes,
     }
+    manifest = sealed({**consistent(manifest), **changes})  # each case: a bad type, or complete
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
@@ -176,7 +177,8 @@ def _complete_run(root: Path, name: str, **changes: Any) -> Path:
         "stages": stages,
         "metrics": {"test_accuracy": 0.5},
     }
-    for dotted, value in changes.items():
+    manifest = consistent({**manifest, "settings": changes.pop("settings", manifest["settings"])})
+    for dotted, value in changes.items():  # after the seal: each case breaks it on purpose
         target = manifest
         *parents, last = dotted.split(".")
         for p in parents:

@@ -44,7 +44,8 @@ def preflight(settings: RunSettings) -> None:
     # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
     tf_runtime.set_env(settings.determinism)
     user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
-    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
+    # prove=True: a loader with unseeded randomness is refused here, before any cache lookup
+    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"], prove=True)
     split.split_sizes(ds.y, settings.split)
     if (
         settings.augment.pipeline is not None

@@ -17,6 +17,7 @@ from typing import Any
 from seedtrail.core import atomic
 from seedtrail.core.fingerprint import fingerprint_json
 from seedtrail.core.stage_result import StageResult
+from seedtrail.run import integrity
 from seedtrail.run.manifest import COMPLETE, MANIFEST, MANIFEST_VERSION, NotARun, read_json
 from settings.model import RunSettings
 
@@ -73,6 +74,9 @@ class RunDirectory:
         return run
 
     def save(self) -> None:
+        # Sealed on every write: a later edit of the file is refused by every reader.
+        self.manifest["manifest_version"] = MANIFEST_VERSION
+        self.manifest[integrity.SEAL] = integrity.seal(self.manifest)
         atomic.write_json(self.path / MANIFEST, self.manifest)
 
     def record_stage(self, result: StageResult) -> None:
