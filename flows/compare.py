@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
-    from seedtrail.cli.check_args import parse_compare_args
+    from seedtrail.cli.check_args import divergence_options, parse_compare_args
     from seedtrail.cli.main import check_early
 
     check_early(parse_compare_args)
@@ -25,7 +25,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from seedtrail.cli.check_args import parse_compare_args
+from seedtrail.cli.check_args import divergence_options, parse_compare_args
 from seedtrail.cli.main import run_cli
 from seedtrail.compare.diff import read_run
 from seedtrail.compare.explanation import compare_manifests
@@ -40,16 +40,29 @@ def _run_name() -> str:
 
 
 @flow(name="compare", flow_run_name=_run_name, validate_parameters=True)
-def compare_flow(run_a: Path, run_b: Path) -> dict[str, Any] | State:
-    """Compare run B against run A from their manifests."""
-    result = compare_manifests(read_run(run_a), read_run(run_b), labels=("A", "B"))
+def compare_flow(
+    run_a: Path, run_b: Path, tolerance: str = "", against_sweep: str = ""
+) -> dict[str, Any] | State:
+    """Compare run B against run A from their manifests.
+
+    Args:
+        run_a: The reference run directory.
+        run_b: The run directory compared with it.
+        tolerance: e.g. accuracy=0.01,loss=0.02: differing bytes within these metric bounds reproduce; empty: bit-exact.
+        against_sweep: A finished sweep of A's settings: metric differences in units of its seed-to-seed std.
+    """
+    a = read_run(run_a)
+    result = compare_manifests(
+        a, read_run(run_b), labels=("A", "B"), **divergence_options(tolerance, against_sweep, a)
+    )
+    result.measure_drift()
     create_markdown_artifact(
         key="compare-report",
         markdown=result.render(markdown=True),
         description=f"compare {result.a.run_id} vs {result.b.run_id}: {result.headline()}",
     )
     summary = {**result.to_dict(), "report": result.render()}
-    if not result.matches:
+    if result.exit_code:
         return Failed(message=result.headline(), data=summary)
     return summary
 
@@ -57,7 +70,13 @@ def compare_flow(run_a: Path, run_b: Path) -> dict[str, Any] | State:
 def main(argv: list[str]) -> int:
     args = parse_compare_args(argv)  # both read before Prefect starts: bad input is one line
     ensure_api()
-    state = compare_flow(args.run_a, args.run_b, return_state=True)
+    state = compare_flow(
+        args.run_a,
+        args.run_b,
+        args.tolerance,
+        str(args.against_sweep or ""),
+        return_state=True,
+    )
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary

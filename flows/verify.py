@@ -31,7 +31,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from seedtrail.cli.check_args import load_recorded, parse_verify_args, stages_to_verify
+from seedtrail.cli.check_args import (
+    divergence_options,
+    load_recorded,
+    parse_verify_args,
+    stages_to_verify,
+)
 from seedtrail.cli.main import run_cli
 from seedtrail.compare.explanation import compare_manifests
 from seedtrail.prefect.names import keep_typed_name
@@ -63,6 +68,8 @@ def verify_flow(
     run_dir: Path,
     stop_after: StageName = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
     output_dir: str = "",
+    tolerance: str = "",
+    against_sweep: str = "",
 ) -> dict[str, Any] | State:
     """Rerun RUN_DIR from its manifest into a fresh directory and compare every stage.
 
@@ -70,8 +77,11 @@ def verify_flow(
         run_dir: Run directory to verify (holds manifest.json), on the machine that runs this flow.
         stop_after: Verify only the stages up to this one (e.g. split: quick, no training); evaluate: every stage the run recorded.
         output_dir: Folder for the rerun; empty: a new temporary directory.
+        tolerance: e.g. accuracy=0.01,loss=0.02: differing bytes within these metric bounds reproduce; empty: bit-exact.
+        against_sweep: A finished sweep of these settings: metric differences in units of its seed-to-seed std.
     """
     recorded, settings = load_recorded(run_dir)
+    options = divergence_options(tolerance, against_sweep, recorded)
     stages = stages_to_verify(recorded, stop_after)
     out = Path(output_dir) if output_dir else fresh_output_dir()
     # Only where files go changes; run_training records the rest exactly as recorded.
@@ -80,8 +90,9 @@ def verify_flow(
     # A cache hit would replay the recorded bytes, not reproduce them: recompute every stage.
     rerun = run_training(rerun_settings, stop_after=stop, use_cache=False)
     result = compare_manifests(
-        recorded, rerun, labels=("recorded", "new"), stages=stages, title="verify"
+        recorded, rerun, labels=("recorded", "new"), stages=stages, title="verify", **options
     )
+    result.measure_drift()
     create_markdown_artifact(
         key="verify-report",
         markdown=result.render(markdown=True),
@@ -92,7 +103,7 @@ def verify_flow(
         "rerun_dir": rerun["run_dir"],
         "report": f"{result.render()}\nrerun directory: {rerun['run_dir']}",
     }
-    if not result.matches:
+    if result.exit_code:
         return Failed(message=result.headline(), data=summary)
     return summary
 
@@ -115,7 +126,14 @@ def _verify(args: argparse.Namespace, settings: RunSettings, out: Path) -> int:
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.import_tf_in_background(settings.determinism)
     ensure_api()
-    state = verify_flow(args.run_dir, args.stop_after or STAGES[-1], str(out), return_state=True)
+    state = verify_flow(
+        args.run_dir,
+        args.stop_after or STAGES[-1],
+        str(out),
+        args.tolerance,
+        str(args.against_sweep or ""),
+        return_state=True,
+    )
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary

@@ -28,6 +28,7 @@ from seedtrail.core.store import load_arrays
 from seedtrail.inputs import records
 from seedtrail.inputs.stream import batches, reraise_input_error
 from seedtrail.runtime import tf_runtime
+from seedtrail.runtime.batch_records import BatchLosses, variable_fingerprints
 from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
 from seedtrail.runtime.shards import sharded
@@ -130,9 +131,14 @@ def run_train(
         )
         history: dict[str, list[float]] = {}
         epoch_fingerprints: list[str] = []
+        batch_losses: list[list[float]] = []
+        variable_fps: list[dict[str, str]] = []
     else:
         model, optimizer, start = ckpt.model, ckpt.model.optimizer, ckpt.epochs_done
         history, epoch_fingerprints = ckpt.state["history"], ckpt.state["epoch_fingerprints"]
+        # The records continue across the resume point, as the epochs do.
+        batch_losses = ckpt.state.get("batch_losses", [])
+        variable_fps = ckpt.state.get("variable_fingerprints", [])
         get_run_logger().info("train: resuming after epoch %d from its checkpoint", start)
     model.compile(
         optimizer=optimizer or make_optimizer(s),  # a checkpoint's optimizer keeps its state
@@ -148,6 +154,8 @@ def run_train(
         runner.compile(
             optimizer=model.optimizer, loss=LOSS, metrics=["accuracy"], jit_compile=False
         )
+    recorder = BatchLosses()
+    recorder.install(runner)  # after compile: each batch's own loss, exactly
     verbose = 1 if sys.stdout.isatty() else 2
     one_epoch = _one_epoch_callback()
     for epoch in range(start, s.epochs):
@@ -158,7 +166,7 @@ def run_train(
                 **data_args,
                 epochs=s.epochs,
                 initial_epoch=epoch,
-                callbacks=[one_epoch],
+                callbacks=[one_epoch, recorder.callback()],
                 shuffle=False,
                 validation_data=fed.val,
                 verbose=verbose,
@@ -169,12 +177,20 @@ def run_train(
         for name, values in h.history.items():
             history.setdefault(name, []).append(float(values[-1]))
         epoch_fingerprints.append(weights_fingerprint(model))
+        batch_losses.append(recorder.take())
+        variable_fps.append(variable_fingerprints(model))
         if cache_key:
             save_checkpoint(
                 ckpt_dir,
                 model,
                 epoch + 1,
-                {"key": cache_key, "history": history, "epoch_fingerprints": epoch_fingerprints},
+                {
+                    "key": cache_key,
+                    "history": history,
+                    "epoch_fingerprints": epoch_fingerprints,
+                    "batch_losses": batch_losses,
+                    "variable_fingerprints": variable_fps,
+                },
             )
 
     model_path = ctx.run_dir / "model.keras"
@@ -193,6 +209,10 @@ def run_train(
         info={
             "fingerprint_of": "final weights and seed-generator states",
             "epoch_fingerprints": epoch_fingerprints,
+            # where training first diverges (seedtrail/runtime/batch_records.py): each
+            # batch's own loss per epoch, and each weight variable's fingerprint per epoch
+            "batch_losses": batch_losses,
+            "variable_fingerprints": variable_fps,
             "resumed_after_epoch": start,
             "final": {k: v[-1] for k, v in history.items()},
         },

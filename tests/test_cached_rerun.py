@@ -47,5 +47,9 @@ def test_an_identical_rerun_hits_every_stage_without_importing_tensorflow(
         s: s != "environment" for s in m["stages"]
     }
     assert {s: r["fingerprint"] for s, r in m["stages"].items()} == base.fingerprints()
+    # a cache hit carries train's per-batch and per-variable records (issue 20)
+    for record in ("batch_losses", "variable_fingerprints"):
+        want = base.manifest["stages"]["train"]["info"][record]
+        assert want and m["stages"]["train"]["info"][record] == want, record
     # the run directory is whole: the model and pictures came from the store
     assert (manifest.parent / "model.keras").is_file()

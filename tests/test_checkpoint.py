@@ -51,7 +51,12 @@ def _train(directory: Path, seed: int, epochs: int) -> list[str]:
         h = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
         history.setdefault("loss", []).append(float(h.history["loss"][-1]))
         fps.append(weights_fingerprint(model))
-        state = {"key": KEY, "history": history, "epoch_fingerprints": fps}
+        state = {
+            "key": KEY,
+            "history": history,
+            "epoch_fingerprints": fps,
+            "batch_losses": [[float(e)]] * (e + 1),  # per-epoch records, as run_train keeps
+        }
         save_checkpoint(directory, model, e + 1, state)
     return fps
 
@@ -84,6 +89,7 @@ def test_a_checkpoint_from_another_seeds_run_is_rejected_for_the_previous_one(
     assert weights_fingerprint(ckpt.model) == fps[1]
     assert ckpt.state["epoch_fingerprints"] == fps[:2]
     assert all(len(v) == 2 for v in ckpt.state["history"].values())
+    assert len(ckpt.state["batch_losses"]) == 2  # the per-epoch records end where it does
     assert "\n" not in notice and "rejected checkpoint epoch-0003" in notice
     assert "epoch-0003.keras changed since it was written" in notice
     assert "resuming after epoch 2" in notice

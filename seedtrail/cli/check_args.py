@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from seedtrail.compare.diff import read_run
+from seedtrail.compare.drift import parse_tolerance
 from seedtrail.core.errors import InputError
 from seedtrail.run.manifest import Manifest
+from seedtrail.sweep.against import seed_noise
 from settings.cli import _RaisingParser
 from settings.model import RunSettings
 from settings.seeds import STAGES
@@ -33,6 +36,42 @@ def stages_to_verify(manifest: Manifest, stop_after: str | None) -> tuple[str, .
     if stop_after is not None and STAGES.index(stop_after) < STAGES.index(last):
         last = stop_after
     return STAGES[: STAGES.index(last) + 1]
+
+
+def add_divergence_flags(parser: _RaisingParser) -> None:
+    """--tolerance and --against-sweep: how much a difference in bytes matters."""
+    parser.add_argument(
+        "--tolerance",
+        default="",
+        metavar="METRIC=BOUND,...",
+        help="Count a run whose bytes differ as reproducing when each named test metric "
+        "differs by at most BOUND, e.g. accuracy=0.01,loss=0.02 (for a GPU, another CPU "
+        "under the native ISA, another TensorFlow version: docs/divergence.md). "
+        "Default: bit-exact.",
+    )
+    parser.add_argument(
+        "--against-sweep",
+        type=Path,
+        metavar="DIR",
+        help="A finished sweep of the same settings (seed aside): metric differences are "
+        "also given in units of its seed-to-seed standard deviation.",
+    )
+
+
+def divergence_options(
+    tolerance: str, against_sweep: Path | str | None, reference: Manifest
+) -> dict[str, Any]:
+    """compare_manifests' keywords for the two flags; InputError naming the flag if bad."""
+    out: dict[str, Any] = {"tolerance": parse_tolerance(tolerance) if tolerance else {}}
+    if against_sweep:
+        noise = seed_noise(Path(against_sweep), reference)
+        out.update(seed_std=noise.std, seed_std_source=noise.source)
+    return out
+
+
+def check_divergence_flags(args: argparse.Namespace, reference: Manifest) -> None:
+    """Both flags are read now, before Prefect starts: bad input is one line."""
+    divergence_options(args.tolerance, args.against_sweep, reference)
 
 
 def verify_parser() -> _RaisingParser:
@@ -56,6 +95,7 @@ def verify_parser() -> _RaisingParser:
         type=Path,
         help="Folder for the rerun (default: a new temporary directory).",
     )
+    add_divergence_flags(parser)
     return parser
 
 
@@ -64,6 +104,7 @@ def parse_verify_args(argv: list[str]) -> tuple[argparse.Namespace, RunSettings]
     args = verify_parser().parse_args(argv)
     recorded, settings = load_recorded(args.run_dir)
     stages_to_verify(recorded, args.stop_after)  # something to verify up to --stop-after
+    check_divergence_flags(args, recorded)
     return args, settings
 
 
@@ -75,12 +116,14 @@ def compare_parser() -> _RaisingParser:
     )
     parser.add_argument("run_a", type=Path, help="First run directory (A, the reference).")
     parser.add_argument("run_b", type=Path, help="Second run directory (B).")
+    add_divergence_flags(parser)
     return parser
 
 
 def parse_compare_args(argv: list[str]) -> argparse.Namespace:
     """`flows.compare`'s two run directories, both manifests read and valid; InputError if not."""
     args = compare_parser().parse_args(argv)
-    read_run(args.run_a)
+    reference = read_run(args.run_a)
     read_run(args.run_b)
+    check_divergence_flags(args, reference)
     return args

@@ -7,6 +7,7 @@ whether B reproduces A and why not; `Comparison.render` (render.py) writes it ou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from seedtrail.compare import render
@@ -24,10 +25,13 @@ from seedtrail.compare.diff import (
     in_pipeline_order,
     metric_deltas,
 )
+from seedtrail.compare.drift import TrainDivergence, VariableDrift, locate, weight_drift
 from seedtrail.core.pipeline_table import STAGES
 from seedtrail.inputs.user_inputs import changes as user_input_changes
 from seedtrail.run.manifest import Manifest
 from seedtrail.runtime.hardware import explain as explain_hardware
+
+MODEL_FILE = "model.keras"  # the train stage's final model, in the run directory
 
 
 @dataclass
@@ -47,6 +51,16 @@ class Comparison:
     divergent_epoch: int | None = None
     title: str = "compare"
     limited: bool = False  # stages were limited on purpose (verify --stop-after): "partial" is fine
+    # where training diverged (drift.py): batch, layer; the weight drift at the end (filled
+    # in by the flows, which load both model.keras files)
+    train: TrainDivergence = field(default_factory=TrainDivergence)
+    drift: list[VariableDrift] = field(default_factory=list)
+    drift_note: str = ""
+    # --tolerance: metric key -> largest |B - A| that still counts as reproducing
+    tolerance: dict[str, float] = field(default_factory=dict)
+    # --against-sweep: metric key -> the sweep's seed-to-seed std, and which sweep
+    seed_std: dict[str, float] = field(default_factory=dict)
+    seed_std_source: str = ""
 
     @property
     def stages_match(self) -> bool:
@@ -71,7 +85,52 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.matches else 1
+        return 0 if self.matches or self.within_tolerance else 1
+
+    def tolerance_checks(self) -> list[tuple[str, float | None, float, bool]]:
+        """(metric, |B - A| or None if a run lacks it, tolerance, within) per tolerated metric."""
+        deltas = {m.key: abs(m.delta) for m in self.metrics}
+        out = []
+        for key, bound in self.tolerance.items():
+            d = deltas.get(key)
+            out.append((key, d, bound, d is not None and d <= bound))
+        return out
+
+    def tolerance_refused(self) -> str:
+        """Why a tolerance cannot apply here (empty: it can)."""
+        if self.incomplete:
+            return "a run is incomplete"
+        differ = [
+            what
+            for what, found in (
+                ("settings", self.settings),
+                ("seeds", self.seeds),
+                ("your code or files", self.user_inputs),
+            )
+            if found
+        ]
+        if differ:
+            return (
+                f"the runs' {' and '.join(differ)} differ: a tolerance accepts the same run "
+                "on other hardware or software, not another configuration"
+            )
+        return ""
+
+    @property
+    def within_tolerance(self) -> bool:
+        """Bytes differ, but the same run (settings, seeds, inputs) lands within --tolerance."""
+        if self.matches or not self.tolerance or self.tolerance_refused():
+            return False  # e.g. another configuration is not a reproduction at any tolerance
+        return all(ok for *_, ok in self.tolerance_checks())
+
+    def bytes_differ_from(self) -> str:
+        """`epoch 1, batch 1`, or `stage model` when bytes differ before training."""
+        stage = self.first_divergent_stage
+        if stage == "train" and self.train.batch is not None:
+            return self.train.batch.where
+        if stage == "train" and self.divergent_epoch is not None:
+            return f"epoch {self.divergent_epoch}"
+        return f"stage {stage}"
 
     @property
     def first_divergent_stage(self) -> str | None:
@@ -94,6 +153,19 @@ class Comparison:
         out += [f"code version of stage {d.key}" for d in self.code]
         return out
 
+    def measure_drift(self) -> None:
+        """The drift of each differing weight variable, from both final models (loads Keras)."""
+        if not any(r.stage == "train" and r.status == "differs" for r in self.stages):
+            return
+        models = [Path(r.path) / MODEL_FILE for r in (self.a, self.b)]
+        lacking = [
+            r.label for r, m in zip((self.a, self.b), models, strict=True) if not m.is_file()
+        ]
+        if lacking:
+            self.drift_note = f"{' and '.join(lacking)}: no {MODEL_FILE}, no drift figures"
+            return
+        self.drift = weight_drift(*models)
+
     def incomplete_notes(self) -> list[str]:
         notes = []
         for ref in self.incomplete:
@@ -107,6 +179,8 @@ class Comparison:
         return notes
 
     def headline(self) -> str:
+        if self.within_tolerance:
+            return f"REPRODUCES within tolerance (bytes differ from {self.bytes_differ_from()})"
         if self.matches:
             n, last = len(self.stages), self.stages[-1].stage
             expected = [r.stage for r in self.stages if r.status == "expected"]
@@ -155,6 +229,21 @@ class Comparison:
             "headline": self.headline(),
             "first_divergent_stage": self.first_divergent_stage,
             "first_divergent_epoch": self.divergent_epoch,
+            "first_divergent_batch": None
+            if self.train.batch is None
+            else {
+                "epoch": self.train.batch.epoch,
+                "batch": self.train.batch.batch,
+                "batches": self.train.batch.batches,
+                "loss": [self.train.batch.loss_a, self.train.batch.loss_b],
+            },
+            "first_divergent_variable": None
+            if self.train.variable is None
+            else self.train.variable.path,
+            "train_divergence": self.train.lines(),
+            "drift": [[d.path, d.max_abs, d.rel_l2] for d in self.drift],
+            "within_tolerance": self.within_tolerance,
+            "tolerance": [list(t) for t in self.tolerance_checks()],
             "runs": {
                 r.label: {"run_id": r.run_id, "status": r.status, "path": r.path}
                 for r in (self.a, self.b)
@@ -188,6 +277,9 @@ def compare_manifests(
     labels: tuple[str, str] = ("A", "B"),
     stages: tuple[str, ...] | None = None,
     title: str = "compare",
+    tolerance: dict[str, float] | None = None,
+    seed_std: dict[str, float] | None = None,
+    seed_std_source: str = "",
 ) -> Comparison:
     """Compare manifest B against manifest A; `stages` limits which stages are compared."""
     a, b = as_manifest(a), as_manifest(b)
@@ -206,6 +298,9 @@ def compare_manifests(
             )
         )
 
+    train_differs = any(r.stage == "train" and r.status == "differs" for r in rows)
+    train = locate(a, b, labels) if train_differs else TrainDivergence()
+
     def ref(m: Manifest, label: str) -> RunRef:
         return RunRef(label, m.run_id, m.status, m.run_dir, len(m.epoch_fingerprints()))
 
@@ -222,4 +317,8 @@ def compare_manifests(
         divergent_epoch=first_divergent_epoch(a, b) if "train" in wanted else None,
         title=title,
         limited=stages is not None and set(STAGES) - set(stages) != set(),
+        train=train,
+        tolerance=dict(tolerance or {}),
+        seed_std=dict(seed_std or {}),
+        seed_std_source=seed_std_source,
     )

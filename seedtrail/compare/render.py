@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from seedtrail.compare.drift import seed_noise_note
 from seedtrail.core.tables import markdown_table, text_table
 from seedtrail.run.report import short
 from seedtrail.runtime.hardware import explain as explain_hardware
@@ -69,20 +70,56 @@ def sections(c: Comparison) -> list[tuple[str, list[str]]]:
                 [f"{d.key}: {fmt(d.a)} -> {fmt(d.b)}" for d in c.code],
             )
         )
+    if c.train.lines():
+        sections.append(("where training first diverges", c.train.lines()))
+    if c.drift or c.drift_note:
+        title = f"weight drift at the end ({c.b.label} vs {c.a.label}, differing variables)"
+        sections.append((title, [d.describe() for d in c.drift] or [c.drift_note]))
     if c.metrics and not c.matches:
+        noise = f" (σ: seed-to-seed std of sweep {c.seed_std_source})" if c.seed_std else ""
         sections.append(
             (
-                f"metrics ({c.a.label} -> {c.b.label})",
-                [f"{m.key}: {m.a:.6g} -> {m.b:.6g} ({m.delta:+.6g})" for m in c.metrics],
+                f"metrics ({c.a.label} -> {c.b.label}){noise}",
+                [
+                    f"{m.key}: {side_by_side(m.a, m.b)} ({m.delta:+.6g})"
+                    + seed_noise_note(m.delta, c.seed_std.get(m.key))
+                    for m in c.metrics
+                ],
+            )
+        )
+    if c.tolerance and not c.matches:
+        sections.append(
+            (
+                "tolerance (--tolerance)",
+                [
+                    f"{key}: |Δ| {'(missing)' if d is None else f'{d:.6g}'} "
+                    f"{'<=' if ok else '>'} {bound:g}: {'within' if ok else 'OUTSIDE'}"
+                    for key, d, bound, ok in c.tolerance_checks()
+                ]
+                + ([f"not applied: {why}"] if (why := c.tolerance_refused()) else []),
             )
         )
     return sections
 
 
+def side_by_side(a: float, b: float) -> str:
+    """`0.8125 -> 0.8333`, with enough digits that two different values never print equal."""
+    digits = 6
+    while f"{a:.{digits}g}" == f"{b:.{digits}g}" and a != b and digits < 17:
+        digits += 1
+    return f"{a:.{digits}g} -> {b:.{digits}g}"
+
+
 def render(c: Comparison, markdown: bool = False) -> str:
     head, rows = stage_table(c)
     a, b = c.a, c.b
-    verdict = "REPRODUCES" if c.matches else "DIFFERS"
+    verdict = (
+        "REPRODUCES"
+        if c.matches
+        else "REPRODUCES within tolerance"
+        if c.within_tolerance
+        else "DIFFERS"
+    )
     notes = c.incomplete_notes()
     recorded = c.settings or c.seeds or c.environment or c.code or c.user_inputs
     if not c.matches and not recorded:

@@ -147,6 +147,20 @@ class Manifest(_Record):
         efs = self.info("train").get("epoch_fingerprints")
         return [str(e) for e in efs] if isinstance(efs, list) else []
 
+    def batch_losses(self) -> list[list[float]] | None:
+        """Each epoch's per-batch losses (train info); None for runs recorded before them."""
+        records = self.info("train").get("batch_losses")
+        if not isinstance(records, list) or not all(isinstance(e, list) for e in records):
+            return None
+        return [[float(v) for v in epoch] for epoch in records]
+
+    def variable_fingerprints(self) -> list[dict[str, str]] | None:
+        """Per epoch, each weight variable's fingerprint by path, in model order (or None)."""
+        records = self.info("train").get("variable_fingerprints")
+        if not isinstance(records, list) or not all(isinstance(e, dict) for e in records):
+            return None
+        return [{str(k): str(v) for k, v in epoch.items()} for epoch in records]
+
     def final_train_metrics(self) -> dict[str, float]:
         final = self.info("train").get("final")
         if not isinstance(final, dict):

@@ -54,6 +54,10 @@ def _stem(epochs_done: int) -> str:
     return f"epoch-{epochs_done:04d}"
 
 
+#: Lists in the state with one entry per epoch done: cut back with an older checkpoint.
+PER_EPOCH_RECORDS = ("epoch_fingerprints", "batch_losses", "variable_fingerprints")
+
+
 def save_checkpoint(directory: Path, model, epochs_done: int, state: dict[str, Any]) -> None:
     """Write epoch `epochs_done`'s checkpoint, then commit it in the pointer with its files' sha256.
 
@@ -164,6 +168,8 @@ def load_checkpoint(directory: Path, key: str) -> tuple[Checkpoint | None, str]:
         restored = {
             **state,
             "epochs_done": done,
+            # per-epoch records (tasks/train.py) end where the checkpoint does
+            **{k: state[k][:done] for k in PER_EPOCH_RECORDS if isinstance(state.get(k), list)},
             "epoch_fingerprints": fingerprints[:done],
             "history": {k: v[:done] for k, v in history.items() if isinstance(v, list)},
         }

@@ -75,6 +75,10 @@ def _wrapper_class() -> type:
         def call(self, x: Any, training: bool = False) -> Any:
             return self.inner(x, training=training)
 
+        def batch_loss_hook(self, loss: Any) -> None:
+            """Called in each training step with the batch's loss (the shards' sum, in order):
+            a recorder (runtime/batch_records.py) replaces it; by default nothing happens."""
+
         def _bounds(self, x: Any) -> tuple[Any, list[Any]]:
             n = tf.shape(first_leaf(x))[0]
             return n, [(n * i) // self.shards for i in range(self.shards + 1)]
@@ -120,6 +124,7 @@ def _wrapper_class() -> type:
                 grads.append(g)
             summed = [left_fold([g[i] for g in grads]) for i in range(len(weights))]
             self.optimizer.apply_gradients(zip(summed, weights, strict=True))
+            self.batch_loss_hook(left_fold(losses))
             return self._metrics_of(x, y, sw, n, losses, preds)
 
         def test_step(self, data: Any) -> dict[str, Any]:
