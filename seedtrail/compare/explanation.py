@@ -106,6 +106,12 @@ class Comparison:
             )
         return notes
 
+    def verdict(self) -> str:
+        """`REPRODUCES (7/7)` or `DIFFERS (5/7)`: the verdict and how many stages agree."""
+        agree = sum(r.agrees for r in self.stages)
+        word = "REPRODUCES" if self.matches else "DIFFERS"
+        return f"{word} ({agree}/{len(self.stages)})"
+
     def headline(self) -> str:
         if self.matches:
             n, last = len(self.stages), self.stages[-1].stage
