@@ -28,6 +28,8 @@ from types import FrameType
 from typing import Annotated, Any
 from uuid import UUID
 
+from pydantic import Field
+
 from settings.model import RunSettings
 
 # ---- 1. deployment parameters merge at the top level only ---------------------------------
@@ -37,9 +39,15 @@ from settings.model import RunSettings
 
 
 def setting_annotation(name: str) -> Any:
-    """The annotation of `RunSettings.<name>` with its bounds, for a flow parameter."""
+    """The annotation of `RunSettings.<name>` with its bounds and form title, for a flow parameter.
+
+    Prefect titles every parameter with its name ("data"): the form showed raw keys. A
+    `json_schema_extra` title in the annotation replaces it ("Data").
+    """
     info = RunSettings.model_fields[name]
-    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    titled = Field(json_schema_extra={"title": info.title}) if info.title else None
+    metadata = [*info.metadata, *([titled] if titled else [])]
+    return Annotated[info.annotation, *metadata] if metadata else info.annotation
 
 
 def with_settings_docstring(fn: Callable[..., Any] | None = None, /, **options: str) -> Any:

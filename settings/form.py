@@ -26,7 +26,11 @@ def form_schema(schema: dict[str, Any], cls: type) -> None:
     unset fields out (seedtrail/deployments.py), so the server never sees a null there.
     The form does not show a field's bounds, so its description says them.
     """
-    schema["title"] = getattr(cls, "form_title", schema.get("title"))
+    # "Data section", not "Data": the flow parameter `data` is titled "Data" in the form,
+    # and pydantic drops a parameter's title that equals the title of the schema it refers to
+    # (the form then shows the raw key).
+    title = getattr(cls, "form_title", None)
+    schema["title"] = f"{title} section" if title else schema.get("title")
     for prop in schema.get("properties", {}).values():
         branches = prop.get("anyOf", [])
         if len(branches) == 2 and {"type": "null"} in branches and prop.get("default", 0) is None:

@@ -280,19 +280,35 @@ class RunSettings(Section):
     form_title = "Settings"
 
     seed: int = Field(
-        0, ge=0, le=MAX_SEED, description="Root seed; every stage seed derives from it."
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="Root seed; every stage seed derives from it.",
+        title="Seed",
     )
     output_dir: NonEmptyPath = Field(
-        Path("runs"), description="Folder that receives the run directories."
+        Path("runs"), description="Folder that receives the run directories.", title="Output folder"
     )
-    data: DataSettings = Field(default_factory=DataSettings, description="Data source.")
-    augment: AugmentSettings = Field(default_factory=AugmentSettings, description="Augmentation.")
-    split: SplitSettings = Field(default_factory=SplitSettings, description="Data split.")
-    model: ModelSettings = Field(default_factory=ModelSettings, description="Model architecture.")
-    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training.")
+    data: DataSettings = Field(
+        default_factory=DataSettings, description="Data source.", title="Data"
+    )
+    augment: AugmentSettings = Field(
+        default_factory=AugmentSettings, description="Augmentation.", title="Augmentation"
+    )
+    split: SplitSettings = Field(
+        default_factory=SplitSettings, description="Data split.", title="Split"
+    )
+    model: ModelSettings = Field(
+        default_factory=ModelSettings, description="Model architecture.", title="Model"
+    )
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings, description="Training.", title="Training"
+    )
     determinism: DeterminismSettings = Field(
-        default_factory=DeterminismSettings, description="Determinism and threads."
+        default_factory=DeterminismSettings,
+        description="Determinism and threads.",
+        title="Determinism",
     )
     seeds: SeedOverrides = Field(
-        default_factory=SeedOverrides, description="Per-stage seed overrides."
+        default_factory=SeedOverrides, description="Per-stage seed overrides.", title="Seed pins"
     )

@@ -157,3 +157,18 @@ def test_the_cli_leaves_out_the_flows_lines_about_a_clean_failure() -> None:
         assert not _not_input_error(record)
     other = logging.LogRecord("prefect.flow_runs", logging.INFO, "", 0, "result: seed 0", (), None)
     assert _not_input_error(other)
+
+
+def test_the_train_form_titles_every_parameter_for_people() -> None:
+    """Prefect titles a parameter with its name ("data (Optional)" in the form): ours are words."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.train import train_flow
+
+    schema = parameter_schema(train_flow).model_dump_for_openapi()
+    titles = {name: prop.get("title") for name, prop in schema["properties"].items()}
+    assert titles["data"] == "Data" and titles["seeds"] == "Seed pins", titles
+    assert titles["output_dir"] == "Output folder" and titles["stop_after"] == "Stop after"
+    assert all(t and t[0].isupper() and "_" not in t for t in titles.values()), titles
+    # the sections' own schemas keep other titles, or pydantic would drop the parameter's
+    assert all(d["title"].endswith(" section") for d in schema["definitions"].values())
