@@ -41,16 +41,16 @@ def _row(m: Manifest) -> dict[str, Any]:
         return None if value is None else round(value, DIGITS)
 
     train = m.stage("train")
+    # Narrow columns first (the UI's table scrolls sideways past ~7); the path last.
     return {
         "run": m.run_id,
         "seed": m.settings.seed,
         "status": m.status,
-        "test_accuracy": rounded(m.metrics.test_accuracy),
-        "test_loss": rounded(m.metrics.test_loss),
+        "accuracy": rounded(m.metrics.test_accuracy),
+        "loss": rounded(m.metrics.test_loss),
         "macro_f1": rounded(macro_f1(m.metrics)),
-        "fingerprint": short(train.fingerprint, 16) if train else None,
-        "duration_s": round(sum(st.duration_s for st in m.stages.values()), 1),
-        "started_at": m.started_at,
+        "fingerprint": short(train.fingerprint) if train else None,
+        "seconds": round(sum(st.duration_s for st in m.stages.values()), 1),
         "run_dir": m.run_dir,
     }
 
@@ -77,7 +77,8 @@ def publish_leaderboard(output_dir: Path) -> str:
     create_table_artifact(
         table=rows,
         key=key,
-        description=f"{len(rows)} runs in {Path(output_dir).resolve()} ({complete} complete), "
+        description=f"{len(rows)} run{'' if len(rows) == 1 else 's'} in {Path(output_dir).resolve()} "
+        f"({complete} complete), "
         "newest first",
     )
     return key
