@@ -241,9 +241,9 @@ class DeterminismSettings(Section):
     inter_op_threads: int = Field(
         1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
     )
-    # The portable profile, measured (README "Portable bytes"): with TensorFlow's oneDNN
+    # The portable profile, measured (docs/portability.md): with TensorFlow's oneDNN
     # ops off and oneDNN's remaining kernels (sgemm) capped at AVX2, an AVX-512 Zen 4 gives
-    # the weights an AVX2 Zen 3 gives by default (../shared/golden), for 1.24x the training
+    # the weights an AVX2 Zen 3 gives by default (tests/golden/), for 1.24x the training
     # time there. Every CPU with AVX2 and FMA (x86 since 2013) can run it.
     cpu_isa: CpuIsa = Field(
         "portable",

@@ -209,7 +209,7 @@ def test_incomplete_runs_never_reproduce_even_when_their_stages_match(status: st
         del a["stages"][st]
     a["status"] = status
     result = compare_manifests(a, copy.deepcopy(a))
-    assert not result.matches and result.exit_code == 1  # README: 1 when a run is incomplete
+    assert not result.matches and result.exit_code == 1  # exit 1 when a run is incomplete (docs)
     text = result.render()
     assert "every recorded stage matches (4 of 4), but A and B are incomplete" in text
     assert "REPRODUCES" not in text and "result: DIFFERS (exit 1)" in text

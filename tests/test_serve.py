@@ -558,7 +558,8 @@ def docs_server_lines() -> tuple[str, str]:
     """The server command and the `export PREFECT_API_URL=...` line of "A server on any port"."""
     section = DOCS.read_text().split("## A server on any port", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+    block = block.replace("\\\n", " ")  # a command continued on the next line
+    lines = [" ".join(line.split("  #")[0].split()) for line in block.splitlines()]
     (server,) = [line for line in lines if "prefect server start" in line]
     (export,) = [line for line in lines if line.startswith("export PREFECT_API_URL=")]
     return server, export

@@ -55,7 +55,7 @@ class Comparison:
 
     @property
     def incomplete(self) -> list[RunRef]:
-        """Runs that did not finish cannot prove a reproduction (README: exit 1).
+        """Runs that did not finish cannot prove a reproduction (docs/portability.md: exit 1).
 
         Only B may stop early on purpose: verify's rerun with --stop-after is "partial".
         """

@@ -53,7 +53,7 @@ ISA_CAPS: dict[str, tuple[str, tuple[str, ...]]] = {
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 NATIVE = "native"
 #: The default: the cap whose bytes travel between x86 CPUs (with TensorFlow's oneDNN ops
-#: off; README "Portable bytes"), and what it means on x86-64.
+#: off; docs/portability.md), and what it means on x86-64.
 PORTABLE = "portable"
 PORTABLE_X86 = "avx2"
 
