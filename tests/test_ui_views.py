@@ -191,3 +191,4 @@ def test_the_sweep_tables_fit_a_page_without_sideways_scrolling() -> None:
              "fingerprints": {"train": "ab" * 32}, "run_dir": "/r/20261126-210336-seed0-f707b0-9177"}]  # fmt: skip
     head = runs_table(runs).splitlines()[0]
     assert "| accuracy |" in head and "test_accuracy" not in head
+    assert "| …seed0-f707b0-9177 |" in runs_table(runs)  # the run, without its date

@@ -15,6 +15,7 @@ No Prefect, no TensorFlow here: everything is testable as plain functions.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -256,7 +257,9 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for r in runs:
         fp = (r.get("fingerprints") or {}).get("train")
-        where = r.get("error") or Path(r.get("run_dir") or "-").name
+        # the run id without its date and time (summary.json has the whole path): narrower
+        name = Path(r.get("run_dir") or "-").name
+        where = r.get("error") or re.sub(r"^\d{8}-\d{6}-", "…", name)
         cells = [
             r["vary"],
             str(r["seed"]),
