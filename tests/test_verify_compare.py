@@ -122,7 +122,7 @@ def test_verify_of_a_fresh_run_matches_every_stage(
     assert run["state"]["type"] == "COMPLETED"
     assert run["state"]["message"].startswith("REPRODUCES (7/7): every stage matches")
     own = [line for line in lines if not line.startswith("Finished in state")]
-    assert own[-1].startswith("result: REPRODUCES (7/7) · "), own[-3:]
+    assert own[-1].startswith("result: REPRODUCES (7/7): every stage matches"), own[-3:]
     assert artifacts["verify-report"]["description"].startswith("REPRODUCES (7/7) · verify ")
     # The rerun's card has its own key: the latest `run-card` stays the real run's.
     assert "run-card" not in artifacts and "verify-rerun-card" in artifacts
