@@ -171,6 +171,8 @@ def run_training(
             # A resumed run whose training came from the cache never ran run_train's
             # clean-up: its checkpoints from before the interrupt would stay behind.
             shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
+        if result.stage == "train":  # also when the run stops after training
+            run.add_artifacts(_curves(run.path, settings, result))
         if result.stage == stop_after:
             raise _StopAfter
         return result
@@ -200,7 +202,6 @@ def run_training(
                 ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
             )
         )
-        run.add_artifacts(_curves(run.path, settings, fit))
         ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
         run.set("metrics", ev.info["metrics"])
         run.add_artifacts(_tensorboard(run.path, settings, fit, aug, ev.info["metrics"]))
