@@ -29,6 +29,7 @@ from seedtrail.cli.check_args import parse_compare_args
 from seedtrail.cli.main import run_cli
 from seedtrail.compare.diff import read_run
 from seedtrail.compare.explanation import compare_manifests
+from seedtrail.prefect.server import ensure_api
 
 
 def _run_name() -> str:
@@ -55,6 +56,7 @@ def compare_flow(run_a: Path, run_b: Path) -> dict[str, Any] | State:
 
 def main(argv: list[str]) -> int:
     args = parse_compare_args(argv)  # both read before Prefect starts: bad input is one line
+    ensure_api()
     state = compare_flow(args.run_a, args.run_b, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

@@ -1,6 +1,6 @@
 """`python -m flows.serve`: register the project's deployments on a Prefect server and run them.
 
-Deployments (stable names, declared once in seedtrail/deployments.py, mirrored by
+Deployments (stable names, declared once in seedtrail/prefect/deployments.py, mirrored by
 prefect.yaml): `train/seedtrail`, `sweep/seedtrail` and `verify/seedtrail`. The settings flags (the same as
 `python -m flows.train`, plus `--config` and SEEDTRAIL_* variables) become the
 default parameters of `train/seedtrail` (and the `base` of `sweep/seedtrail`); a custom
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from seedtrail.cli.main import run_cli
 from seedtrail.core.errors import InputError
-from seedtrail.deployments import (
+from seedtrail.prefect.deployments import (
     DEPLOYMENTS,
     NAME,
     deployment_tags,

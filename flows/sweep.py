@@ -35,21 +35,30 @@ from pydantic import Field
 from seedtrail.cli.main import EXIT_FAILED, EXIT_OK, run_cli
 from seedtrail.cli.sweep_args import parse_sweep_args
 from seedtrail.core.errors import InputError
-from seedtrail.prefect_compat import (
+from seedtrail.core.store import store_dir
+from seedtrail.inputs.index import persist_stat_cache
+from seedtrail.prefect.names import keep_typed_name
+from seedtrail.prefect.runner import ProcessTaskRunner, stop_local_workers
+from seedtrail.prefect.server import ensure_api
+from seedtrail.prefect.signals import (
     exit_now,
     interrupt_exit_code,
     interrupt_signal,
     interruption_types,
-    keep_typed_name,
-    one_process_per_run_runner,
-    stop_local_workers,
 )
 from seedtrail.run.pipeline import preflight
-from seedtrail.run.rundir import settings_fingerprint
-from seedtrail.sweep.launch import record_finished, shared_prefect_api, task_runner, train_seed
-from seedtrail.sweep.plan import VARY_CHOICES, ci_warnings, default_sweep_dir, plan_runs
+from seedtrail.run.rundir import check_output_dir, settings_fingerprint
+from seedtrail.runtime.shards import machine_threads
+from seedtrail.sweep.launch import record_finished, task_runner, train_seed
+from seedtrail.sweep.plan import (
+    VARY_CHOICES,
+    budget_threads,
+    ci_warnings,
+    default_sweep_dir,
+    plan_runs,
+)
 from seedtrail.sweep.report import publish_artifacts, write_summary
-from seedtrail.sweep.resume import completed_runs, run_record
+from seedtrail.sweep.resume import completed_runs, resumable_runs, run_record
 from settings.model import MAX_SEED, RunSettings
 from settings.seeds import SeedPlan
 
@@ -70,7 +79,7 @@ SweepSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 # The runner is part of the declaration, not set with .with_options(): a served or
-# worker-run flow is reloaded from its entrypoint (seedtrail/prefect_compat.py, 7). Each
+# worker-run flow is reloaded from its entrypoint (seedtrail/prefect/runner.py). Each
 # seed trains in a fresh worker process, never in the flow's own (TF thread pools and
 # seeds are per process), one at a time (a machine trains one model at once). The CLI's
 # --workers/--dask-address replace it.
@@ -78,7 +87,7 @@ SweepSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
     name="sweep",
     flow_run_name=keep_typed_name(sweep_run_name),
     validate_parameters=True,
-    task_runner=one_process_per_run_runner(max_workers=1),
+    task_runner=ProcessTaskRunner(max_workers=1, max_tasks_per_child=1),
     description="The train flow once per seed, each run in its own process, plus statistics.",
 )
 def sweep_flow(
@@ -101,6 +110,7 @@ def sweep_flow(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     planned = plan_runs(base, vary, seeds, sweep_dir)
     done = completed_runs(sweep_dir)
+    interrupted = resumable_runs(sweep_dir)
 
     records: list[dict[str, Any] | None] = []
     futures = {}
@@ -111,8 +121,12 @@ def sweep_flow(
             records.append(run_record(p, done[fp], resumed=True))
             continue
         records.append(None)
+        resume = ""
+        if fp in interrupted and interrupted[fp].settings == p.settings:
+            resume = interrupted[fp].run_dir
+            log.info("%s: continuing %s from its last checkpoint", p.label, Path(resume).name)
         futures[i] = train_seed.with_options(task_run_name=f"train-{p.vary}-seed{p.seed}").submit(
-            p.settings
+            p.settings, resume
         )
 
     try:
@@ -134,21 +148,27 @@ def main(argv: list[str]) -> int:
     args = parse_sweep_args(argv)
     if args.sweep_dir.exists() and not args.sweep_dir.is_dir():  # before anything is created
         raise InputError(f"--sweep-dir: {args.sweep_dir} exists and is not a directory")
-    planned = plan_runs(args.base, args.vary, args.seeds, args.sweep_dir)  # validates every run
+    base = args.base
+    if args.dask_address is None:  # local workers share this machine's cores
+        base = budget_threads(base, args.workers, machine_threads())
+    planned = plan_runs(base, args.vary, args.seeds, args.sweep_dir)  # validates every run
     # The data depend on the data seed only: check each distinct one, before anything is written.
     by_data_seed = {SeedPlan.from_settings(p.settings)["data"]: p.settings for p in planned}
     for settings in by_data_seed.values():
-        preflight(settings.model_copy(update={"output_dir": args.base.output_dir}))
-    try:
-        args.sweep_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--sweep-dir: cannot create {args.sweep_dir} ({err.strerror})") from None
+        preflight(settings.model_copy(update={"output_dir": base.output_dir}))
+    check_output_dir(args.sweep_dir, "--sweep-dir")
+    if args.base.data.kind == "images" and args.base.data.path is not None:
+        # The runs write to the sweep folder's store: give them the hashes preflight made,
+        # so the folder is hashed once for the whole sweep, not once per seed.
+        persist_stat_cache(args.base.data.path, store_dir(args.sweep_dir))
     runner = task_runner(args.workers, args.dask_address)
     try:
-        with shared_prefect_api():
-            summary = sweep_flow.with_options(task_runner=runner)(
-                base=args.base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
-            )
+        # One API for the sweep and its workers (they inherit PREFECT_API_URL): else each
+        # worker would start a temporary server of its own on the same SQLite file.
+        ensure_api()
+        summary = sweep_flow.with_options(task_runner=runner)(
+            base=base, seeds=args.seeds, vary=args.vary, sweep_dir=args.sweep_dir
+        )
     except interruption_types() as err:
         # Again, now the flow is over: a worker the pool started meanwhile would keep
         # this process waiting at exit (multiprocessing joins its children).

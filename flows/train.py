@@ -2,7 +2,7 @@
 
 The one `train` flow: the CLI, `flows.serve`, `prefect deploy` and sweeps all run
 this flow. Its parameters are RunSettings' fields, one per section (Prefect
-merges a custom run's parameters at the top level only: seedtrail/prefect_compat.py),
+merges a custom run's parameters at the top level only: seedtrail/prefect/parameters.py),
 plus three run options that never change what is computed. The pipeline itself
 is seedtrail/run/pipeline.py.
 """
@@ -14,9 +14,9 @@ import sys
 
 if __name__ == "__main__":  # before the imports below (Prefect takes seconds): see check_early
     from seedtrail.cli.main import check_early
-    from seedtrail.cli.train_args import parse_train_args
+    from seedtrail.cli.train_args import check_train_args
 
-    check_early(parse_train_args)
+    check_early(check_train_args)
 
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,20 +27,22 @@ from pydantic import Field, ValidationError
 
 from seedtrail.cli.main import run_cli
 from seedtrail.cli.train_args import parse_train_args
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.core.pipeline_table import STAGES
-from seedtrail.prefect_compat import (
+from seedtrail.prefect.logs import (
     clean_failure,
     drop_input_error_lines,
     drop_task_completed_lines,
-    keep_typed_name,
     quiet_input_error_tracebacks,
-    seed_tag,
+)
+from seedtrail.prefect.names import keep_typed_name, seed_tag
+from seedtrail.prefect.parameters import (
     setting_annotation,
     settings_from_parameters,
     settings_parameters,
     with_settings_docstring,
 )
+from seedtrail.prefect.server import ensure_api
 from seedtrail.run.manifest import parse_manifest
 from seedtrail.run.pipeline import preflight, run_training, will_train
 from seedtrail.run.report import result_line, terminal_summary
@@ -67,11 +69,15 @@ def flow_run_name() -> str:
     return f"train-seed{s.seed}-{settings_fingerprint(s)[:8]}"
 
 
-def _fail(problems: list[str]) -> State:
-    """End the run Failed with one line (also logged as the run's error), no traceback."""
+def _fail(problems: list[str], error: InputError | RunFailed | None = None) -> State:
+    """End the run Failed with one line (also logged as the run's error), no traceback.
+
+    A UserCodeError's frames (the user's own files only) follow the line in the log.
+    """
     message = "; ".join(problems)
-    state = clean_failure(message)
-    get_run_logger().error("cannot run: %s", message)
+    state = clean_failure(message, error)
+    frames = getattr(error, "frames", "")
+    get_run_logger().error("cannot run: %s%s", message, f"\n{frames}" if frames else "")
     return state
 
 
@@ -102,7 +108,7 @@ RUN_OPTIONS = {
 
 
 # validate_parameters=False: the flow checks its own parameters, so that a run that fails on
-# them ends with one line, not Prefect's traceback (seedtrail/prefect_compat.py, 9).
+# them ends with one line, not Prefect's traceback (seedtrail/prefect/logs.py: clean_failure).
 @flow(
     name="train",
     flow_run_name=keep_typed_name(flow_run_name),
@@ -147,7 +153,9 @@ def train_flow(
                 preflight(settings)
             manifest = run_training(settings, stop, bool(use_cache), resume_dir)
         except InputError as err:
-            return _fail(err.problems)
+            return _fail(err.problems, err)
+        except RunFailed as err:  # a full disk: one line; the run is marked failed
+            return _fail([str(err)], err)
     run_dir = manifest["run_dir"]
     get_run_logger().info(result_line(parse_manifest(manifest, run_dir, run_dir)))
     return manifest
@@ -165,6 +173,7 @@ def main(argv: list[str]) -> int:
     if will_train(settings, use_cache=args.use_cache, resume=args.resume):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.import_tf_in_background(settings.determinism)
+    ensure_api()
     manifest = train_flow(
         **settings_parameters(settings), use_cache=args.use_cache, resume=args.resume or ""
     )

@@ -37,7 +37,8 @@ from prefect.states import Completed, Failed, State
 from seedtrail.cli.check_args import load_recorded, parse_verify_args, stages_to_verify
 from seedtrail.cli.main import run_cli
 from seedtrail.compare.explanation import compare_manifests
-from seedtrail.prefect_compat import keep_typed_name
+from seedtrail.prefect.names import keep_typed_name
+from seedtrail.prefect.server import ensure_api
 from seedtrail.run.manifest import MANIFEST
 from seedtrail.run.pipeline import preflight, run_training
 from seedtrail.runtime import tf_runtime
@@ -122,6 +123,7 @@ def _verify(args: argparse.Namespace, settings: RunSettings, out: Path) -> int:
     if args.stop_after is None or STAGES.index(args.stop_after) >= STAGES.index("model"):
         # Import TensorFlow while Prefect starts its server: the two waits overlap.
         tf_runtime.import_tf_in_background(settings.determinism)
+    ensure_api()
     state = verify_flow(args.run_dir, args.stop_after or STAGES[-1], str(out), return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):

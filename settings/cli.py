@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic import ValidationError, create_model
+from pydantic import ValidationError, ValidationInfo, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -25,7 +27,7 @@ from pydantic_settings import (
 )
 
 from seedtrail.core.errors import InputError
-from settings.model import RunSettings
+from settings.model import RunSettings, refuse_bool_for_number
 
 ENV_PREFIX = "SEEDTRAIL_"
 
@@ -42,6 +44,7 @@ class _RaisingParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.flags: list[str] = []  # every --flag added, for suggestions (record_flags)
 
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
@@ -52,7 +55,14 @@ class _RaisingParser(argparse.ArgumentParser):
     other_flags: Sequence[str] = ()  # flags another parser of the same command takes
 
     def known_flags(self) -> list[str]:
-        return [f for f in self._option_string_actions if f.startswith("--")] + [*self.other_flags]
+        return [*self.flags, *self.other_flags]
+
+    def record_flags(self, target: Any, *args: Any, **kwargs: Any) -> argparse.Action:
+        """pydantic-settings' `add_argument_method`: add to `target` (this parser or one of
+        its groups) and remember the flag."""
+        action = target.add_argument(*args, **kwargs)
+        self.flags += [f for f in action.option_strings if f.startswith("--")]
+        return action
 
 
 def unknown_flag_lines(args: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -77,6 +87,12 @@ def _cli_model(toml_file: Path | None) -> type[BaseSettings]:
             extra="forbid",
             frozen=True,
         )
+
+        # The twin copies RunSettings' fields, not its validators: `seed = true` too.
+        @field_validator("*", mode="before")
+        @classmethod
+        def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+            return refuse_bool_for_number(cls.model_fields, value, info)
 
         @classmethod
         def settings_customise_sources(
@@ -114,6 +130,74 @@ def _split_config_flag(argv: list[str]) -> tuple[Path | None, list[str]]:
         else:
             rest.append(arg)
     return config, rest
+
+
+#: Settings whose flag or environment value is JSON, and what it must be.
+_JSON_SETTINGS = {
+    "model.options": (dict, 'a JSON object, e.g. {"filters": [8, 16]}'),
+}
+
+
+def env_name(setting: str) -> str:
+    """`model.options` -> `SEEDTRAIL_MODEL__OPTIONS`."""
+    return ENV_PREFIX + setting.replace(".", "__").upper()
+
+
+def _env_value(setting: str) -> tuple[str, str] | None:
+    """(variable, value) of the environment variable that sets `setting`, if set."""
+    wanted = env_name(setting)
+    for name, value in os.environ.items():
+        if name.upper() == wanted:  # pydantic-settings reads them case-insensitively
+            return name, value
+    return None
+
+
+def _json_problem(setting: str, text: str) -> str | None:
+    """Why `text` is not the JSON value `setting` needs, or None."""
+    kind, expected = _JSON_SETTINGS[setting]
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return f"expected {expected} (got {text!r}: not valid JSON)"
+    if not isinstance(value, kind):
+        return f"expected {expected} (got {text!r})"
+    return None
+
+
+def check_json_values(argv: Sequence[str]) -> None:
+    """Flags and environment variables that take JSON hold the right kind of JSON value.
+
+    pydantic-settings would say "not enough values to unpack" for `--model.options
+    '[1,2]'`, and name neither the variable nor its value for a bad
+    SEEDTRAIL_MODEL__OPTIONS.
+    """
+    problems = []
+    for setting in _JSON_SETTINGS:
+        flag = "--" + setting.replace("_", "-")
+        values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+        values += [a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")]
+        for text in values:
+            if (problem := _json_problem(setting, text)) is not None:
+                problems.append(f"{setting}: {problem}")
+        env = _env_value(setting)
+        if env is not None and (problem := _json_problem(setting, env[1])):
+            problems.append(f"{setting}: {env[0]}: {problem}")
+    if problems:
+        raise UsageError(problems)
+
+
+def _name_env_sources(lines: list[str], argv: Sequence[str]) -> list[str]:
+    """A problem with a setting that an environment variable set (and no flag): say which."""
+    out = []
+    for line in lines:
+        setting = line.split(":", 1)[0]
+        flag = "--" + setting.replace("_", "-")
+        env = _env_value(setting) if "." in setting or setting in RunSettings.model_fields else None
+        given_as_flag = any(a == flag or a.startswith(flag + "=") for a in argv)
+        if env is not None and not given_as_flag:
+            line = f"{line} (from {env[0]}={env[1]!r})"
+        out.append(line)
+    return out
 
 
 def check_toml_file(path: Path) -> None:
@@ -175,12 +259,14 @@ def load_settings(
     config, argv = _split_config_flag(argv)
     if config is not None:
         check_toml_file(config)
+    check_json_values(argv)
     model = _cli_model(config)
     parser = build_parser(prog, description, epilog)
     parser.other_flags = ["--config", *other_flags]
     cli = CliSettingsSource(
         model,
         root_parser=parser,
+        add_argument_method=parser.record_flags,
         cli_kebab_case=True,
         cli_implicit_flags=False,
         cli_avoid_json=True,
@@ -193,10 +279,14 @@ def load_settings(
     except UsageError:
         raise
     except ValidationError as err:
-        raise UsageError(format_validation_error(err)) from None
+        raise UsageError(_name_env_sources(format_validation_error(err), argv)) from None
     except Exception as err:  # TOML syntax, JSON in a flag, ...: still one line, no traceback
         raise UsageError([_one_line(err)]) from None
-    return RunSettings.model_validate(parsed.model_dump())
+    # Only what was given: a setting left unset may be inferred (data.kind from data.path).
+    try:
+        return RunSettings.model_validate(parsed.model_dump(exclude_unset=True))
+    except ValidationError as err:
+        raise UsageError(_name_env_sources(format_validation_error(err), argv)) from None
 
 
 def _one_line(err: Exception) -> str:

@@ -12,6 +12,15 @@ _BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("
            ("minItems", "items ≥"), ("maxItems", "items ≤"), ("minLength", "length ≥"))  # fmt: skip
 
 
+#: The train form's labels for RunSettings' fields (flow parameters): Prefect labels a
+#: parameter with its name ("data (Optional)").
+PARAMETER_TITLES = {
+    "seed": "Seed", "output_dir": "Output folder", "data": "Data", "augment": "Augmentation",
+    "split": "Split", "model": "Model", "training": "Training", "determinism": "Determinism",
+    "seeds": "Seed pins",
+}  # fmt: skip
+
+
 def bounds_text(prop: dict[str, Any]) -> str:
     """`≥ 1, ≤ 1000` from a JSON-schema property ("" without bounds)."""
     return ", ".join(f"{sign} {prop[key]}" for key, sign in _BOUNDS if key in prop)
@@ -23,7 +32,7 @@ def form_schema(schema: dict[str, Any], cls: type) -> None:
     A section is titled for people ("Training", not "TrainingSettings"), and an optional
     field (a seed pin, data.path) is a plain input left empty rather than a type switch
     whose null branch prints `Property is type "None"`. Deployment parameters leave
-    unset fields out (seedtrail/deployments.py), so the server never sees a null there.
+    unset fields out (seedtrail/prefect/deployments.py), so the server never sees a null there.
     The form does not show a field's bounds, so its description says them.
     """
     # "Data section", not "Data": the flow parameter `data` is titled "Data" in the form,

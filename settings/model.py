@@ -8,14 +8,16 @@ bounds and a default. Nothing here reads the environment (see `settings.cli`).
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -51,11 +53,53 @@ def _code_ref(value: str | None) -> str | None:
     return value
 
 
+def _is_number_type(annotation: Any) -> bool:
+    """int or float, also inside Optional, Annotated or a tuple/list of them (not bool)."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType, tuple, list, Annotated):
+        return any(_is_number_type(a) for a in get_args(annotation) if a is not Ellipsis)
+    return False
+
+
+def refuse_bool_for_number(fields: dict[str, Any], value: Any, info: ValidationInfo) -> Any:
+    """`epochs = true` in a TOML file (or JSON): pydantic's lax mode reads it as 1. A flag
+    `--training.epochs true` is refused as not a number; a TOML or JSON value is too."""
+    field = fields.get(info.field_name or "")
+    if field is None or not _is_number_type(field.annotation):
+        return value
+    items = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, bool) for v in items):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 class Section(BaseModel):
     """Base of every settings model: immutable, unknown keys rejected."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=form_schema)
     form_title: ClassVar[str]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_for_number(cls.model_fields, value, info)
+
+
+FILE_SUFFIXES = (".npz", ".csv")  # what kind=file reads (tasks/data.py)
+
+
+def infer_path_kind(path: Path) -> str:
+    """data.kind for a data.path given without one: a folder is images, a .npz/.csv a file."""
+    if path.is_dir():
+        return "images"
+    if path.suffix.lower() in FILE_SUFFIXES:
+        return "file"
+    raise ValueError(
+        f"cannot tell data.kind from data.path {str(path)!r} (not a folder, not a .npz or "
+        ".csv file): set data.kind to file or images"
+    )
 
 
 class DataSettings(Section):
@@ -67,7 +111,9 @@ class DataSettings(Section):
         "synthetic",
         description="synthetic: noisy shapes images (needs a CNN); digits: scikit-learn's 8x8 "
         "digits; tabular: random binary classification table; file: your .npz or .csv (data.path); "
-        "images: your folder of class subfolders (data.path); python: your loader (data.loader).",
+        "images: your folder of class subfolders (data.path); python: your loader (data.loader). "
+        "Unset: inferred, python with data.loader, images for a data.path folder, file for a "
+        "data.path .npz or .csv.",
     )
     path: NonEmptyPath | None = Field(
         None,
@@ -103,11 +149,52 @@ class DataSettings(Section):
         0.15, ge=0.0, le=1.0, description="Std of the Gaussian pixel noise of the synthetic set."
     )
     n_features: int = Field(20, ge=2, le=1000, description="Features of the tabular set.")
+    # How image folders are fed; neither changes a byte (tests/test_stream.py), so neither
+    # is in a cache key (seedtrail/run/pipeline.py passes them beside the keyed settings).
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="kind=images: threads that hash, decode and augment samples; empty: the "
+        "cores this process may use (at most 8). Never changes the bytes.",
+    )
+    cache: bool = Field(
+        True,
+        description="kind=images: keep the images decoded and resized (uint8) in the store, "
+        "so epochs after the first skip decoding. Never changes the bytes.",
+    )
+
+    def keyed(self) -> DataSettings:
+        """These settings without the ones that only say how to feed (not in cache keys)."""
+        return self.model_copy(update={"workers": None, "cache": True})
+
+    def feed(self) -> dict[str, Any]:
+        return {"workers": self.workers, "cache": self.cache}
 
     @field_validator("loader")
     @classmethod
     def _loader_is_ref(cls, value: str | None) -> str | None:
         return _code_ref(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kind(cls, values: Any) -> Any:
+        """data.kind left unset, with data.loader or data.path given: the kind they imply.
+
+        Without this, `--data.path f.npz` alone trained on the synthetic set, silently.
+        """
+        if not isinstance(values, dict) or values.get("kind") is not None:
+            return values
+        loader, path = values.get("loader"), values.get("path")
+        if loader is not None and path is not None:
+            raise ValueError(
+                "data.loader and data.path are both set: set data.kind (python or file/images)"
+            )
+        if loader is not None:
+            return {**values, "kind": "python"}
+        if path is not None and not (isinstance(path, str) and not path.strip()):
+            return {**values, "kind": infer_path_kind(Path(path))}
+        return values
 
     @model_validator(mode="after")
     def _source_given(self) -> DataSettings:
@@ -115,6 +202,15 @@ class DataSettings(Section):
             raise ValueError(f"data.kind={self.kind} needs data.path")
         if self.kind == "python" and self.loader is None:
             raise ValueError("data.kind=python needs data.loader (package.module:function)")
+        # Set but never read: the run would train on other data than the user meant.
+        if self.path is not None and self.kind not in ("file", "images"):
+            raise ValueError(
+                f"data.path is read only with data.kind=file or images (data.kind={self.kind})"
+            )
+        if self.loader is not None and self.kind != "python":
+            raise ValueError(
+                f"data.loader is read only with data.kind=python (data.kind={self.kind})"
+            )
         return self
 
 
@@ -212,6 +308,21 @@ class ModelSettings(Section):
         return self
 
 
+def shard_problem(shards: int, batch_size: int) -> str | None:
+    """One line naming both settings when K shards cannot split every full batch equally."""
+    if shards > batch_size:
+        return (
+            f"training.shards: {shards} exceeds training.batch_size {batch_size}: "
+            "a batch cannot be split into more shards than it has samples"
+        )
+    if batch_size % shards:
+        return (
+            f"training.shards: {shards} does not divide training.batch_size {batch_size}: "
+            "choose a divisor, so that every full batch splits into equal shards"
+        )
+    return None
+
+
 class TrainingSettings(Section):
     """The optimisation loop."""
 
@@ -223,6 +334,20 @@ class TrainingSettings(Section):
         0.003, gt=0.0, le=1.0, description="Learning rate of the optimizer."
     )
     optimizer: Literal["adam", "sgd"] = Field("adam", description="Optimizer.")
+    # 1 keeps the single-shard step (and its bytes); docs/parallelism.md measures the rest.
+    shards: int = Field(
+        1,
+        ge=1,
+        le=8192,
+        description="Fixed shards each batch is split into, computed in parallel on the "
+        "inter-op threads; the weights depend on it (not on the cores). Must divide batch_size.",
+    )
+
+    @model_validator(mode="after")
+    def _shards_divide_batch(self) -> TrainingSettings:
+        if problem := shard_problem(self.shards, self.batch_size):
+            raise ValueError(problem)
+        return self
 
 
 class DeterminismSettings(Section):
@@ -238,8 +363,15 @@ class DeterminismSettings(Section):
     intra_op_threads: int = Field(
         1, ge=1, le=256, description="TensorFlow intra-op threads (CPU weights depend on it)."
     )
-    inter_op_threads: int = Field(
-        1, ge=1, le=256, description="TensorFlow inter-op threads (CPU weights depend on it)."
+    # Measured: the weights never depend on it (docs/parallelism.md), so it is left out of
+    # the settings fingerprint and the cache keys; unset, it follows the machine.
+    inter_op_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="TensorFlow inter-op threads, which run independent ops (the shards of "
+        "training.shards) at once; the weights do not depend on it. Empty: the machine's cores "
+        "(divided among a sweep's workers).",
     )
     # The portable profile, measured (docs/portability.md): with TensorFlow's oneDNN
     # ops off and oneDNN's remaining kernels (sgemm) capped at AVX2, an AVX-512 Zen 4 gives
@@ -280,35 +412,19 @@ class RunSettings(Section):
     form_title = "Settings"
 
     seed: int = Field(
-        0,
-        ge=0,
-        le=MAX_SEED,
-        description="Root seed; every stage seed derives from it.",
-        title="Seed",
+        0, ge=0, le=MAX_SEED, description="Root seed; every stage seed derives from it."
     )
     output_dir: NonEmptyPath = Field(
-        Path("runs"), description="Folder that receives the run directories.", title="Output folder"
+        Path("runs"), description="Folder that receives the run directories."
     )
-    data: DataSettings = Field(
-        default_factory=DataSettings, description="Data source.", title="Data"
-    )
-    augment: AugmentSettings = Field(
-        default_factory=AugmentSettings, description="Augmentation.", title="Augmentation"
-    )
-    split: SplitSettings = Field(
-        default_factory=SplitSettings, description="Data split.", title="Split"
-    )
-    model: ModelSettings = Field(
-        default_factory=ModelSettings, description="Model architecture.", title="Model"
-    )
-    training: TrainingSettings = Field(
-        default_factory=TrainingSettings, description="Training.", title="Training"
-    )
+    data: DataSettings = Field(default_factory=DataSettings, description="Data source.")
+    augment: AugmentSettings = Field(default_factory=AugmentSettings, description="Augmentation.")
+    split: SplitSettings = Field(default_factory=SplitSettings, description="Data split.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="Model architecture.")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training.")
     determinism: DeterminismSettings = Field(
-        default_factory=DeterminismSettings,
-        description="Determinism and threads.",
-        title="Determinism",
+        default_factory=DeterminismSettings, description="Determinism and threads."
     )
     seeds: SeedOverrides = Field(
-        default_factory=SeedOverrides, description="Per-stage seed overrides.", title="Seed pins"
+        default_factory=SeedOverrides, description="Per-stage seed overrides."
     )

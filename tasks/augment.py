@@ -11,6 +11,7 @@ applies it to the training split only, fresh each epoch.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
+from seedtrail.inputs import records
 from seedtrail.inputs.augment_pipeline import (
     SampleSeededAugmenter,
     check_pipeline,
@@ -77,6 +79,16 @@ def augment_images(
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def batch_augmenter(s: AugmentSettings):
+    """A fresh augmenter as a function (images, states) -> images: one per worker thread."""
+    return functools.partial(augment_images, build_augmenter(s))
+
+
+def epoch_words(augment_seed: int, epoch: int, n: int) -> np.ndarray:
+    """The (n, 4) per-sample states of one epoch, row i for dataset index i."""
+    return epoch_seeds(augment_seed, epoch, n * WORDS_PER_SAMPLE).reshape(n, WORDS_PER_SAMPLE)
+
+
 def augment_epoch(
     augmenter: SampleSeededAugmenter,
     x: np.ndarray,
@@ -96,14 +108,24 @@ def run_augment(ctx: StageContext, s: AugmentSettings, seed: int, data: StageRes
         return StageOutput.skip(
             "tabular data" if data.info["modality"] != "image" else "augment.enabled=false"
         )
-    x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
-    idx = np.arange(min(s.preview_samples, len(x)))
     augmenter = build_augmenter(s)
-    if s.pipeline is not None:  # a user's pipeline must work on these images, shape kept
-        check_pipeline(augmenter, x.shape[1:], s.pipeline)
-    augmented = augment_epoch(augmenter, x, idx, seed, PREVIEW_EPOCH)
+    if records.is_indexed(data):  # read only the preview's samples
+        n = int(data.info["n_samples"])
+        idx = np.arange(min(s.preview_samples, n))
+        x_idx = records.images(data, idx, ctx.store)
+        if s.pipeline is not None:
+            check_pipeline(augmenter, x_idx.shape[1:], s.pipeline)
+        words = epoch_words(seed, PREVIEW_EPOCH, n)[idx]
+        augmented = augment_images(augmenter, x_idx, words)
+    else:
+        x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
+        idx = np.arange(min(s.preview_samples, len(x)))
+        if s.pipeline is not None:  # a user's pipeline must work on these images, shape kept
+            check_pipeline(augmenter, x.shape[1:], s.pipeline)
+        augmented = augment_epoch(augmenter, x, idx, seed, PREVIEW_EPOCH)
+        x_idx = x[idx]
     preview = ctx.run_dir / "augment_preview.png"
-    save_preview(x[idx], augmented, preview)
+    save_preview(x_idx, augmented, preview)
     return StageOutput(
         fingerprint_arrays({"preview": augmented}),
         outputs={"augment_preview": str(preview)},

@@ -1,13 +1,16 @@
-"""Data stage: generate (synthetic, tabular), load (scikit-learn digits) or read a user file.
+"""Data stage: generate (synthetic, tabular), load (scikit-learn digits), read a user file,
+or index an image folder.
 
-Every dataset comes out as float32 features `x` and int32 labels `y` in
-0..K-1, with images as NHWC in [0, 1]. Bad files raise InputError naming the
-problem, before any training starts.
+Every in-memory dataset comes out as float32 features `x` and int32 labels `y` in
+0..K-1, with images as NHWC in [0, 1], stored as arrays. An image folder is recorded as
+an index instead (seedtrail/inputs/index.py: files, labels, sha256s, decode settings),
+and its pixels go once into the resized-uint8 cache (seedtrail/inputs/pixels.py), which
+also decodes every file now: a file that cannot be decoded stops the run here, before
+training. Bad files raise InputError naming the problem.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import zipfile
@@ -16,13 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from seedtrail.core import store
 from seedtrail.core.errors import InputError
 from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput
 from seedtrail.core.store import put_arrays
-from seedtrail.inputs import data_loader, image_folder, user_code
+from seedtrail.inputs import data_loader, image_folder, labels, user_code
 from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
+from seedtrail.inputs.index import ImageIndex, build_index
+from seedtrail.inputs.pixels import ensure_cache
+from seedtrail.inputs.records import INDEX
 from settings.model import DataSettings
 
 
@@ -50,6 +57,8 @@ class Dataset:
 def _encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if raw.ndim != 1:
         raise InputError(f"{where}: labels must be one-dimensional (got shape {raw.shape})")
+    labels.refuse_missing(raw, where)
+    raw = labels.as_numbers_if_numeric(raw)
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)):
             raise InputError(f"{where}: labels contain NaN or infinity")
@@ -87,13 +96,11 @@ def read_npz(path: Path) -> Dataset:
         if f.read(4) != b"PK\x03\x04":  # np.load would guess "pickle" and say so
             raise InputError(f"{where}: not a readable .npz file (not a zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if "x" not in names or "y" not in names:
-                raise InputError(
-                    f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})"
-                )
-            x, raw_y = npz["x"], npz["y"]
+        arrays = store.read_npz(path)  # memory-mapped where stored uncompressed
+        names = list(arrays)
+        if "x" not in names or "y" not in names:
+            raise InputError(f"{where}: .npz needs arrays 'x' and 'y' (found: {names or 'none'})")
+        x, raw_y = arrays["x"], np.asarray(arrays["y"])
     except InputError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
@@ -130,11 +137,11 @@ def read_csv(path: Path, label_column: str) -> Dataset:
     if not feature_cols:
         raise InputError(f"{where}: no feature columns besides {label_column!r}")
     x = np.empty((len(rows) - 1, len(feature_cols)), dtype=np.float64)
-    labels: list[str] = []
+    cells: list[str] = []
     for r, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise InputError(f"{where}: line {r} has {len(row)} fields, header has {len(header)}")
-        labels.append(row[li].strip())
+        cells.append(row[li].strip())
         for j, c in enumerate(feature_cols):
             try:
                 x[r - 2, j] = float(row[c])
@@ -144,18 +151,16 @@ def read_csv(path: Path, label_column: str) -> Dataset:
                 ) from None
             if not math.isfinite(x[r - 2, j]):
                 raise InputError(f"{where}: column {header[c]!r} line {r}: NaN or infinity")
-    y, names_ = _encode_labels(csv_labels(labels), where)
+    raw = np.array(cells)
+    labels.refuse_missing(raw, where, f"column {label_column!r}", "line", offset=2)
+    y, names_ = _encode_labels(csv_labels(cells), where)
     return Dataset(x.astype(np.float32), y, "tabular", names_, f"file:{path}")
 
 
-def csv_labels(labels: list[str]) -> np.ndarray:
+def csv_labels(cells: list[str]) -> np.ndarray:
     """Numeric labels as numbers (1 and 1.0 are one class; 0.5 is then refused as a
     fraction), sorted numerically; anything else as names, sorted alphabetically."""
-    raw = np.array(labels)
-    for dtype in (np.int64, np.float64):
-        with contextlib.suppress(ValueError, OverflowError):
-            return raw.astype(dtype)
-    return raw
+    return labels.as_numbers_if_numeric(np.array(cells))
 
 
 def _first_line(err: BaseException) -> str:
@@ -165,8 +170,12 @@ def _first_line(err: BaseException) -> str:
 # --- the stage --------------------------------------------------------------------------------
 
 
-def load_dataset(s: DataSettings, seed: int) -> Dataset:
-    """Produce the dataset the settings describe; raises InputError on bad user data."""
+def load_dataset(s: DataSettings, seed: int, prove: bool = False) -> Dataset:
+    """Produce the dataset the settings describe; raises InputError on bad user data.
+
+    `prove`: call a Python loader twice and refuse one that gives other data from the same
+    seed (preflight does, on every run: a cached rerun must not hide such a loader).
+    """
     if s.kind == "synthetic":
         x, y = synthetic_shapes(s.n_samples, s.image_size, s.n_classes, s.noise, seed)
         ds = Dataset(x, y, "image", SHAPES[: s.n_classes], "synthetic shapes")
@@ -183,7 +192,8 @@ def load_dataset(s: DataSettings, seed: int) -> Dataset:
         ds = Dataset(folder.x, folder.y, "image", folder.class_names, f"images:{s.path}", extra)
     elif s.kind == "python":
         assert s.loader is not None  # enforced by DataSettings
-        loaded = data_loader.load(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
+        call = data_loader.load_proven if prove else data_loader.load
+        loaded = call(user_code.resolve(s.loader, "data.loader"), seed, s.loader)
         extra = {"class_names": loaded.arrays()["class_names"]}
         ds = Dataset(
             loaded.x, loaded.y, loaded.modality, loaded.class_names, f"python:{s.loader}", extra
@@ -221,13 +231,50 @@ def describe(ds: Dataset) -> dict:
     }
 
 
+def index_folder(s: DataSettings, store: Path | None = None, persist: bool = True) -> ImageIndex:
+    """The index of data.path (kind=images), hashing only files the store's stat cache lacks."""
+    assert s.path is not None  # enforced by DataSettings
+    return build_index(Path(s.path), s.image_size, store=store, workers=s.workers, persist=persist)
+
+
+def describe_index(index: ImageIndex, path: Path) -> dict:
+    return {
+        "source": f"images:{path}",
+        "modality": "image",
+        "n_samples": len(index),
+        "sample_shape": list(index.sample_shape),
+        "n_classes": len(index.class_names),
+        "class_names": list(index.class_names),
+        "class_counts": np.bincount(index.label_array(), minlength=len(index.class_names)).tolist(),
+        "decode": index.decode,
+        "fingerprint_of": "the index: sorted files, labels, each file's sha256, decode settings",
+    }
+
+
+def _index_stage(ctx: StageContext, s: DataSettings, feed: dict) -> StageOutput:
+    index = index_folder(s.model_copy(update={"workers": feed.get("workers")}), ctx.store)
+    info = describe_index(index, Path(s.path or ""))
+    if feed.get("cache", True):  # decodes every file once: bad images stop the run here
+        cache = ensure_cache(ctx.store, index, feed.get("workers"))
+        info["pixels_fingerprint"] = cache.fingerprint
+        cache.close()
+    return StageOutput(index.fingerprint, outputs={INDEX: str(index.save(ctx.store))}, info=info)
+
+
 # Retries: reading a user file can fail transiently; bad input never retries.
 # The key covers the sha256 of data.path's content (seedtrail/core/cache_key.py), and
 # `user_inputs`: the image folder's bytes or the loader's source (seedtrail/inputs/user_inputs.py).
-@stage(retries=2, env="stack")
+# `feed` (data.workers, data.cache) never changes the bytes: not in the key.
+@stage(retries=2, env="stack", cache_exclude=("feed",))
 def run_data(
-    ctx: StageContext, s: DataSettings, seed: int, user_inputs: dict[str, str] | None = None
+    ctx: StageContext,
+    s: DataSettings,
+    seed: int,
+    user_inputs: dict[str, str] | None = None,
+    feed: dict | None = None,
 ) -> StageOutput:
+    if s.kind == "images":
+        return _index_stage(ctx, s, feed or {})
     ds = load_dataset(s, seed)
     fp, path = put_arrays(ctx.store, ds.arrays())
     return StageOutput(fp, outputs={"arrays": str(path)}, info=describe(ds))

@@ -70,7 +70,8 @@ def capture_environment(s: DeterminismSettings, isa_cap: str, onednn_ops: bool) 
         "determinism": {
             "op_determinism": s.op_determinism,
             "intra_op_threads": s.intra_op_threads,
-            "inter_op_threads": s.inter_op_threads,
+            # How many independent ops run at once: never a byte (docs/parallelism.md).
+            "inter_op_threads": tf_runtime.inter_op_threads(s),
             "jit_compile": False,
             # TensorFlow's oneDNN ops (its default depends on the CPU: hardware.py);
             # set explicitly before TensorFlow loads, checked against TensorFlow's own answer.
@@ -85,7 +86,7 @@ def capture_environment(s: DeterminismSettings, isa_cap: str, onednn_ops: bool) 
 
 # What a run does not depend on: left out of the fingerprint, kept in the manifest.
 _VOLATILE = {"platform", "cpu_count"}
-_VOLATILE_DETERMINISM = {"PYTHONHASHSEED"}
+_VOLATILE_DETERMINISM = {"PYTHONHASHSEED", "inter_op_threads"}
 
 
 def stack_fingerprint(env: dict[str, Any]) -> str:

@@ -13,8 +13,11 @@ from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
+from seedtrail.inputs import records
+from seedtrail.inputs.stream import batches, reraise_input_error
 from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.keras_io import load_model
+from seedtrail.runtime.shards import sharded
 
 
 def classification_metrics(
@@ -46,20 +49,46 @@ def classification_metrics(
     }
 
 
-@stage()
+def _predict(model, ctx: StageContext, data: StageResult, test: np.ndarray, feed: dict | None):
+    """(probabilities, labels) of the test split: from arrays, or streamed from an index."""
+    if not records.is_indexed(data):
+        arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
+        return np.asarray(model.predict(arrays["x"][test], batch_size=256, verbose=0)), arrays["y"][
+            test
+        ]
+    source = records.source(data, ctx.store, feed)
+    ds = batches(source, test, 256, workers=(feed or {}).get("workers"))
+    try:
+        probs = np.asarray(model.predict(ds, verbose=0))
+    except Exception:
+        reraise_input_error(ds)
+        raise
+    return probs, source.labels[test]
+
+
+# `feed` (data.workers, data.cache) never changes the bytes: not in the key.
+@stage(cache_exclude=("feed",))
 def run_evaluate(
-    ctx: StageContext, seed: int, data: StageResult, split: StageResult, train: StageResult
+    ctx: StageContext,
+    seed: int,
+    data: StageResult,
+    split: StageResult,
+    train: StageResult,
+    feed: dict | None = None,
+    shards: int = 1,
 ) -> StageOutput:
+    """Test-set probabilities, predicted in `shards` fixed shards per batch as in training."""
     tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)
-    arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
     test = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["test"]
     model = load_model(Path(train.outputs["model"]))
-    probs = np.asarray(model.predict(arrays["x"][test], batch_size=256, verbose=0))
+    if shards > 1:
+        model = sharded(model, shards)
+    probs, y_test = _predict(model, ctx, data, test, feed)
     # class_names come from data's record, not its bytes: the key covers both (cache_key.py)
-    metrics = classification_metrics(probs, arrays["y"][test], data.info["class_names"])
+    metrics = classification_metrics(probs, y_test, data.info["class_names"])
     path = ctx.run_dir / "metrics.json"
     atomic.write_json(path, metrics)
     return StageOutput(

@@ -21,7 +21,7 @@ from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
-from seedtrail.inputs import builtin_models, user_code
+from seedtrail.inputs import builtin_models, records, user_code
 from seedtrail.inputs.model_builder import build_seeded
 from seedtrail.inputs.user_inputs import key_inputs, model_inputs
 from seedtrail.runtime import tf_runtime
@@ -97,13 +97,13 @@ def run_model(
     builder, options, name = select_builder(s, info["modality"])
     x_train = None
     if "x_train" in inspect.signature(builder).parameters:  # e.g. standardization statistics
-        x = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["x"]
-        x_train = x[load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]]
+        train = load_arrays(Path(split.outputs["indices"]), split.fingerprint)["train"]
+        x_train = records.images(data, train, ctx.store)
     model, fp = build_seeded(
         builder, tuple(info["sample_shape"]), info["n_classes"], seed, options, x_train, name
     )
     path = ctx.store / "models" / f"{fp}.keras"
-    save_model(model, path)
+    save_model(model, path, owned=True)
     if s.builder is not None:
         _check_loads_back(path, name)
     return StageOutput(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from seedtrail.core.errors import InputError
 from seedtrail.core.stage import stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
-from seedtrail.core.store import load_arrays, put_arrays
+from seedtrail.core.store import put_arrays
+from seedtrail.inputs import records
 from settings.model import SplitSettings
 from settings.seeds import derive_seed
 
@@ -58,7 +57,7 @@ def split_indices(
 # Retries: reading the data arrays can fail transiently; bad input never retries.
 @stage(retries=2, env="stack")
 def run_split(ctx: StageContext, s: SplitSettings, seed: int, data: StageResult) -> StageOutput:
-    y = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)["y"]
+    y = records.labels(data)
     train, val, test = split_indices(y, s, seed)
     fp, path = put_arrays(ctx.store, {"train": train, "val": val, "test": test})
     return StageOutput(

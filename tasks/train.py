@@ -3,7 +3,12 @@
 `model.fit(shuffle=True)` would shuffle with TF's global seed; instead each epoch
 is fed in the order of a permutation drawn from SeedSequence(train_seed, (epoch,)),
 with shuffle=False. After every epoch the weights are fingerprinted and a
-checkpoint is committed, so an interrupted run resumes to the same bytes.
+checkpoint is committed, so an interrupted run resumes to the same bytes; a checkpoint
+is used only if it proves to be the one written (seedtrail/runtime/checkpoint.py).
+
+In-memory datasets are augmented a whole epoch at a time, as before (their bytes are
+the golden ones); an indexed image folder is streamed batch by batch in that same order
+(seedtrail/inputs/stream.py), in `data.workers` threads that never change the bytes.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from seedtrail.core.stage import log_to_run, stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
+from seedtrail.inputs import records
+from seedtrail.inputs.stream import batches, reraise_input_error
 from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
+from seedtrail.runtime.shards import sharded
 from settings.model import AugmentSettings, TrainingSettings
 from settings.seeds import epoch_rng
-from tasks.augment import augment_epoch, build_augmenter
+from tasks.augment import augment_epoch, batch_augmenter, build_augmenter, epoch_words
 
 LOSS = "sparse_categorical_crossentropy"
 
@@ -54,8 +62,48 @@ def make_optimizer(s: TrainingSettings):
     return keras.optimizers.Adam(learning_rate=s.learning_rate)
 
 
+class _Feed:
+    """What fit() gets per epoch: whole augmented arrays, or a stream of batches."""
+
+    def __init__(self, ctx, s, augment_settings, augment, data, idx, feed) -> None:
+        self.s, self.augment_settings, self.augment, self.idx = s, augment_settings, augment, idx
+        self.indexed = records.is_indexed(data)
+        self.workers = (feed or {}).get("workers")
+        if self.indexed:
+            self.source = records.source(data, ctx.store, feed)
+            self.val = batches(self.source, idx["val"], s.batch_size, workers=self.workers)
+        else:
+            arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
+            self.x, self.y = arrays["x"], arrays["y"]
+            self.val = (self.x[idx["val"]], self.y[idx["val"]])
+        self.augmenter = None if augment.skipped else build_augmenter(augment_settings)
+
+    def epoch(self, order, epoch: int) -> dict:
+        """fit()'s data arguments for one epoch in this order."""
+        if self.indexed:
+            make = None if self.augmenter is None else self._make_augmenter
+            words = (
+                None if make is None else epoch_words(self.augment.seed, epoch, len(self.source))
+            )
+            train = batches(
+                self.source, order, self.s.batch_size, workers=self.workers,
+                make_augmenter=make, words=words,
+            )  # fmt: skip
+            return {"x": train}
+        x_epoch = (
+            self.x[order]
+            if self.augmenter is None
+            else augment_epoch(self.augmenter, self.x, order, self.augment.seed, epoch)
+        )
+        return {"x": x_epoch, "y": self.y[order], "batch_size": self.s.batch_size}
+
+    def _make_augmenter(self):
+        return batch_augmenter(self.augment_settings)
+
+
 # The key names the checkpoints: a resumed run continues only its own training.
-@stage()
+# `feed` (data.workers, data.cache) never changes the bytes: not in the key.
+@stage(cache_exclude=("feed",))
 def run_train(
     ctx: StageContext,
     s: TrainingSettings,
@@ -66,17 +114,19 @@ def run_train(
     split: StageResult,
     model_stage: StageResult,
     cache_key: str = "",
+    feed: dict | None = None,
 ) -> StageOutput:
     """Train from the initial model, or continue from this run's last checkpoint for the key."""
     tf_runtime.configured_tf()
     import keras
 
     keras.utils.set_random_seed(seed)
-    arrays = load_arrays(Path(data.outputs["arrays"]), data.fingerprint)
     idx = load_arrays(Path(split.outputs["indices"]), split.fingerprint)
-    x, y = arrays["x"], arrays["y"]
+    fed = _Feed(ctx, s, augment_settings, augment, data, idx, feed)
     ckpt_dir = ctx.run_dir / "checkpoints"
-    ckpt = load_checkpoint(ckpt_dir, cache_key) if cache_key else None
+    ckpt, notice = load_checkpoint(ckpt_dir, cache_key) if cache_key else (None, "")
+    if notice:  # a checkpoint that is not the one written is never used: say so
+        get_run_logger().warning(notice)
     if ckpt is None:
         model, optimizer, start = (
             load_model(Path(model_stage.outputs["initial_model"])),
@@ -95,29 +145,33 @@ def run_train(
         metrics=["accuracy"],
         jit_compile=False,  # XLA is off under op determinism anyway; say so
     )
-    augmenter = None if augment.skipped else build_augmenter(augment_settings)
-    x_val, y_val = x[idx["val"]], y[idx["val"]]
+    runner = model  # K = 1: Keras' own step, today's bytes
+    if s.shards > 1:
+        # K fixed shards per batch, run at once on the inter-op threads; the model, compiled
+        # with the same optimizer, is what checkpoints and the final file save.
+        runner = sharded(model, s.shards)
+        runner.compile(
+            optimizer=model.optimizer, loss=LOSS, metrics=["accuracy"], jit_compile=False
+        )
     # A terminal keeps Keras' progress bar; elsewhere the epoch's log line below says it all.
     verbose = 1 if sys.stdout.isatty() else 0
     one_epoch = _one_epoch_callback()
     for epoch in range(start, s.epochs):
         order = epoch_rng(seed, epoch).permutation(idx["train"])
-        x_epoch = (
-            x[order]
-            if augmenter is None
-            else augment_epoch(augmenter, x, order, augment.seed, epoch)
-        )
-        h = model.fit(
-            x_epoch,
-            y[order],
-            batch_size=s.batch_size,
-            epochs=s.epochs,
-            initial_epoch=epoch,
-            callbacks=[one_epoch],
-            shuffle=False,
-            validation_data=(x_val, y_val),
-            verbose=verbose,
-        )
+        data_args = fed.epoch(order, epoch)
+        try:
+            h = runner.fit(
+                **data_args,
+                epochs=s.epochs,
+                initial_epoch=epoch,
+                callbacks=[one_epoch],
+                shuffle=False,
+                validation_data=fed.val,
+                verbose=verbose,
+            )
+        except Exception:
+            reraise_input_error(data_args["x"], fed.val)  # one line naming the file
+            raise
         for name, values in h.history.items():
             history.setdefault(name, []).append(float(values[-1]))
         log_to_run(epoch_line(epoch, s.epochs, history))  # the flow run's logs: the UI

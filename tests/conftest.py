@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from seedtrail.core.errors import InputError
-from seedtrail.prefect_compat import TELEMETRY_OFF, environment_defaults
+from seedtrail.prefect.environment import TELEMETRY_OFF, environment_defaults
 from seedtrail.runtime import tf_runtime
 from settings.model import DeterminismSettings
 
@@ -115,7 +115,7 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> Completed:
 def train_in_process(settings: Any, **options: Any) -> dict:
     """The `train` flow in this process (one parameter per settings section, plus options)."""
     from flows.train import train_flow
-    from seedtrail.prefect_compat import settings_parameters
+    from seedtrail.prefect.parameters import settings_parameters
 
     return train_flow(**settings_parameters(settings), **options)
 

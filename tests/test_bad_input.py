@@ -21,6 +21,7 @@ from seedtrail.core.errors import InputError
 from settings import RunSettings
 from settings.seeds import STAGES
 from tests.conftest import TINY, run_module
+from tests.manifests import consistent, sealed
 
 FP = "ab" * 32
 
@@ -120,8 +121,8 @@ def _unfinished_run(tmp_path: Path, **changes: Any) -> Path:
         "settings": RunSettings(output_dir=tmp_path / "runs").model_dump(mode="json"),
         "seeds": {"root": 0, "stages": {}},
         "stages": {},
-        **changes,
     }
+    manifest = sealed({**consistent(manifest), **changes})  # each case: a bad type, or complete
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
@@ -176,7 +177,8 @@ def _complete_run(root: Path, name: str, **changes: Any) -> Path:
         "stages": stages,
         "metrics": {"test_accuracy": 0.5},
     }
-    for dotted, value in changes.items():
+    manifest = consistent({**manifest, "settings": changes.pop("settings", manifest["settings"])})
+    for dotted, value in changes.items():  # after the seal: each case breaks it on purpose
         target = manifest
         *parents, last = dotted.split(".")
         for p in parents:
@@ -272,3 +274,181 @@ def test_manifest_fixture_is_sane(tmp_path: Path) -> None:
     run = _unfinished_run(tmp_path)
     assert resumed_settings(run, []) == RunSettings(output_dir=tmp_path / "runs")
     assert copy.deepcopy(result.to_dict())["exit_code"] == 0
+
+
+# ---- issue 24: settings that were accepted wrongly, or named unhelpfully ---------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[training]\nepochs = true\n", "training.epochs: must be a number, not true/false"),
+        ("seed = false\n", "seed: must be a number, not true/false"),
+        ("[data]\nnoise = true\n", "data.noise: must be a number, not true/false"),
+        ("[model]\nconv_filters = [8, true]\n", "model.conv_filters: must be a number"),
+        ("[seeds]\nmodel = true\n", "seeds.model: must be a number, not true/false"),
+    ],
+)
+def test_a_boolean_for_a_number_in_toml_is_refused(
+    tmp_path: Path, toml: str, expected: str
+) -> None:
+    """`epochs = true` trained 1 epoch, while `--training.epochs true` was refused."""
+    config = tmp_path / "run.toml"
+    config.write_text(toml)
+    assert expected in _train(["--config", str(config)], tmp_path / "runs")
+
+
+def test_a_boolean_setting_still_takes_a_boolean(tmp_path: Path) -> None:
+    from settings.cli import load_settings
+
+    config = tmp_path / "run.toml"
+    config.write_text("[augment]\nenabled = false\n[training]\nepochs = 3\n")
+    s = load_settings(["--config", str(config)])
+    assert (s.augment.enabled, s.training.epochs) == (False, 3)
+
+
+@pytest.mark.parametrize("value", ["[1,2]", "3", '"text"', "{bad"])
+def test_model_options_flag_that_is_not_an_object(tmp_path: Path, value: str) -> None:
+    args = ["--model.builder", "examples.model:build", "--model.options", value]
+    line = _train(args, tmp_path / "runs")
+    assert line.startswith("model.options: expected a JSON object"), line
+    assert repr(value) in line
+
+
+def test_model_options_env_var_names_the_variable_and_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEDTRAIL_MODEL__OPTIONS", "[1, 2")
+    line = _train(["--model.builder", "examples.model:build"], tmp_path / "runs")
+    assert "SEEDTRAIL_MODEL__OPTIONS" in line and "'[1, 2'" in line, line
+
+
+def test_a_bad_env_value_names_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEDTRAIL_TRAINING__EPOCHS", "0")
+    line = _train([], tmp_path / "runs")
+    assert line.startswith("training.epochs:") and "SEEDTRAIL_TRAINING__EPOCHS='0'" in line, line
+
+
+def test_data_kind_is_inferred_from_loader_or_path(tmp_path: Path) -> None:
+    """`--data.loader X` or `--data.path f.npz` alone trained on synthetic data, silently."""
+    from settings.cli import load_settings
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    assert load_settings(["--data.loader", "examples.loader:load"]).data.kind == "python"
+    for name, kind in (("d.npz", "file"), ("d.CSV", "file"), (str(folder), "images")):
+        assert load_settings(["--data.path", str(tmp_path / name)]).data.kind == kind
+    assert load_settings([]).data.kind == "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--data.path", "data.parquet"], "data: cannot tell data.kind from data.path"),
+        (["--data.path", "d.npz", "--data.loader", "a.b:c"], "set data.kind"),
+        (["--data.kind", "synthetic", "--data.path", "d.npz"], "data.path is read only with"),
+        (["--data.kind", "digits", "--data.loader", "a.b:c"], "data.loader is read only with"),
+    ],
+)
+def test_data_settings_that_would_be_ignored_are_refused(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    assert expected in _train(args, tmp_path / "runs")
+
+
+# ---- issue 24: the user's code raises -----------------------------------------------------------
+
+USER_MODULE = """
+import numpy as np
+
+
+def _deeper(n):
+    raise ValueError(f"broken for {n}")
+
+
+def build(input_shape, n_classes):
+    return _deeper(n_classes)
+
+
+def load(seed):
+    return _deeper("the loader")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--model.builder", "usermod:build"], "model.builder: usermod:build raised ValueError: broken for 4"),
+        (["--data.loader", "usermod:load"], "data.loader: usermod:load raised ValueError: broken for the loader"),
+    ],
+)  # fmt: skip
+def test_user_code_that_raises_is_one_line_then_its_own_frames(
+    tmp_path: Path, prefect_api_url: str, flags: list[str], line: str
+) -> None:
+    """Before: 3 tracebacks through Prefect's internals (176 lines), exit 1, a failed run."""
+    (tmp_path / "usermod.py").write_text(USER_MODULE)
+    out = tmp_path / "runs"
+    res = run_module(
+        "flows.train", [*TINY, *flags, "--output-dir", str(out)], cwd=tmp_path,
+        prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url}, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    lines = [x for x in res.stderr.splitlines() if " | " not in x]  # not Prefect's log lines
+    lines = [x for x in lines if not x.startswith(("WARNING: All log", "I0000"))]  # absl
+    assert lines[0] == f"error: {line}", res.stderr
+    files = [x for x in lines[1:] if x.lstrip().startswith("File ")]
+    assert len(files) == 2 and all("usermod.py" in f for f in files), res.stderr
+    assert "Traceback" not in res.stderr and "ERROR" not in res.stderr, res.stderr
+    assert len(lines) <= 1 + 2 * 3, res.stderr  # the line, then each frame: file, code, ^^^
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != ".store"]
+
+
+# ---- issue 24: an output folder that cannot take files, found before Prefect starts ----------
+
+
+@pytest.mark.parametrize(
+    ("output_dir", "expected"),
+    [
+        # /proc: exists, and no one (root included) can create a file in it
+        ("/proc/self", "output_dir: cannot write in /proc/self"),
+        ("/proc/self/runs", "output_dir: cannot create /proc/self/runs"),
+    ],
+)
+def test_an_output_dir_that_takes_no_files_is_one_line(output_dir: str, expected: str) -> None:
+    from flows.train import main
+
+    assert _one_line(lambda: main([*TINY, "--output-dir", output_dir])).startswith(expected)
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    from flows.train import main
+
+    file = tmp_path / "runs"
+    file.write_text("not a folder")
+    line = _one_line(lambda: main([*TINY, "--output-dir", str(file)]))
+    assert line == f"output_dir: {file} is a file, not a folder"
+    line = _one_line(lambda: main([*TINY, "--output-dir", str(file / "sub")]))
+    assert line.startswith(f"output_dir: cannot create {file / 'sub'}")
+
+
+def test_a_read_only_mount_is_one_line(tmp_path: Path) -> None:
+    """A real read-only mount where this user may mount one (root); /proc covers the rest."""
+    import subprocess
+
+    from flows.train import main
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mount not permitted here (not root): /proc is the read-only case")
+    try:
+        line = _one_line(lambda: main([*TINY, "--output-dir", str(mnt)]))
+        assert line == f"output_dir: cannot write in {mnt} (Read-only file system)"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

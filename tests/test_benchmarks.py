@@ -51,3 +51,19 @@ def test_plain_keras_baseline_imports_no_prefect(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "plain keras: test accuracy" in proc.stdout
     assert "imported: []" in proc.stdout, proc.stdout
+
+
+def test_shards_benchmark_runs_on_a_tiny_setting(tmp_path: Path) -> None:
+    """benchmarks/shards.py: every configuration measured, the same weights for 1 and N threads."""
+    out = tmp_path / "shards.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.shards", "--quick", "--cores", "2", "--json", str(out)],
+        cwd=ROOT, env=cli_env(tmp_path / "home"), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert len(data["median_samples_per_s"]) == 3 and all(
+        v > 0 for v in data["median_samples_per_s"].values()
+    )
+    assert data["same_weights_for_any_inter_op_threads"] is True
+    assert all(v[0] >= 1.0 for v in data["ops_in_flight"].values() if v[0] is not None)

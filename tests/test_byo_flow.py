@@ -363,3 +363,41 @@ def test_a_custom_deployment_run_can_set_the_builder_and_the_image_folder() -> N
     validate(custom, schema, raise_on_error=True, ignore_required=True)
     with pytest.raises(ValidationError, match="does not match"):
         validate({"model": {"builder": "not a ref"}}, schema, raise_on_error=True)
+
+
+JITTERY_LOADER = '''
+import os
+
+import numpy as np
+
+
+def digits(seed):
+    """Seeded, unless JITTER is set: then its own unseeded generator (the trial's case)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(None if os.environ.get("JITTER") else seed)
+    keep = np.sort(rng.permutation(len(x))[:200])
+    return (x[keep].reshape(-1, 8, 8, 1) / 16.0).astype(np.float32), y[keep]
+'''
+
+
+@pytest.mark.slow
+def test_a_cached_rerun_does_not_hide_a_loader_with_unseeded_randomness(
+    tiny_runs: TinyRuns, tmp_path: Path
+) -> None:
+    (tmp_path / "jittery.py").write_text(JITTERY_LOADER)
+    settings = {**LOADER, "data": {"kind": "python", "loader": "jittery:digits"}}
+    args = [*flags(settings), "--output-dir", str(tmp_path / "runs")]
+    api = {"PREFECT_API_URL": tiny_runs.api_url}
+    home = tmp_path / "home"
+    first = run_module("flows.train", args, cwd=tmp_path, prefect_home=home, env=api)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # Same code, same settings: every stage would be a cache hit, the data stage's too.
+    again = run_module(
+        "flows.train", args, cwd=tmp_path, prefect_home=home, env={**api, "JITTER": "1"}
+    )
+    assert again.returncode == 2, again.stderr[-2000:]
+    line = again.stderr.strip()
+    assert "\n" not in line and "data.loader: jittery:digits returned different data" in line
+    assert len(list((tmp_path / "runs").glob("*/manifest.json"))) == 1  # nothing new left

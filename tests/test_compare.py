@@ -14,6 +14,7 @@ from seedtrail.compare.explanation import compare_manifests
 from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from settings.seeds import STAGES, SeedPlan
+from tests.manifests import consistent
 
 
 def fp(*parts: object) -> str:
@@ -293,7 +294,7 @@ def test_bad_run_directories_are_one_line_input_errors(
 def test_read_run_records_where_the_run_is(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "manifest.json").write_text(json.dumps(make_manifest()))
+    (run / "manifest.json").write_text(json.dumps(consistent(make_manifest())))
     assert read_run(run).run_dir == str(run)
     assert read_run(run / "manifest.json").run_dir == str(run)
 

@@ -50,3 +50,53 @@ def test_bad_returns_are_one_line_naming_data_loader(result, pattern):
     with pytest.raises(InputError, match=rf"^data\.loader: {NAME}.*{pattern}") as err:
         validate(result, NAME)
     assert len(err.value.problems) == 1
+
+
+# ---- a loader with its own unseeded randomness is refused, as builders are ---------------------
+
+
+def _unseeded(seed):
+    import numpy as np
+
+    x = np.random.default_rng().normal(size=(8, 2))  # no seed: other data every call
+    return x, np.array([0, 1] * 4)
+
+
+def _global_numpy(seed):
+    import numpy as np
+
+    return np.random.rand(8, 2), np.random.permutation([0, 1] * 4)  # the global generator
+
+
+def test_a_loader_with_unseeded_randomness_is_refused_naming_the_causes():
+    from seedtrail.inputs.data_loader import load_proven
+
+    with pytest.raises(InputError) as err:
+        load_proven(_unseeded, 3, NAME)
+    (line,) = err.value.problems
+    assert line.startswith(
+        f"data.loader: {NAME} returned different data twice from the same seed 3"
+    )
+    assert "default_rng() or random.Random() without a seed" in line and "\n" not in line
+
+
+def test_a_loader_drawing_from_numpys_global_generator_is_seeded_and_accepted():
+    from seedtrail.inputs.data_loader import load_proven
+
+    a, b = load_proven(_global_numpy, 3, NAME), load(_global_numpy, 3, NAME)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert not np.array_equal(a.x, load(_global_numpy, 4, NAME).x)
+
+
+def test_preflight_refuses_an_unseeded_loader_on_every_run(monkeypatch, tmp_path):
+    """preflight runs before any cache lookup, so a cached rerun cannot hide the loader."""
+    from seedtrail.inputs import user_code
+    from seedtrail.run.pipeline import preflight
+    from settings import RunSettings
+
+    monkeypatch.setattr(user_code, "resolve", lambda ref, setting: _unseeded)
+    settings = RunSettings(output_dir=tmp_path, data={"kind": "python", "loader": "proj.data:load"})
+    monkeypatch.setattr("seedtrail.inputs.user_inputs.identify", lambda s: {})
+    with pytest.raises(InputError) as err:
+        preflight(settings)
+    assert "returned different data twice" in err.value.problems[0]

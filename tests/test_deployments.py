@@ -1,4 +1,4 @@
-"""flows.serve and prefect.yaml come from one declaration (seedtrail/deployments.py): same names,
+"""flows.serve and prefect.yaml come from one declaration (seedtrail/prefect/deployments.py): same names,
 entrypoints, descriptions, tags, schedules and default parameters. Also: no flow imports another.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from seedtrail.deployments import (
+from seedtrail.prefect.deployments import (
     DEPLOYMENTS,
     NAME,
     ROOT,
@@ -19,7 +19,7 @@ from seedtrail.deployments import (
     load_flow,
     schedule_slug,
 )
-from seedtrail.prefect_compat import settings_from_parameters
+from seedtrail.prefect.parameters import settings_from_parameters
 from settings.model import RunSettings
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,18 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from seedtrail.core.errors import InputError
 from seedtrail.core.stage_cache import StageContext, _entry_path, load_entry, save_entry
 from seedtrail.core.stage_result import StageResult
+from seedtrail.inputs.labels import MISSING
 from seedtrail.run.manifest import NotARun, read_manifest
 from settings import RunSettings
 from settings.cli import load_settings
 from settings.seeds import STAGES
+from tasks.data import read_csv
 from tests.conftest import run_module
+from tests.manifests import consistent
 
 FUZZ = hyp_settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -140,17 +144,20 @@ FP = "cd" * 32
 
 
 def valid_manifest() -> dict[str, Any]:
-    return {
-        "run_id": "r",
-        "status": "complete",
-        "settings": RunSettings().model_dump(mode="json"),
-        "seeds": {"root": 0, "stages": dict.fromkeys(STAGES, 1), "pinned": []},
-        "stages": {
-            s: {"seed": 1, "fingerprint": FP, "info": {"final": {"loss": 0.1}}} for s in STAGES
-        },
-        "metrics": {"test_accuracy": 0.5},
-        "environment": {"python": "3.11"},
-    }
+    """A manifest that matches its own content (seeds, settings fingerprint, seal)."""
+    return consistent(
+        {
+            "run_id": "r",
+            "status": "complete",
+            "settings": RunSettings().model_dump(mode="json"),
+            "seeds": {"root": 0, "stages": dict.fromkeys(STAGES, 1), "pinned": []},
+            "stages": {
+                s: {"seed": 1, "fingerprint": FP, "info": {"final": {"loss": 0.1}}} for s in STAGES
+            },
+            "metrics": {"test_accuracy": 0.5},
+            "environment": {"python": "3.11"},
+        }
+    )
 
 
 def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
@@ -290,3 +297,149 @@ def test_a_manifest_of_wrong_types_is_one_line_at_the_command_line(
     assert res.stderr.startswith("error: ") and res.stderr.strip().count("\n") == 0, res.stderr
     assert "stages.train.info: Input should be a valid dictionary" in res.stderr
     assert _listing(tmp_path) - before <= {"home"}, _listing(tmp_path) - before
+
+
+# ---- manifest integrity: an edit is always caught ---------------------------------------------
+
+fingerprints = st.text("0123456789abcdef", min_size=64, max_size=64)
+edit_values = json_values | fingerprints | st.sampled_from([math.nan, math.inf, -math.inf])
+
+
+def _as_file(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+def _refuses_edit(
+    base: dict[str, Any],
+    data: st.DataObject,
+    roots: tuple[str, ...],
+    free: tuple = (),
+    keep: tuple[str, ...] = (),
+) -> None:
+    """Edit (or delete, outside `keep`) one value under `roots` but not in `free`: refused."""
+    paths = [p for p in _paths(base) if p[0] in roots and p not in free]
+    where = data.draw(st.sampled_from(paths), label="path")
+    value = data.draw(edit_values, label="value")
+    delete = data.draw(st.booleans(), label="delete") and where[0] not in keep
+    edited = _mutate(base, where, value, delete)
+    assume(_as_file(edited) != _as_file(base))  # as bytes: 1 and 1.0 differ in the file
+    with _scratch() as root:
+        (root / "manifest.json").write_text(json.dumps(edited))
+        with pytest.raises(NotARun) as err:  # "edited", or corrupt when the type is wrong
+            read_manifest(root)
+        _clean(err.value.problems)
+
+
+@FUZZ
+@given(st.data())
+def test_any_edit_of_settings_metrics_seeds_or_fingerprints_is_refused(data: st.DataObject) -> None:
+    from tests.test_compare import make_manifest
+
+    base = consistent(make_manifest())
+    _refuses_edit(base, data, ("settings", "settings_fingerprint", "metrics", "seeds", "stages"))
+
+
+@FUZZ
+@given(st.data())
+def test_an_unsealed_manifest_refuses_any_edit_of_its_settings_or_seeds(
+    data: st.DataObject,
+) -> None:
+    """Version 2 (no seal): the settings fingerprint and the seed rule still catch these."""
+    from tests.test_compare import make_manifest
+
+    base = consistent(make_manifest())
+    del base["manifest_sha256"]
+    base["manifest_version"] = 2
+    base["settings"].pop("output_dir")  # where files go: not in the settings fingerprint
+    read_manifest_ok = json.loads(json.dumps(base))
+    with _scratch() as root:
+        (root / "manifest.json").write_text(json.dumps(read_manifest_ok))
+        read_manifest(root)  # the unedited base is valid
+    # Without a seal: the rule's wording is not checked (it may be reworded between
+    # versions), and a seed record deleted is information lost, not a wrong one.
+    roots = ("settings", "settings_fingerprint", "seeds")
+    _refuses_edit(base, data, roots, free=(("seeds", "rule"),), keep=("seeds",))
+
+
+def test_the_integrity_fuzz_base_is_valid(tmp_path: Path) -> None:
+    """Each refusal above is the edit's doing: the base itself reads."""
+    from tests.test_compare import make_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps(consistent(make_manifest())))
+    assert read_manifest(tmp_path).complete
+
+
+# ---- labels: a missing cell is never a class; numbers sort as numbers ---------------------------
+
+label_names = st.sampled_from(["a", "b", "cat", "none", "1", "2", "10", "-3", "0.0"])
+missing_cells = st.sampled_from(sorted(MISSING))
+
+
+@FUZZ
+@given(st.lists(label_names, min_size=2, max_size=30), st.data())
+def test_a_label_column_with_missing_cells_is_always_refused_naming_them(
+    cells: list[str], data: st.DataObject
+) -> None:
+    where = data.draw(
+        st.sets(st.integers(0, len(cells) - 1), min_size=1, max_size=len(cells)), label="missing"
+    )
+    for i in where:
+        cells[i] = data.draw(missing_cells, label="marker")
+    with _scratch() as root:
+        path = root / "d.csv"
+        path.write_text("f,label\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
+        with pytest.raises(InputError) as err:
+            read_csv(path, "label")
+        (line,) = err.value.problems
+        lines = sorted(i + 2 for i in where)  # the header is line 1
+        assert f"has {len(where)} missing label" in line, line
+        assert f" {', '.join(map(str, lines[:5]))}" in line, line
+
+
+@FUZZ
+@given(
+    st.lists(st.integers(-(2**40), 2**40), min_size=2, max_size=30).filter(
+        lambda v: len(set(v)) > 1
+    )
+)
+def test_numeric_labels_are_classes_in_numeric_order(values: list[int]) -> None:
+    with _scratch() as root:
+        path = root / "d.csv"
+        path.write_text("f,label\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+        ds = read_csv(path, "label")
+    assert ds.class_names == tuple(str(v) for v in sorted(set(values)))
+    assert [int(ds.class_names[k]) for k in ds.y] == values
+
+
+@pytest.mark.parametrize("where", ["entry", "stored file", "arrays"])
+def test_a_store_entry_replaced_by_a_directory_is_a_miss_then_rewritten(
+    tmp_path: Path, where: str
+) -> None:
+    """Issue 24: a directory in place of a store file gave an IsADirectoryError traceback."""
+    import numpy as np
+
+    from seedtrail.core.stage_cache import lookup
+    from seedtrail.core.store import load_arrays, put_arrays
+
+    if where == "arrays":
+        fp, path = put_arrays(tmp_path / ".store", {"x": np.arange(3)})
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+        fp2, path2 = put_arrays(tmp_path / ".store", {"x": np.arange(3)})  # the recompute
+        assert (fp2, path2) == (fp, path) and load_arrays(path, fp)["x"].tolist() == [0, 1, 2]
+        return
+    ctx, result = _saved_entry(tmp_path)
+    path = _entry_path(ctx, "train", "key")
+    if where == "stored file":
+        (path,) = (ctx.store / "files").iterdir()
+    path.unlink()
+    (path / "inside").mkdir(parents=True)
+    fresh = StageContext(run_dir=tmp_path / "run2", store=ctx.store)
+    fresh.run_dir.mkdir()
+    warnings: list[str] = []
+    hit, decision = lookup(fresh, "train", "key", log=warnings.append)
+    assert hit is None and decision["status"] == "miss"
+    assert len(warnings) == 1 and "a directory" in warnings[0], warnings
+    save_entry(ctx, "key", result)  # the stage ran again and saves its result
+    hit, decision = lookup(fresh, "train", "key", log=warnings.append)
+    assert hit is not None and decision["status"] == "hit" and len(warnings) == 1

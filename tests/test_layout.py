@@ -23,10 +23,9 @@ CHECKED = ("seedtrail", "settings", "tasks", "flows")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("seedtrail.core",),  # the framework and the pipeline table: imports nothing of ours
     ("settings",),  # the configuration: its models read the pipeline table
-    # Prefect plumbing (issue 22 part 3 turns prefect_compat into seedtrail.prefect).
-    # deployments.py imports flows/ by path at run time (load_flow): the one upward
-    # dependency left, invisible to this check because the module name is computed.
-    ("seedtrail.prefect", "seedtrail.prefect_compat", "seedtrail.deployments"),
+    # Prefect plumbing. deployments.py imports flows/ by path at run time (load_flow):
+    # the one upward dependency left, invisible to this check because the name is computed.
+    ("seedtrail.prefect",),
     ("seedtrail.runtime",),  # this process's TensorFlow, the machine
     ("seedtrail.inputs",),  # data sets, the user's code and files (may need TensorFlow)
     ("tasks",),  # the stages, built on the layers above
@@ -165,9 +164,6 @@ def test_the_check_lets_a_layer_import_itself_and_below() -> None:
 # --- size -----------------------------------------------------------------------------------
 
 MAX_LINES = 400
-#: Temporary: issue 22 part 3 splits prefect_compat.py (561 lines) into seedtrail/prefect/.
-#: Remove this exclusion when it lands.
-TOO_LONG_FOR_NOW = {"seedtrail/prefect_compat.py"}
 
 
 def test_no_module_is_over_400_lines() -> None:
@@ -176,8 +172,7 @@ def test_no_module_is_over_400_lines() -> None:
         for _, path in modules()
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
-    over = {p: n for p, n in long.items() if p not in TOO_LONG_FOR_NOW}
-    assert not over, f"modules over {MAX_LINES} lines (split them): {over}"
+    assert not long, f"modules over {MAX_LINES} lines (split them): {long}"
 
 
 # --- public surfaces ------------------------------------------------------------------------

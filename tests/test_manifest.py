@@ -47,7 +47,7 @@ def test_a_version_1_manifest_reads_with_defaults_for_what_it_lacks(tmp_path: Pa
 
 
 def test_the_writer_writes_the_current_version() -> None:
-    assert MANIFEST_VERSION == 2
+    assert MANIFEST_VERSION == 3
     assert Manifest.model_fields["manifest_version"].annotation is not int  # a closed set
 
 

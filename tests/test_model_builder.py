@@ -100,3 +100,74 @@ def test_contract_violations_are_one_line(builder, options, pattern):
     with pytest.raises(InputError, match=pattern) as err:
         build_seeded(builder, (6, 6, 1), 3, 7, options, name="b")
     assert len(err.value.problems) == 1 and "\n" not in err.value.problems[0]
+
+
+def _helper_that_raises(n: int):
+    raise ValueError(f"no layer for {n} classes")
+
+
+def raising(input_shape, n_classes):
+    return _helper_that_raises(n_classes)
+
+
+def logits(input_shape, n_classes, seed=0):
+    """What many Keras users write: Dense(n_classes), from_logits=True in their own compile."""
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input(shape=input_shape)
+    h = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, kernel_initializer=init)(h))
+
+
+def sigmoid(input_shape, n_classes):
+    inputs = keras.Input(shape=input_shape)
+    h = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="sigmoid")(h))
+
+
+def test_a_builder_that_raises_is_one_line_and_the_users_own_frames():
+    """Issue 24: 3 tracebacks through Prefect's internals (176 lines) before."""
+    from seedtrail.core.errors import UserCodeError
+
+    with pytest.raises(UserCodeError) as err:
+        build_seeded(raising, (6, 6, 1), 3, 7, name="examples.bad:build")
+    assert err.value.problems == [
+        "model.builder: examples.bad:build raised ValueError: no layer for 3 classes"
+    ]
+    frames = err.value.frames.splitlines()
+    files = [line for line in frames if line.lstrip().startswith("File ")]
+    assert len(files) == 2 and all(__file__ in line for line in files), frames
+    assert "in raising" in files[0] and "in _helper_that_raises" in files[1]
+    assert "raise ValueError" in frames[-1]
+
+
+@pytest.mark.parametrize("builder", [logits, sigmoid])
+def test_a_model_without_softmax_is_refused_in_one_line(builder):
+    """Issue 24: a plain Dense(n_classes) trained with loss 27.6 and exit 0."""
+    with pytest.raises(InputError) as err:
+        build_seeded(builder, (6, 6, 1), 3, 7, name="b")
+    (line,) = err.value.problems
+    assert line.startswith("model.builder: b gives outputs that are not class probabilities")
+    assert 'activation="softmax"' in line and "\n" not in line
+
+
+def test_a_softmax_model_passes_the_probe_and_keeps_its_weights():
+    model, fp = build_seeded(plain, (6, 6, 1), 3, 7, {"units": 4})
+    _, fp2 = build_seeded(plain, (6, 6, 1), 3, 7, {"units": 4})
+    from seedtrail.runtime.keras_io import weights_fingerprint
+
+    assert fp == fp2 == weights_fingerprint(model)  # the probe ran on the other copy
+
+
+def test_a_loader_that_raises_is_one_line_and_the_users_own_frames():
+    from seedtrail.core.errors import UserCodeError
+    from seedtrail.inputs.data_loader import load
+
+    def loader(seed):
+        return _helper_that_raises(seed)
+
+    with pytest.raises(UserCodeError) as err:
+        load(loader, 5, "examples.bad:load")
+    assert err.value.problems == [
+        "data.loader: examples.bad:load raised ValueError: no layer for 5 classes"
+    ]
+    assert "data_loader.py" not in err.value.frames and "in loader" in err.value.frames

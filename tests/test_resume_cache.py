@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -169,3 +170,89 @@ def test_resume_refuses_a_complete_run_and_a_non_run(tmp_path: Path, tiny_runs: 
         )
         assert res.returncode == 2
         assert res.stderr.strip().count("\n") == 0 and expected in res.stderr
+
+
+def _epochs_done(output_dir: Path) -> tuple[Path, int] | None:
+    for pointer in output_dir.glob("*/checkpoints/latest.json"):
+        try:
+            return pointer.parent.parent, int(json.loads(pointer.read_text())["epochs_done"])
+        except (OSError, ValueError, KeyError):
+            return None  # being replaced right now
+    return None
+
+
+def _killed_in_training(tmp_path: Path, api: dict[str, str]) -> dict[int, tuple[Path, int]]:
+    """Seed 0 (the reference's settings) killed -9 once 2 epochs are done, then seed 1 once
+    it has as many: (run directory, epochs done) of each."""
+    procs = {
+        seed: start_module(
+            "flows.train", [*TINY, *SIX_EPOCHS, *flags, "--output-dir", str(tmp_path / f"s{seed}")],
+            cwd=tmp_path, prefect_home=tmp_path / f"home{seed}", env=api,
+        )
+        for seed, flags in ((0, ()), (1, ("--seed", "1")))
+    }  # fmt: skip
+    killed: dict[int, tuple[Path, int]] = {}
+    deadline = time.monotonic() + 300
+    for seed, proc in procs.items():
+        enough = killed[0][1] if killed else 2
+        while seed not in killed and time.monotonic() < deadline:
+            state = _epochs_done(tmp_path / f"s{seed}")
+            if state is not None and state[1] >= enough:
+                proc.send_signal(signal.SIGKILL)
+                finish(proc)
+                # read again after the kill: an epoch may have been committed in between
+                while (state := _epochs_done(tmp_path / f"s{seed}")) is None:
+                    time.sleep(0.01)
+                killed[seed] = state
+            time.sleep(0.02)
+        proc.kill()
+    assert len(killed) == 2, "no checkpoints appeared"
+    return killed
+
+
+def test_resume_uses_only_a_checkpoint_it_wrote(tmp_path: Path, tiny_runs: TinyRuns) -> None:
+    """The trial's cases: the latest checkpoint swapped for another seed's, or one byte flipped.
+
+    Before: exit 0, status complete, other final weights (swapped); tracebacks and SIGSEGV
+    (flipped). Now: the bad checkpoint is rejected in one line, the one before is used, and
+    the weights are an uninterrupted run's.
+    """
+    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
+    api = {"PREFECT_API_URL": tiny_runs.api_url}
+    killed = _killed_in_training(tmp_path, api)
+    (mine, done), (other, other_done) = killed[0], killed[1]
+    stem = f"epoch-{done:04d}"
+    flipped = tmp_path / "flipped" / mine.name
+    shutil.copytree(mine, flipped)
+    assert other_done >= done and (other / "checkpoints" / f"{stem}.keras").is_file()
+    for path in (other / "checkpoints").glob(f"{stem}.*"):
+        shutil.copy(path, mine / "checkpoints" / path.name)  # another seed's, same architecture
+    keras_file = flipped / "checkpoints" / f"{stem}.keras"
+    data = bytearray(keras_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    keras_file.write_bytes(bytes(data))
+
+    for run_dir in (mine, flipped):
+        res = run_module(
+            "flows.train", ["--resume", str(run_dir)],
+            cwd=tmp_path, prefect_home=tmp_path / "home0", env=api,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+        notices = [
+            line for line in (res.stdout + res.stderr).splitlines() if "rejected checkpoint" in line
+        ]
+        assert len(notices) == 1, notices
+        assert f"{stem} ({stem}.keras changed since it was written)" in notices[0]
+        assert f"resuming after epoch {done - 1}" in notices[0]
+        assert "Traceback" not in res.stderr
+        final = json.loads((run_dir / "manifest.json").read_text())
+        assert final["status"] == "complete"
+        assert final["stages"]["train"]["info"]["resumed_after_epoch"] == done - 1
+        for stage in ("train", "evaluate"):
+            assert (
+                final["stages"][stage]["fingerprint"] == reference["stages"][stage]["fingerprint"]
+            )
+        assert (
+            final["stages"]["train"]["info"]["epoch_fingerprints"]
+            == reference["stages"]["train"]["info"]["epoch_fingerprints"]
+        )

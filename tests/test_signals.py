@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.prefect_compat import TELEMETRY_OFF
+from seedtrail.prefect.environment import TELEMETRY_OFF
 from tests.conftest import TINY, TinyRuns, cli_env, run_module
 from tests.test_resume_cache import SIX_EPOCHS, _wait_for_checkpoint
 
@@ -128,17 +128,21 @@ def _start(module: str, args: list[str], root: Path) -> Command:
 
 def _check_server(cmd: Command) -> None:
     """Prefect's temporary server: outside the run's process group, and told not to phone home."""
-    servers = [
-        pid
-        for pid in _processes_with_home(cmd.home)
-        if b"server\0start" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    cmdlines = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in _processes_with_home(cmd.home)}
+    servers = [p for p, c in cmdlines.items() if b"server\0start" in c and b"watchdog" not in c]
     assert len(servers) == 1, f"expected one temporary server, found {servers}"
-    assert os.getpgid(servers[0]) != cmd.proc.pid  # a terminal's Ctrl-C does not reach it
+    watchdog = _parent(servers[0])
+    assert b"seedtrail.prefect.watchdog" in cmdlines.get(watchdog, b""), cmdlines
+    for pid in (servers[0], watchdog):  # a terminal's Ctrl-C does not reach them
+        assert os.getpgid(pid) != cmd.proc.pid
     raw = Path(f"/proc/{servers[0]}/environ").read_bytes().decode(errors="replace")
     environ = dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
     for key, value in TELEMETRY_OFF.items():
         assert environ.get(key, "").lower() == value, (key, environ.get(key))
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _checkpointed_run(cmd: Command, epochs_done: int) -> Path | None:
@@ -239,3 +243,64 @@ def test_ctrl_c_to_a_sweep_stops_its_workers_and_marks_their_runs_interrupted(
     print(f"sweep SIGINT to group: exit 130 after {took:.1f} s")
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert not (sweep_dir / "summary.json").exists()  # an interrupted sweep claims no summary
+
+
+def _first_line_in(path: Path, timeout: float) -> bool:
+    return _wait_until(lambda: path.exists() and path.stat().st_size > 0, timeout)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_prefect_imports_is_one_line(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The first seconds, before anything started: no import traceback, exit 130/143."""
+    cmd = _start("flows.train", [*TINY, "--output-dir", str(tmp_path / "runs")], tmp_path / "c")
+    try:
+        # The flags are checked first (milliseconds), then Prefect imports for seconds;
+        # orjson is one of the first compiled modules it loads (nothing before imports it).
+        assert _wait_until(lambda: "/orjson/" in _mapped(cmd.proc.pid), 60), cmd.stderr
+        cmd.signal(sig, to_group=True)
+        took, gone = cmd.wait_gone()
+    finally:
+        cmd.kill_leftovers()
+    err = cmd.stderr
+    assert cmd.proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and err.strip() in ("interrupted", "terminated"), err
+    assert gone
+    print(f"{sig.name} while importing: exit {128 + sig} after {took:.1f} s")
+
+
+def _mapped(pid: int) -> str:
+    """The files the process has mapped: compiled modules once imported (Linux /proc)."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_the_server_starts_ends_in_seconds(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """It waited 14.5-15.2 s for TensorFlow's background import; nothing is left running."""
+    cmd = _start("flows.train", [*TINY, "--output-dir", str(tmp_path / "runs")], tmp_path / "c")
+    try:
+        watchdog = b"seedtrail.prefect.watchdog"
+        assert _wait_until(
+            lambda: any(
+                watchdog in Path(f"/proc/{p}/cmdline").read_bytes()
+                for p in _processes_with_home(cmd.home)
+                if Path(f"/proc/{p}").exists()
+            ),
+            120,
+        ), cmd.stderr
+        cmd.signal(sig, to_group=True)
+        took, gone = cmd.wait_gone()
+    finally:
+        cmd.kill_leftovers()
+    err = cmd.stderr
+    assert cmd.proc.returncode == 128 + sig, err
+    assert "Traceback" not in err, err
+    assert gone, f"left running: {_processes_with_home(cmd.home)}"
+    assert not any((tmp_path / "runs").glob("*/manifest.json"))  # no run began
+    print(f"{sig.name} while the server starts: exit {128 + sig} after {took:.1f} s")

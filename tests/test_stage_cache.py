@@ -16,6 +16,7 @@ from seedtrail.core.stage_cache import StageContext, _entry_path, load_entry, lo
 from seedtrail.core.stage_result import StageResult
 from settings import RunSettings
 from tests.conftest import train_in_process
+from tests.manifests import write_sealed
 
 FP = "ab" * 32
 
@@ -186,7 +187,7 @@ def test_resume_with_training_from_the_cache_leaves_no_checkpoints(
     manifest["status"] = "interrupted"
     for stage in ("train", "evaluate"):
         del manifest["stages"][stage]
-    (twin / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(twin, manifest)  # stands for another run: sealed as one
     (twin / "checkpoints").mkdir()
     (twin / "checkpoints" / "latest.json").write_text("{}")
 

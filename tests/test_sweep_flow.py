@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.core.store import store_dir
 from settings.seeds import STAGES
 from tests.conftest import (
+    ROOT,
     TINY,
     Completed,
     TinyRuns,
@@ -90,19 +90,47 @@ def test_sweep_equals_single_runs_whatever_the_workers(
         assert json.loads((d / "manifest.json").read_text())["status"] == "complete"
 
 
+INJECT = """
+import errno, os
+from pathlib import Path
+
+_real_replace = os.replace
+
+
+def _replace(src, dst, *args, **kwargs):
+    if Path(dst).name == {name!r} and Path({blocker!r}).exists():
+        raise OSError(errno.EIO, "injected I/O error")
+    return _real_replace(src, dst, *args, **kwargs)
+
+
+os.replace = _replace
+"""
+
+
+def _fail_renames_onto(folder: Path, name: str) -> Path:
+    """A sitecustomize (every process of the sweep imports it from PYTHONPATH) that fails the
+    rename onto a file called `name` while the returned blocker file exists."""
+    folder.mkdir()
+    blocker = folder / "blocked"
+    blocker.touch()
+    (folder / "sitecustomize.py").write_text(INJECT.format(name=name, blocker=str(blocker)))
+    return blocker
+
+
 def test_vary_one_source_pins_the_others_a_failed_run_keeps_the_rest_and_resume(
     tiny_runs: TinyRuns, prefect_api_url: str, tmp_path: Path
 ) -> None:
     singles = tiny_runs.get(base=(), seed1=("--seed", "1"))
     base, seed1 = singles["base"], singles["seed1"]
     sweep = tmp_path / "sweep"
-    # Break one run only: varying the model, seed 1 builds seed1's initial weights; a
-    # directory takes their slot in the sweep's store, so saving them fails.
-    blocker = store_dir(sweep) / "models" / f"{seed1.fingerprints()['model']}.keras"
-    blocker.mkdir(parents=True)
+    # Break one run only: varying the model, seed 1 builds seed1's initial weights; saving
+    # them fails with an I/O error while `blocker` exists. (A directory in their slot in the
+    # store no longer fails a run: it is a corrupt entry, replaced. Issue 24.)
+    blocker = _fail_renames_onto(tmp_path / "inject", f"{seed1.fingerprints()['model']}.keras")
     args = _sweep_args(sweep, "--seeds", "0,1", "--vary", "model,split", "--workers", "2")
     kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home",
-          "env": {"PREFECT_API_URL": prefect_api_url}}  # fmt: skip
+          "env": {"PREFECT_API_URL": prefect_api_url,
+                  "PYTHONPATH": f"{ROOT}:{tmp_path / 'inject'}"}}  # fmt: skip
     res = run_module("flows.sweep", args, **kw)
     assert res.returncode == 1, f"{res.stdout}\n{res.stderr}"
     assert "1 of 4 runs failed" in res.stderr
@@ -115,7 +143,7 @@ def test_vary_one_source_pins_the_others_a_failed_run_keeps_the_rest_and_resume(
     finished = {r["run_dir"] for r in summary["runs"] if r["status"] == "complete"}
 
     # The same command again, fixed: the 3 finished runs are skipped, the failed one runs.
-    blocker.rmdir()
+    blocker.unlink()
     res = run_module("flows.sweep", args, **kw)
     _ok(res)
     summary = _summary(sweep)

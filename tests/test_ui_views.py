@@ -16,14 +16,10 @@ import pytest
 
 from seedtrail.core.errors import InputError
 from seedtrail.core.plots import save_preview, training_curves
-from seedtrail.deployments import DEPLOYMENTS, sweep_parameters
-from seedtrail.prefect_compat import (
-    ENGINE_EXITED,
-    _clean_input_errors,
-    _not_input_error,
-    clean_failure,
-    is_generated_name,
-)
+from seedtrail.prefect.deployments import DEPLOYMENTS, sweep_parameters
+from seedtrail.prefect.logs import _clean_input_errors, _not_input_error, clean_failure
+from seedtrail.prefect.names import is_generated_name
+from seedtrail.prefect.workarounds import ENGINE_EXITED
 from seedtrail.run.manifest import Manifest, parse_manifest
 from seedtrail.run.report import card_description, png_markdown, result_line, run_card
 from seedtrail.sweep.plan import ci_note, ci_warnings, describe, stats_table

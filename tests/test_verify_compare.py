@@ -24,6 +24,7 @@ import pytest
 from seedtrail.compare.explanation import compare_manifests
 from settings.seeds import STAGES
 from tests.conftest import Completed, TinyRuns, run_module
+from tests.manifests import write_sealed
 
 UPSTREAM = ("data", "augment", "split")
 
@@ -139,7 +140,7 @@ def test_verify_stops_early_and_names_the_first_divergent_stage_and_causes(
     m = json.loads((recorded / "manifest.json").read_text())
     m["stages"]["split"]["fingerprint"] = m["stages"]["split"]["fingerprint"][::-1]
     m["environment"]["packages"]["numpy"] = "1.0.0"
-    (recorded / "manifest.json").write_text(json.dumps(m))
+    write_sealed(recorded, m)  # stands for another run: sealed as one
 
     res = cli("flows.verify", recorded, "--stop-after", "split", "--output-dir", tmp_path / "out", tmp_path=tmp_path, api_url=prefect_api_url)  # fmt: skip
     assert_clean_exit(res, 1)
@@ -308,7 +309,7 @@ def test_compare_flow_fails_on_a_difference_and_leaves_a_markdown_artifact(
     shutil.copytree(base.run_dir, other)
     m = json.loads((other / "manifest.json").read_text())
     m["stages"]["evaluate"]["fingerprint"] = "0" * 64
-    (other / "manifest.json").write_text(json.dumps(m))
+    write_sealed(other, m)  # stands for another run: sealed as one
 
     same = compare_flow(base.run_dir, base.run_dir, return_state=True)
     assert same.is_completed() and same.result()["exit_code"] == 0

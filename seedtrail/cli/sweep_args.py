@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from seedtrail.core.errors import InputError
@@ -25,11 +25,13 @@ DESCRIPTION = "Run the training flow once per seed and summarise the spread of t
 
 
 class _Parser(argparse.ArgumentParser):
+    flags: list[str]
+
     def error(self, message: str) -> NoReturn:
         raise InputError(message)
 
 
-def sweep_parser() -> argparse.ArgumentParser:
+def sweep_parser() -> _Parser:
     p = _Parser(
         prog=PROG,
         description=DESCRIPTION,
@@ -37,25 +39,28 @@ def sweep_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,  # `--seed` is a settings flag, not short for `--seeds`
         epilog="Every other flag is a training setting, as for python -m flows.train (below).",
     )
+    p.flags = []
     g = p.add_argument_group("sweep")
-    g.add_argument("--seeds", help="Seeds to run: 0,1,2 or ranges like 0-7.")
-    g.add_argument("--n-seeds", type=int, help="Run N seeds from --base-seed on (default 4).")
-    g.add_argument("--base-seed", type=int, default=0, help="First seed of --n-seeds (default 0).")
-    g.add_argument(
+
+    def add(*names: str, **kwargs: Any) -> None:  # our own list of flags, for suggestions
+        p.flags += g.add_argument(*names, **kwargs).option_strings
+
+    add("--seeds", help="Seeds to run: 0,1,2 or ranges like 0-7.")
+    add("--n-seeds", type=int, help="Run N seeds from --base-seed on (default 4).")
+    add("--base-seed", type=int, default=0, help="First seed of --n-seeds (default 0).")
+    add(
         "--vary",
         default="all",
         help=f"Sources of randomness to vary, comma-separated: {', '.join(VARY_CHOICES)} "
         "(default all = the root seed). One stage varies only that stage's seed and keeps "
         "every other stage at the base settings' seeds.",
     )
-    g.add_argument(
-        "--workers", type=int, default=1, help="Runs at once, each in its own process (default 1)."
-    )
-    g.add_argument(
+    add("--workers", type=int, default=1, help="Runs at once, each in its own process (default 1).")
+    add(
         "--dask-address",
         help="Run on an existing Dask cluster (tcp://HOST:PORT) instead of local processes.",
     )
-    g.add_argument(
+    add(
         "--sweep-dir",
         type=Path,
         help="Sweep directory (default <output-dir>/sweep-<vary>-<hash of the settings>).",
@@ -97,7 +102,7 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepArgs:
         load_settings(["--help"], prog=PROG, description=DESCRIPTION)  # prints, exits 0
         sys.exit(0)
     ns, rest = parser.parse_known_args(argv)
-    sweep_flags = [f for f in parser._option_string_actions if f.startswith("--")]
+    sweep_flags = [f for f in parser.flags if f.startswith("--")]
     base = load_settings(rest, prog=PROG, description=DESCRIPTION, other_flags=sweep_flags)
     problems: list[str] = []
     if not 1 <= ns.workers <= 256:

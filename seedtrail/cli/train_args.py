@@ -12,6 +12,7 @@ from pathlib import Path
 
 from seedtrail.core.errors import InputError
 from seedtrail.run.manifest import read_manifest
+from seedtrail.run.rundir import check_not_locked, check_output_dir
 from settings.cli import _RaisingParser, load_settings
 from settings.model import RunSettings
 
@@ -52,7 +53,19 @@ def resumed_settings(run_dir: Path, rest: list[str]) -> RunSettings:
         raise InputError([f"--resume: {p}" for p in err.problems]) from None
     if recorded.complete:
         raise InputError(f"--resume: {run_dir} is already complete; nothing to resume")
+    try:  # at once, not after Prefect started: the run takes the lock itself when it reopens
+        check_not_locked(run_dir)
+    except InputError as err:
+        raise InputError([f"--resume: {p}" for p in err.problems]) from None
     return recorded.settings
+
+
+def check_train_args(argv: list[str]) -> None:
+    """What `flows.train` checks before importing Prefect: its flags, and that the output
+    folder (or the run to resume) takes a file, so `/proc` or a read-only mount is one
+    line in a second, not an OSError once Prefect has started."""
+    args = parse_train_args(argv)
+    check_output_dir(args.resume if args.resume is not None else args.settings.output_dir)
 
 
 def parse_train_args(argv: list[str]) -> TrainArgs:

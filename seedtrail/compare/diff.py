@@ -26,11 +26,15 @@ from seedtrail.core.pipeline_table import STAGES
 from seedtrail.run.manifest import Manifest, parse_manifest, read_manifest
 
 #: Settings that never change a run's bytes, so their differences are not reported as causes.
-IGNORED_SETTINGS = frozenset({"output_dir"})
+#: Inter-op threads decide how many independent ops run at once, never a byte (measured:
+#: docs/parallelism.md); the environment still shows the count each run had.
+IGNORED_SETTINGS = frozenset({"output_dir", "determinism.inter_op_threads"})
 
 #: Environment keys left out of the environment fingerprint (tasks/environment.py, _VOLATILE*):
 #: shown, but marked as not expected to change the bytes.
-NOT_FINGERPRINTED = frozenset({"platform", "cpu_count", "determinism.PYTHONHASHSEED"})
+NOT_FINGERPRINTED = frozenset(
+    {"platform", "cpu_count", "determinism.PYTHONHASHSEED", "determinism.inter_op_threads"}
+)
 
 COMPLETE = "complete"
 

@@ -14,7 +14,9 @@ def _update_array(h: hashlib._Hash, name: str, arr: np.ndarray) -> None:
     arr = np.ascontiguousarray(arr)
     header = f"{name}|{arr.dtype.str}|{arr.shape}|".encode()
     h.update(len(header).to_bytes(4, "big") + header)
-    h.update(arr.tobytes())
+    # The array's own buffer, not a `tobytes()` copy: a memory-mapped array is hashed
+    # without a second copy of it in memory (same bytes, same digest).
+    h.update(arr.tobytes() if arr.dtype.hasobject else arr.reshape(-1).view(np.uint8))
 
 
 def fingerprint_arrays(arrays: Mapping[str, np.ndarray]) -> str:

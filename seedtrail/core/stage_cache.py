@@ -47,8 +47,8 @@ def _entry_path(ctx: StageContext, stage: str, key: str) -> Path:
     return ctx.cache_dir / stage / f"{key}.json"
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    with atomic.atomic_path(dst) as tmp:
+def _copy_atomic(src: Path, dst: Path, *, owned: bool = False) -> None:
+    with atomic.atomic_path(dst, owned=owned) as tmp:
         shutil.copyfile(src, tmp)
 
 
@@ -75,12 +75,14 @@ def save_entry(ctx: StageContext, key: str, result: StageResult) -> None:
             stored = path
         else:  # keep a content-addressed copy the next run can materialize
             stored = ctx.files_dir / f"{digest}{path.suffix}"
-            if not stored.exists() or sha256_file(stored) != digest:
-                _copy_atomic(path, stored)
+            if not stored.is_file() or sha256_file(stored) != digest:
+                _copy_atomic(path, stored, owned=True)  # a directory there: corrupt, replaced
         files[name] = {"sha256": digest, "stored": str(stored), "run_file": run_file}
     entry = {"stage": result.stage, "key": key, "result": result.to_manifest(), "files": files}
     entry = json.loads(json.dumps(entry, default=str))  # seal what a reader will parse
-    atomic.write_json(_entry_path(ctx, result.stage, key), {**entry, "seal": entry_seal(entry)})
+    atomic.write_json(
+        _entry_path(ctx, result.stage, key), {**entry, "seal": entry_seal(entry)}, owned=True
+    )
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -147,6 +149,8 @@ def load_entry(ctx: StageContext, stage: str, key: str) -> tuple[StageResult | N
     path = _entry_path(ctx, stage, key)
     if not path.exists():
         return None, "no entry"
+    if path.is_dir():
+        return None, "a directory, not an entry file"
     try:
         entry = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -158,6 +162,8 @@ def load_entry(ctx: StageContext, stage: str, key: str) -> tuple[StageResult | N
     try:
         for name, f in entry["files"].items():
             stored = Path(f["stored"])
+            if stored.is_dir():
+                return None, f"{name}: a directory, not a file ({stored})"
             if not stored.is_file():
                 return None, f"{name}: file missing ({stored})"
             if sha256_file(stored) != f["sha256"]:

@@ -4,15 +4,19 @@ The loader gets the data stage's seed (use it for any shuffling or sampling it d
 and returns:
 - `x`: numeric, (n, features) for a table, or images (n, h, w) / (n, h, w, 1|3) as uint8
   or floats in [0, 1];
-- `y`: n labels, class ids 0..K-1 or names (names are sorted to ids);
+- `y`: n labels, class ids 0..K-1 or names (names are sorted to ids; names that are all
+  numbers sort as numbers); a missing label (None, NaN, "", "NA", ...) is refused;
 - optionally `class_names`: K names for the ids in `y`.
 
 Everything is checked here and reported as one InputError line naming data.loader.
+Before every run the loader is called twice from the same seed (with Python's and
+numpy's global generators seeded from it): other data the second time is refused.
 Its code is fingerprinted like a model builder's (seedtrail/inputs/user_code.py).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from seedtrail.core.errors import InputError
+from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.inputs import labels
+from seedtrail.inputs.user_code import call_user
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ def _labels(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     if raw.ndim != 1:
         raise InputError(f"{where}: y must be one label per sample (got shape {raw.shape})")
+    labels.refuse_missing(raw, where)
     if names is not None:
         names = tuple(str(n) for n in names)
         if raw.dtype.kind not in "iu":
@@ -52,6 +60,7 @@ def _labels(
                 f"{where}: y has ids {int(raw.min())}..{int(raw.max())} but class_names has {len(names)} names"
             )
         return raw.astype(np.int32), names
+    raw = labels.as_numbers_if_numeric(raw)  # "1", "2", "10": classes in numeric order
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
             raise InputError(f"{where}: y must be class ids or names, not NaN or fractions")
@@ -110,8 +119,40 @@ def validate(result: Any, name: str, setting: str = "data.loader") -> LoadedData
     return LoadedData(features, y, class_names, modality)
 
 
+UNSEEDED_HINT = (
+    "something in it draws randomness that the seed does not reach: "
+    "numpy.random.default_rng() or random.Random() without a seed, TensorFlow or torch "
+    "random ops, the clock (time), os.urandom, uuid, or a file that changes; use the "
+    "`seed` argument for any sampling or shuffling"
+)
+
+
 def load(
     loader: Callable[[int], Any], seed: int, name: str, setting: str = "data.loader"
 ) -> LoadedData:
-    """Call the loader with the data seed and validate what it returns."""
-    return validate(loader(seed), name, setting)
+    """Call the loader with the data seed and validate what it returns.
+
+    Python's `random` and numpy's global generator are seeded from the same seed first
+    (as a model builder's are), so a loader that draws from them is reproducible too.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    return validate(call_user(loader, setting, name, seed), name, setting)
+
+
+def load_proven(
+    loader: Callable[[int], Any], seed: int, name: str, setting: str = "data.loader"
+) -> LoadedData:
+    """`load`, twice from the same seed: different data is refused, naming likely causes.
+
+    As model builders are checked (seedtrail/inputs/model_builder.py). It costs one more call of
+    the loader; preflight runs it on every run, cached reruns included.
+    """
+    first = load(loader, seed, name, setting)
+    second = load(loader, seed, name, setting)
+    if fingerprint_arrays(first.arrays()) != fingerprint_arrays(second.arrays()):
+        raise InputError(
+            f"{setting}: {name} returned different data twice from the same seed {seed}: "
+            + UNSEEDED_HINT
+        )
+    return first

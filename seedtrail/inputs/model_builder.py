@@ -13,7 +13,11 @@ those (every Keras layer without an explicit seed does) is reproducible. It then
 second time from the same seed and compares the weights: a builder that gives other
 weights from the same seed (an unseeded generator, the clock) is refused, with the likely
 causes named, before any training. The model must take `input_shape` and give
-`(None, n_classes)` class probabilities (softmax); seedtrail compiles and fits it.
+`(None, n_classes)` class probabilities (softmax): seedtrail compiles it with sparse
+categorical cross-entropy on probabilities and fits it. A model that ends in a plain
+`Dense(n_classes)` (logits) is refused, checked on a probe batch, rather than trained
+with a loss that means nothing. A builder that raises is one line naming the setting
+and the frames of the user's own files.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from seedtrail.core.errors import InputError
+from seedtrail.inputs.user_code import call_user, user_frames
 from seedtrail.runtime import tf_runtime
 from seedtrail.runtime.keras_io import weights_fingerprint
 
@@ -96,6 +101,43 @@ def check_model(
         )
 
 
+PROBE_ROWS = 4
+PROBABILITY_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; float16 ~1e-3
+
+
+def check_probabilities(model: Any, input_shape: tuple[int, ...], name: str, setting: str) -> None:
+    """The model's output on a probe batch is class probabilities: rows >= 0 summing to 1.
+
+    The probe is drawn from a local generator (no global RNG is touched) in [0, 1], the
+    range of seedtrail's images; a softmax gives probabilities for any input.
+    """
+    from seedtrail.core.errors import UserCodeError
+
+    rng = np.random.default_rng(0)
+    probe = rng.uniform(0.0, 1.0, size=(PROBE_ROWS, *input_shape)).astype(np.float32)
+    try:
+        out = np.asarray(model(probe, training=False), dtype=np.float64)
+    except Exception as err:
+        raise UserCodeError(
+            f"{setting}: the model {name} built raised on a probe batch: "
+            f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}",
+            user_frames(err),
+        ) from None
+    sums = out.sum(axis=-1)
+    if (
+        np.all(np.isfinite(out))
+        and out.min() >= -PROBABILITY_TOLERANCE
+        and np.all(np.abs(sums - 1.0) <= PROBABILITY_TOLERANCE)
+    ):
+        return
+    raise InputError(
+        f"{setting}: {name} gives outputs that are not class probabilities (on a probe "
+        f"batch: values {out.min():.3g}..{out.max():.3g}, row sums {sums.min():.3g}.."
+        f"{sums.max():.3g}); seedtrail trains on probabilities: end the model with a "
+        'softmax, e.g. keras.layers.Dense(n_classes, activation="softmax")'
+    )
+
+
 UNSEEDED_HINT = (
     "something in it draws randomness that keras.utils.set_random_seed does not reach: "
     "numpy.random.default_rng() or random.Random() without a seed, the clock (time), "
@@ -127,7 +169,7 @@ def build_seeded(
     model = None
     for _ in range(2):
         keras.utils.set_random_seed(seed)  # python random, numpy global, TF, Keras' generator
-        built = builder(input_shape, n_classes, **kwargs)
+        built = call_user(builder, setting, name, input_shape, n_classes, **kwargs)
         check_model(built, input_shape, n_classes, name, setting)
         fingerprints.append(weights_fingerprint(built))
         if model is None:  # keep the first: built from a fresh seed, as without the check
@@ -137,4 +179,6 @@ def build_seeded(
             f"{setting}: {name} built different weights twice from the same seed {seed}: "
             + UNSEEDED_HINT
         )
+    # On the second, discarded copy: the model that trains is never called before training.
+    check_probabilities(built, input_shape, name, setting)
     return model, fingerprints[0]

@@ -19,13 +19,19 @@ import importlib
 import importlib.machinery
 import site
 import sysconfig
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, UserCodeError
+
+#: seedtrail's own packages: never the user's frames, though they lie outside site-packages.
+_OWN = tuple(
+    Path(__file__).resolve().parents[2] / p for p in ("seedtrail", "tasks", "flows", "settings")
+)
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,9 @@ def resolve(ref: str | CodeRef, setting: str) -> Callable[..., Any]:
             raise InputError(f"{setting}: no module named {ref.module!r}") from None
         raise InputError(f"{setting}: importing {ref.module} failed: {_one_line(err)}") from None
     except Exception as err:  # the user's module raised while importing
-        raise InputError(f"{setting}: importing {ref.module} failed: {_one_line(err)}") from None
+        raise UserCodeError(
+            f"{setting}: importing {ref.module} failed: {_one_line(err)}", user_frames(err)
+        ) from None
     obj: Any = module
     for attr in ref.function.split("."):
         if not hasattr(obj, attr):
@@ -244,3 +252,32 @@ def resolve(ref: str | CodeRef, setting: str) -> Callable[..., Any]:
 def _one_line(err: BaseException) -> str:
     text = (str(err).splitlines() or [""])[0]
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _is_user_frame(filename: str) -> bool:
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return False
+    path = Path(filename)
+    if not path.is_file() or not is_project_file(path):
+        return False
+    resolved = path.resolve()
+    return not any(resolved.is_relative_to(own) for own in _OWN)
+
+
+def user_frames(err: BaseException) -> str:
+    """The traceback of `err` through the user's own files only, formatted as Python does."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_user_frame(f.filename)]
+    return "".join(traceback.format_list(frames)).rstrip("\n")
+
+
+def call_user(fn: Callable[..., Any], setting: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`; if the user's code raises: UserCodeError naming the setting,
+    with the user's own frames (not 3 tracebacks through Prefect's and Keras' internals)."""
+    try:
+        return fn(*args, **kwargs)
+    except InputError:
+        raise
+    except Exception as err:
+        raise UserCodeError(
+            f"{setting}: {name} raised {_one_line(err)}", user_frames(err)
+        ) from None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seedtrail.core.errors import InputError
-from seedtrail.inputs import image_folder
+from seedtrail.inputs import image_folder, index
 from seedtrail.inputs.user_code import changed_modules, fingerprint_code
 
 if TYPE_CHECKING:
@@ -39,15 +39,36 @@ def _code(ref: str, setting: str) -> UserInputs:
     return {setting: {"ref": ref, "sha256": fp.digest, "modules": dict(fp.modules)}}
 
 
-def data_inputs(s: DataSettings) -> UserInputs:
-    """The user's loader code (kind=python) or image files (kind=images), by content."""
+def data_inputs(
+    s: DataSettings,
+    store: Path | None = None,
+    write: bool = True,
+    listing: index.Listing | None = None,
+) -> UserInputs:
+    """The user's loader code (kind=python) or image files (kind=images), by content.
+
+    With a store, the files' hashes come from (and go to) its stat cache, and the list of
+    files and hashes is kept there (`listing`), so compare can name a changed file. A
+    `listing` just made (preflight's index) saves listing and checking the folder again.
+    """
     if s.kind == "python" and s.loader is not None:
         return _code(s.loader, "data.loader")
     if s.kind == "images" and s.path is not None:
         root = Path(s.path)
-        _, files = image_folder.list_images(root)
-        sha = image_folder.content_sha256(root, files)
-        return {"data.path": {"path": str(root), "sha256": sha, "files": len(files)}}
+        if listing is None:
+            _, files = image_folder.list_images(root)
+            listing = index.scan(root, files, store=store, workers=s.workers, persist=write)
+        sha = listing.content_sha256()
+        record: dict[str, Any] = {"path": str(root), "sha256": sha, "files": len(listing.files)}
+        if store is not None and write:
+            where = Path(store) / "listings" / f"{sha}.json"
+            try:
+                if not where.is_file():
+                    listing.save(where)
+                record["listing"] = str(where.resolve())
+            except OSError:
+                pass  # compare then names the folder, not the file
+        return {"data.path": record}
     return {}
 
 
@@ -69,10 +90,17 @@ def augment_inputs(s: AugmentSettings) -> UserInputs:
     return {"augment.pipeline": {"path": str(s.pipeline), "sha256": sha}}
 
 
-def identify(settings: RunSettings) -> UserInputs:
-    """Everything the settings bring in from the user: the manifest's `user_inputs`."""
+def identify(
+    settings: RunSettings, write: bool = True, listing: index.Listing | None = None
+) -> UserInputs:
+    """Everything the settings bring in from the user: the manifest's `user_inputs`.
+
+    `write=False` (preflight) leaves the store alone: bad input leaves nothing behind.
+    """
+    from seedtrail.core.store import store_dir
+
     return {
-        **data_inputs(settings.data),
+        **data_inputs(settings.data, store_dir(settings.output_dir), write, listing),
         **model_inputs(settings.model),
         **augment_inputs(settings.augment),
     }
@@ -98,6 +126,9 @@ def changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         ra, rb = a.get(key) or {}, b.get(key) or {}
         if ra.get("sha256") == rb.get("sha256"):
             continue
+        if key == "data.path" and (files := _changed_files(ra, rb)):
+            out += files
+            continue
         if "modules" in ra and "modules" in rb:
             names = changed_modules(ra["modules"], rb["modules"])
             where = f"module{'s' if len(names) > 1 else ''} {', '.join(names)}"
@@ -105,3 +136,12 @@ def changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
             where = str(rb.get("path") or ra.get("path") or key)
         out.append(f"{what} changed ({where})")
     return out
+
+
+def _changed_files(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """ "data: 1 file changed: cat/0042.jpg" from two stored listings ([] if one is gone)."""
+    la = index.load_listing(Path(a["listing"])) if a.get("listing") else None
+    lb = index.load_listing(Path(b["listing"])) if b.get("listing") else None
+    if la is None or lb is None:
+        return []
+    return index.diff_listings(la, lb)

@@ -5,8 +5,11 @@ every reader (train --resume, verify, compare, sweep resume, reports) goes
 through `read_manifest`, which turns a missing, corrupt or mistyped file into
 one `NotARun` line instead of a traceback deep inside a consumer.
 
-Versions: 1 (up to b1f91f1) and 2 (stage records add `deterministic` and the
-cache decision `cache`). Version 1 files read with the defaults of what they lack.
+Versions: 1 (up to b1f91f1), 2 (stage records add `deterministic` and the
+cache decision `cache`) and 3 (sealed: `manifest_sha256`, seedtrail/run/integrity.py).
+Version 1 files read with the defaults of what they lack. A manifest read from disk
+must match its own content (seal, settings fingerprint, seeds, metrics): an edited
+one is refused in one line, so no reader trusts or compares it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seedtrail.core.errors import InputError
+from seedtrail.run import integrity
 from seedtrail.run.manifest_migration import recorded_settings
 from settings.cli import format_validation_error
 from settings.model import RunSettings
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 COMPLETE = "complete"
 #: Every status a writer sets; anything else (e.g. `"status": 5`) is a corrupt manifest.
 Status = Literal["running", "complete", "partial", "interrupted", "failed"]
@@ -90,7 +94,7 @@ class Metrics(BaseModel):
 
 
 class Manifest(_Record):
-    manifest_version: Literal[1, 2] = 1
+    manifest_version: Literal[1, 2, 3] = 1
     run_id: str
     status: Status
     started_at: str | None = None
@@ -199,6 +203,12 @@ def read_json(run_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise NotARun(f"{mf}: corrupt manifest ({err})") from None
     parse_manifest(data, str(mf), str(mf.parent))  # the same checks as every reader
+    edited = integrity.problems(data)
+    if edited:
+        raise NotARun(
+            f"{mf}: edited after the run wrote it ({edited[0]}); refusing to trust or "
+            "compare it: restore the original file, or rerun"
+        )
     return data
 
 

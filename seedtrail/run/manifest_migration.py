@@ -19,6 +19,9 @@ _ADDED_SINCE = {
     ("model", "builder"): None,
     ("model", "options"): {},
     ("augment", "pipeline"): None,
+    ("data", "workers"): None,
+    ("data", "cache"): True,
+    ("training", "shards"): 1,
 }
 
 

@@ -8,6 +8,7 @@ task; `run_training` must run inside a flow run (the `train` flow, or verify's).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.core.pipeline_table import STAGES, declared
 from seedtrail.core.plots import training_curves
 from seedtrail.core.stage_cache import StageContext
@@ -24,12 +25,21 @@ from seedtrail.core.stage_result import StageResult
 from seedtrail.core.store import store_dir
 from seedtrail.inputs import user_inputs
 from seedtrail.inputs.augment_pipeline import check_pipeline
-from seedtrail.prefect_compat import interruption_types, seed_tag, tag_current_flow_run
+from seedtrail.inputs.index import persist_stat_cache
+from seedtrail.inputs.pixels import DataChanged
+from seedtrail.prefect.names import seed_tag, tag_current_flow_run
+from seedtrail.prefect.signals import interruption_types
 from seedtrail.run import tensorboard_log
 from seedtrail.run.leaderboard import publish_leaderboard
 from seedtrail.run.manifest import parse_manifest, read_manifest
 from seedtrail.run.report import card_description, run_card
-from seedtrail.run.rundir import COMPLETE, RunDirectory, new_run_id, settings_fingerprint
+from seedtrail.run.rundir import (
+    COMPLETE,
+    RunDirectory,
+    check_output_dir,
+    new_run_id,
+    settings_fingerprint,
+)
 from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
 from settings.seeds import SeedPlan, StageName
@@ -45,22 +55,27 @@ def preflight(settings: RunSettings) -> None:
     """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
     # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
     tf_runtime.set_env(settings.determinism)
-    user_inputs.identify(settings)  # user code, image folder, pipeline file: referable
-    ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"])
-    split.split_sizes(ds.y, settings.split)
-    if (
-        settings.augment.pipeline is not None
-        and ds.modality == "image"
-        and settings.augment.enabled
-    ):
+    # The image folder's index (hashed once; the store's stat cache keeps the hashes for the
+    # run itself and for a sweep's other seeds): labels and shape without decoding.
+    index = None
+    if settings.data.kind == "images":
+        index = data.index_folder(settings.data, store_dir(settings.output_dir), persist=False)
+    # user code, image folder (from that index, not listed again), pipeline file: referable
+    user_inputs.identify(settings, write=False, listing=index.listing() if index else None)
+    if index is not None:
+        y, modality, shape = index.label_array(), "image", index.sample_shape
+    else:
+        # prove=True: a loader with unseeded randomness is refused here, before any cache lookup
+        ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"], prove=True)
+        y, modality, shape = ds.y, ds.modality, ds.x.shape[1:]
+    split.split_sizes(y, settings.split)
+    if settings.augment.pipeline is not None and modality == "image" and settings.augment.enabled:
         augmenter = augment.build_augmenter(settings.augment)
-        check_pipeline(augmenter, ds.x.shape[1:], settings.augment.pipeline)
-    try:
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(
-            f"output_dir: cannot create {settings.output_dir} ({err.strerror})"
-        ) from None
+        check_pipeline(augmenter, shape, settings.augment.pipeline)
+    check_output_dir(settings.output_dir)
+    if settings.data.kind == "images" and settings.data.path is not None:
+        # All checks passed: keep the hashes, so the run and a sweep's seeds reuse them.
+        persist_stat_cache(settings.data.path, store_dir(settings.output_dir))
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
@@ -177,6 +192,7 @@ def run_training(
             raise _StopAfter
         return result
 
+    training = False
     try:
         env = record(environment.run_environment(settings.determinism, plan["environment"]))
         run.set("environment", env.info["environment"])
@@ -192,25 +208,42 @@ def run_training(
         data_inputs = user_inputs.key_inputs(
             {k: v for k, v in user.items() if k.startswith("data.")}
         )
-        ds = record(data.run_data(ctx, settings.data, plan["data"], data_inputs))
+        feed = settings.data.feed()  # how image folders are fed: never in a key
+        ds = record(data.run_data(ctx, settings.data.keyed(), plan["data"], data_inputs, feed=feed))
         aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
         idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
         model_inputs = model.builder_inputs(settings.model)  # the builder's source, for the key
         init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, model_inputs))
+        training = True  # from here, a changed input file fails the run; --resume continues
         fit = record(
             train.run_train(
-                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init
+                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init,
+                feed=feed,
+            )
+        )  # fmt: skip
+        ev = record(
+            evaluate.run_evaluate(
+                ctx, plan["evaluate"], ds, idx, fit, feed=feed, shards=settings.training.shards
             )
         )
-        ev = record(evaluate.run_evaluate(ctx, plan["evaluate"], ds, idx, fit))
         run.set("metrics", ev.info["metrics"])
         run.add_artifacts(_tensorboard(run.path, settings, fit, aug, ev.info["metrics"]))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")
-    except InputError:
-        if resume is None:
+    except InputError as err:
+        if isinstance(err, DataChanged) and training:
+            # Checkpoints are kept: restore the file and `--resume` continues from them.
+            run.finish("failed", error="; ".join(err.problems))
+            print(
+                f"the run is kept; once the file is restored, resume with:\n"
+                f"  python -m flows.train --resume {run.path}",
+                file=sys.stderr,
+            )
+        elif resume is None:
             run.discard()  # bad input: leave nothing behind
+        else:
+            run.release()  # a later resume, even in this process, may take it again
         raise
     except interruption_types():  # Ctrl-C, or SIGTERM (ours, or Prefect's inside the flow)
         run.finish("interrupted")
@@ -219,6 +252,10 @@ def run_training(
             f"  python -m flows.train --resume {run.path}",
             file=sys.stderr,
         )
+        raise
+    except RunFailed as err:  # a full disk: the manifest may not be writable either
+        with contextlib.suppress(OSError, RunFailed):
+            run.finish("failed", error=str(err))
         raise
     except BaseException as err:
         run.finish("failed", error=f"{type(err).__name__}: {err}")

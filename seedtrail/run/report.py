@@ -66,6 +66,12 @@ def result_line(manifest: Manifest) -> str:
     )
 
 
+def _inter_op(manifest: Manifest) -> object:
+    """The inter-op threads the run had (the environment's record), else its setting."""
+    recorded = manifest.environment_facts().get("determinism", {})
+    return recorded.get("inter_op_threads") or manifest.settings.determinism.inter_op_threads
+
+
 def run_card(manifest: Manifest) -> str:
     """Markdown run card: settings summary, seeds, fingerprints, metrics."""
     s, m = manifest.settings, manifest.metrics
@@ -74,7 +80,8 @@ def run_card(manifest: Manifest) -> str:
         "",
         f"**status** {manifest.status} · **root seed** {s.seed} · **data** {s.data.kind}"
         f" · **epochs** {s.training.epochs} · **batch** {s.training.batch_size}"
-        f" · **threads** {s.determinism.intra_op_threads}/{s.determinism.inter_op_threads}"
+        f" · **threads** {s.determinism.intra_op_threads} intra-op x {_inter_op(manifest)} inter-op"
+        f" · **shards** {s.training.shards}"
         f" · **op determinism** {s.determinism.op_determinism}",
         "",
     ]

@@ -14,8 +14,9 @@ def weights_fingerprint(model) -> str:
     return fingerprint_sequence(v.numpy() for v in model.variables)
 
 
-def save_model(model, path: Path) -> None:
-    with atomic_path(path, suffix=".keras") as tmp:
+def save_model(model, path: Path, *, owned: bool = False) -> None:
+    """`owned`: a path in the store (a directory there is a corrupt entry, replaced)."""
+    with atomic_path(path, suffix=".keras", owned=owned) as tmp:
         model.save(tmp)
 
 

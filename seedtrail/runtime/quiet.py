@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from types import ModuleType
 
 _lock = threading.Lock()
+_terminal: int | None = None  # the real fd 2 while an import points fd 2 at a temp file
 
 
 def debug_enabled() -> bool:
@@ -54,11 +55,13 @@ def stderr_filtered() -> Iterator[None]:
     if debug_enabled():
         yield
         return
+    global _terminal
     sys.stderr.flush()
     saved = os.dup(2)
     failed = False
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
+        _terminal = saved
         try:
             yield
         except BaseException:
@@ -67,6 +70,7 @@ def stderr_filtered() -> Iterator[None]:
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
+            _terminal = None
             os.close(saved)
             sink.seek(0)
             lines = sink.read().splitlines(keepends=True)
@@ -93,6 +97,21 @@ def import_tensorflow() -> ModuleType:
             except ImportError:
                 pass
         return tf
+
+
+def importing() -> bool:
+    """Whether a TensorFlow import is in progress (in a background thread)."""
+    return _lock.locked()
+
+
+def say(text: str) -> None:
+    """Write to the terminal's stderr now, also while an import filters fd 2."""
+    sys.stderr.flush()
+    fd = _terminal
+    try:
+        os.write(2 if fd is None else fd, text.encode())
+    except OSError:  # the import finished meanwhile and closed it
+        os.write(2, text.encode())
 
 
 def settle(timeout_s: float = 120.0) -> None:

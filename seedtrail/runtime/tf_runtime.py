@@ -80,6 +80,41 @@ def effective_cap(s: DeterminismSettings) -> str:
     return wanted
 
 
+INTRA_ENV = "TF_NUM_INTRAOP_THREADS"
+INTER_ENV = "TF_NUM_INTEROP_THREADS"
+
+
+def inter_op_threads(s: DeterminismSettings) -> int:
+    """The inter-op pool a run gets: the setting, else the machine's cores.
+
+    It never changes a byte (docs/parallelism.md): it only decides how many of a step's
+    independent ops, the shards of `training.shards`, run at once.
+    """
+    from seedtrail.runtime.shards import machine_threads
+
+    return s.inter_op_threads or machine_threads()
+
+
+def thread_problem(s: DeterminismSettings) -> str | None:
+    """A thread count set by hand in the environment that contradicts the settings.
+
+    TensorFlow reads TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS only when no count is
+    configured; seedtrail always configures both, so such a variable would be silently
+    ignored: a user who set it by hand is told instead.
+    """
+    pairs = [(INTRA_ENV, "intra_op_threads", s.intra_op_threads)]
+    if s.inter_op_threads is not None:
+        pairs.append((INTER_ENV, "inter_op_threads", s.inter_op_threads))
+    for env, name, value in pairs:
+        by_hand = os.environ.get(env)
+        if by_hand is not None and _hand_set(env) and by_hand.strip() != str(value):
+            return (
+                f"determinism.{name}: {value}, but the environment sets {env}={by_hand}: "
+                f"unset it, or set --determinism.{name.replace('_', '-')} {by_hand}"
+            )
+    return None
+
+
 def effective_onednn_ops(s: DeterminismSettings) -> bool:
     """Whether TensorFlow's oneDNN ops are on in a process with these settings."""
     by_hand = hardware.onednn_ops_in_environment() if _hand_set(hardware.ONEDNN_OPS_ENV) else None
@@ -147,6 +182,8 @@ def _onednn_ops_of_loaded_tensorflow() -> bool:
 def set_env(s: DeterminismSettings) -> str:
     """Apply the cap without importing TensorFlow: user code about to run may import it."""
     with _lock:
+        if problem := thread_problem(s):
+            raise RuntimeConfigError(problem)
         cap = effective_cap(s)
         _apply(cap, effective_onednn_ops(s))
         return cap
@@ -185,6 +222,8 @@ def configure(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str,
     """Record the runtime a run needs (no TensorFlow import); returns the cap in effect."""
     global _wanted
     with _lock:
+        if problem := thread_problem(s):
+            raise RuntimeConfigError(problem)
         cap, ops = effective_cap(s), effective_onednn_ops(s)
         _apply(cap, ops)  # refuses now if TensorFlow already runs under other ones
         if _configured is not None and tensorflow_loaded():
@@ -194,15 +233,13 @@ def configure(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str,
 
 
 def _check_threads(done: DeterminismSettings, wanted: DeterminismSettings) -> None:
-    if (done.intra_op_threads, done.inter_op_threads) != (
-        wanted.intra_op_threads,
-        wanted.inter_op_threads,
-    ):
+    have = (done.intra_op_threads, inter_op_threads(done))
+    want = (wanted.intra_op_threads, inter_op_threads(wanted))
+    if have != want:
         raise RuntimeConfigError(
             "determinism.intra_op_threads: TensorFlow already runs in this process with "
-            f"intra/inter-op threads {done.intra_op_threads}/{done.inter_op_threads}; "
-            f"the run asks for {wanted.intra_op_threads}/{wanted.inter_op_threads}: "
-            "run it in a new process"
+            f"intra/inter-op threads {have[0]}/{have[1]}; "
+            f"the run asks for {want[0]}/{want[1]}: run it in a new process"
         )
 
 
@@ -222,13 +259,13 @@ def configured_tf() -> ModuleType:
         threads = tf.config.threading
         try:
             threads.set_intra_op_parallelism_threads(s.intra_op_threads)
-            threads.set_inter_op_parallelism_threads(s.inter_op_threads)
+            threads.set_inter_op_parallelism_threads(inter_op_threads(s))
         except RuntimeError:
             raise RuntimeConfigError(
                 "determinism.intra_op_threads: TensorFlow already runs in this process with "
                 f"intra/inter-op threads {threads.get_intra_op_parallelism_threads()}/"
                 f"{threads.get_inter_op_parallelism_threads()}; the run asks for "
-                f"{s.intra_op_threads}/{s.inter_op_threads}: run it in a new process"
+                f"{s.intra_op_threads}/{inter_op_threads(s)}: run it in a new process"
             ) from None
         if s.op_determinism:
             tf.config.experimental.enable_op_determinism()

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from seedtrail.sweep.launch import record_finished, shared_prefect_api, task_runner, train_seed
+    from seedtrail.sweep.launch import record_finished, task_runner, train_seed
     from seedtrail.sweep.plan import (
         VARY_CHOICES,
         ci_warnings,
@@ -34,7 +34,6 @@ __all__ = [
     "record_finished",
     "run_record",
     "seed_list",
-    "shared_prefect_api",
     "task_runner",
     "train_seed",
     "write_summary",
@@ -51,7 +50,6 @@ _EXPORTS = {
     "record_finished": "launch",
     "run_record": "resume",
     "seed_list": "plan",
-    "shared_prefect_api": "launch",
     "task_runner": "launch",
     "train_seed": "launch",
     "write_summary": "report",

@@ -1,14 +1,13 @@
 """Running a sweep's seeds: each a `train` flow run inside a task, in worker processes.
 
 TensorFlow's thread pools are fixed per process, so training never happens in
-the sweep's own process: a ProcessPoolTaskRunner (or a Dask cluster) runs the
+the sweep's own process: our process-pool task runner (or a Dask cluster) runs the
 `train-seed` tasks. Results are collected as they finish; a failed seed is
 recorded, never fatal.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 from prefect import task
 
-from seedtrail.prefect_compat import as_completed
+from seedtrail.prefect.runner import ProcessTaskRunner, as_completed
 from seedtrail.run.manifest import parse_manifest
 from seedtrail.run.report import headline
 from seedtrail.run.rundir import settings_fingerprint
@@ -27,18 +26,22 @@ from settings.model import RunSettings
 
 
 @task(name="train-seed", retries=0)
-def train_seed(settings: RunSettings) -> dict[str, Any]:
-    """One training run, as a `train` subflow, in whatever process executes this task."""
+def train_seed(settings: RunSettings, resume: str = "") -> dict[str, Any]:
+    """One training run, as a `train` subflow, in whatever process executes this task.
+
+    `resume`: an interrupted run directory of these settings to continue in place.
+    """
     # Loaded here, in the worker, by entrypoint: a flow pickled by value with the task
     # would lose its module's globals (pydantic could not resolve its annotations).
-    from seedtrail.deployments import TRAIN_ENTRYPOINT, load_flow
-    from seedtrail.prefect_compat import ignore_sigint_in_worker, settings_parameters
+    from seedtrail.prefect.deployments import TRAIN_ENTRYPOINT, load_flow
+    from seedtrail.prefect.parameters import settings_parameters
+    from seedtrail.prefect.runner import ignore_sigint_in_worker
     from seedtrail.runtime.quiet import set_quiet_environment
 
     set_quiet_environment()
-    ignore_sigint_in_worker()  # the sweep stops its workers itself (prefect_compat)
+    ignore_sigint_in_worker()  # the sweep stops its workers itself (prefect/runner.py)
     started = time.time()
-    manifest = load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings))
+    manifest = load_flow(TRAIN_ENTRYPOINT)(**settings_parameters(settings), resume=resume)
     # Where and when it ran: the sweep's proof that runs had a process each and never overlapped.
     process = {"pid": os.getpid(), "started": started, "finished": time.time()}
     return {**manifest, "process": process}
@@ -49,8 +52,6 @@ def task_runner(workers: int, dask_address: str | None):
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    from prefect.task_runners import ProcessPoolTaskRunner
-
     # The CLI's pool reuses a worker for its next seed (one TF import per worker, not per
     # run: ~6-10 s each on 2 cores); every stage reseeds, so the bytes are the same. The
     # flow's declared runner (served, worker and scheduled runs) starts one per run.
@@ -58,7 +59,7 @@ def task_runner(workers: int, dask_address: str | None):
     # resource tracker (its own process, reading this at start), which cleans them up
     # but warns about "leaked semaphore objects": expected here, not a user's concern.
     os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
-    return ProcessPoolTaskRunner(max_workers=workers)
+    return ProcessTaskRunner(max_workers=workers, max_tasks_per_child=None)
 
 
 def record_finished(
@@ -74,7 +75,8 @@ def record_finished(
         try:
             manifest = fut.result()
             run = parse_manifest(manifest, run_dir=manifest["run_dir"])
-            records[i] = {**run_record(p, run, False), "process": manifest.get("process")}
+            continued = bool(run.resumed)  # an interrupted run, continued from its checkpoint
+            records[i] = {**run_record(p, run, continued), "process": manifest.get("process")}
             log.info("%s: complete · %s", p.label, headline(run))
         except Exception as err:  # one failed seed must not lose the others
             failed = failed_manifest(sweep_dir, settings_fingerprint(p.settings))
@@ -89,22 +91,3 @@ def record_finished(
                 "settings_fingerprint": settings_fingerprint(p.settings),
             }
         yield i
-
-
-@contextlib.contextmanager
-def shared_prefect_api() -> Iterator[None]:
-    """Without PREFECT_API_URL, one temporary server for the sweep and all its workers.
-
-    Otherwise every worker process would start its own temporary server on the
-    same SQLite file ("database is locked"), and the runs would not show up as
-    subflows of the sweep.
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    from seedtrail.prefect_compat import start_detached_server, use_api_url
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    use_api_url(start_detached_server())  # stopped at exit, as Prefect's own temporary server
-    yield

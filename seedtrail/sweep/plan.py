@@ -112,6 +112,19 @@ def parse_vary(text: str) -> list[str]:
     return vary
 
 
+def budget_threads(base: RunSettings, workers: int, cores: int) -> RunSettings:
+    """Each of `workers` runs at once gets its share of the cores as inter-op threads.
+
+    Only when the settings leave the count to the machine (it never changes a byte, so the
+    runs' settings fingerprints and the sweep directory stay the same): `--workers 2` on 2
+    cores runs two processes of one inter-op thread each, not two of two.
+    """
+    if base.determinism.inter_op_threads is not None:
+        return base
+    share = base.determinism.model_copy(update={"inter_op_threads": max(1, cores // workers)})
+    return base.model_copy(update={"determinism": share})
+
+
 def settings_for(base: RunSettings, vary: str, seed: int, output_dir: Path) -> RunSettings:
     """The settings of sweep run `seed` varying `vary` (see the module docstring)."""
     data = base.model_dump()

@@ -1,8 +1,11 @@
-"""Resuming a sweep: which runs in its directory are finished, and what a failed one said.
+"""Resuming a sweep: which runs in its directory are finished, which were interrupted, and
+what a failed one said.
 
 A rerun of the same sweep command skips every run whose settings fingerprint
 has a finished run directory (status complete, every stage fingerprinted, the
-model on disk); anything else runs again.
+model on disk). A run that was interrupted (Ctrl-C, SIGTERM) or killed (status
+still "running") is continued in its own directory, from its last checkpoint, as
+`flows.train --resume` would; a failed one runs again from the start.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from seedtrail.core.pipeline_table import STAGES
 from seedtrail.run.manifest import COMPLETE, MANIFEST, Manifest, NotARun, read_manifest
+from seedtrail.run.rundir import is_locked
 from seedtrail.sweep.plan import PlannedRun, run_metrics
 
 
@@ -45,6 +49,23 @@ def _manifests(sweep_dir: Path) -> Iterator[Manifest]:
             yield read_manifest(mf.parent)
         except NotARun:
             continue
+
+
+#: Unfinished runs a sweep rerun continues in place; "failed" ones run again from the start.
+RESUMABLE = ("interrupted", "running")
+
+
+def resumable_runs(sweep_dir: Path) -> dict[str, Manifest]:
+    """settings fingerprint -> the newest interrupted (or killed) run of those settings.
+
+    A run whose lock a live process holds (another resume, a sweep still running it) is
+    left out: it is that process's to finish.
+    """
+    found: dict[str, Manifest] = {}
+    for m in _manifests(sweep_dir):  # sorted by directory name: run ids start with the time
+        if m.status in RESUMABLE and m.settings_fingerprint and not is_locked(Path(m.run_dir)):
+            found[m.settings_fingerprint] = m
+    return found
 
 
 def failed_manifest(sweep_dir: Path, settings_fp: str) -> Manifest | None:

@@ -20,7 +20,7 @@ from settings.model import RunSettings
 if TYPE_CHECKING:
     from prefect import Flow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Deployment names are "<flow name>/<NAME>", e.g. `train/seedtrail`.
 NAME = "seedtrail"
 TAGS = ("seedtrail",)
