@@ -48,6 +48,18 @@ def recorded_settings_fingerprint(settings: dict[str, Any]) -> str:
     return fingerprint_json({k: v for k, v in settings.items() if k != "output_dir"})
 
 
+def _settings_fingerprints(settings: dict[str, Any]) -> set[str]:
+    """The fingerprints these recorded settings may carry: since shards, the rule of
+    rundir.settings_fingerprint also leaves out determinism.inter_op_threads (no byte
+    depends on it); manifests written before that used the rule above."""
+    current = {k: v for k, v in settings.items() if k != "output_dir"}
+    if isinstance(current.get("determinism"), dict):
+        current["determinism"] = {
+            k: v for k, v in current["determinism"].items() if k != "inter_op_threads"
+        }
+    return {recorded_settings_fingerprint(settings), fingerprint_json(current)}
+
+
 def _non_finite(obj: Any, prefix: str) -> list[str]:
     if isinstance(obj, dict):
         return [p for k, v in obj.items() for p in _non_finite(v, f"{prefix}.{k}")]
@@ -68,7 +80,7 @@ def problems(data: dict[str, Any]) -> list[str]:
     s_fp = data.get("settings_fingerprint")
     if s_fp is None:  # every seedtrail version has recorded it
         out.append("settings_fingerprint is missing")
-    elif isinstance(settings, dict) and recorded_settings_fingerprint(settings) != s_fp:
+    elif isinstance(settings, dict) and s_fp not in _settings_fingerprints(settings):
         out.append("settings do not match settings_fingerprint")
     out += _seed_problems(data)
     stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
