@@ -22,13 +22,20 @@ from typing import TYPE_CHECKING, NoReturn
 
 from seedtrail.cli.main import run_cli
 from seedtrail.core.errors import InputError
-from seedtrail.prefect.deployments import DEPLOYMENTS, NAME, TAGS, full_description, load_flow
+from seedtrail.prefect.deployments import (
+    DEPLOYMENTS,
+    NAME,
+    deployment_tags,
+    full_description,
+    load_flow,
+    schedule_slug,
+)
 from settings.cli import load_settings
 from settings.model import RunSettings
 
 if TYPE_CHECKING:
-    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
     from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Schedule
 
 PROG = "python -m flows.serve"
 
@@ -123,24 +130,31 @@ def parse_args(argv: Sequence[str]) -> tuple[ServeOptions, list[str], bool]:
     return ServeOptions(cron, interval, ns.no_schedule, ns.timezone, ns.limit), rest, False
 
 
-def schedules_for(name: str, opts: ServeOptions) -> list[CronSchedule | IntervalSchedule]:
-    """The schedules of one deployment; validated here so a typo is one line, not a traceback."""
+def schedules_for(name: str, opts: ServeOptions) -> list[Schedule]:
+    """The schedules of one deployment; validated here so a typo is one line, not a traceback.
+
+    Each is slugged with its time zone (`train-europe-berlin`): the UI shows a cron's time
+    without its zone.
+    """
     from datetime import timedelta
 
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+    from prefect.schedules import Cron, Interval
     from pydantic import ValidationError
 
     if opts.no_schedule:
         return []
+    slug = schedule_slug(name, opts.timezone)
     try:
         if opts.interval.get(name) is not None:
-            return [
-                IntervalSchedule(
-                    interval=timedelta(seconds=opts.interval[name] or 0), timezone=opts.timezone
-                )
-            ]
+            seconds = opts.interval[name] or 0
+            IntervalSchedule(interval=timedelta(seconds=seconds), timezone=opts.timezone)
+            return [Interval(seconds, timezone=opts.timezone, slug=slug)]
         cron = opts.cron.get(name)
-        return [CronSchedule(cron=cron, timezone=opts.timezone)] if cron else []
+        if not cron:
+            return []
+        CronSchedule(cron=cron, timezone=opts.timezone)  # validates cron and zone
+        return [Cron(cron, timezone=opts.timezone, slug=slug)]
     except ValidationError as err:
         e = err.errors()[0]
         field = "timezone" if e["loc"] and e["loc"][0] == "timezone" else f"{name}-cron"
@@ -167,7 +181,7 @@ def require_server() -> str:
 
 
 def build_deployments(
-    schedules: dict[str, list[CronSchedule | IntervalSchedule]],
+    schedules: dict[str, list[Schedule]],
     settings: RunSettings,
     opts: ServeOptions,
 ) -> list[RunnerDeployment]:
@@ -184,7 +198,7 @@ def build_deployments(
                 None if opts.no_schedule else opts.interval.get(d.flow_name),
                 opts.timezone,
             ),
-            tags=list(TAGS),
+            tags=deployment_tags(opts.timezone if schedules[d.flow_name] else None),
             enforce_parameter_schema=True,  # the server rejects bad parameters, naming the field
         )
         for d in DEPLOYMENTS

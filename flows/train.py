@@ -19,11 +19,11 @@ if __name__ == "__main__":  # before the imports below (Prefect takes seconds): 
     check_early(check_train_args)
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags
 from prefect.states import State
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from seedtrail.cli.main import run_cli
 from seedtrail.cli.train_args import parse_train_args
@@ -90,6 +90,11 @@ def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:
     return problems
 
 
+def _title(title: str) -> Any:
+    """The form's label for a parameter (Prefect's own is the parameter's name)."""
+    return Field(json_schema_extra={"title": title})
+
+
 # The run options never change what is computed. No None defaults: the UI form shows an
 # optional parameter as a type switch (`Property is type "None"`); "evaluate" (the last
 # stage) and "" mean the same as None did.
@@ -121,9 +126,9 @@ def train_flow(
     training: setting_annotation("training") = _DEFAULTS.training,
     determinism: setting_annotation("determinism") = _DEFAULTS.determinism,
     seeds: setting_annotation("seeds") = _DEFAULTS.seeds,
-    stop_after: StageName = STAGES[-1],
-    use_cache: bool = True,
-    resume: str = "",
+    stop_after: Annotated[StageName, _title("Stop after")] = STAGES[-1],
+    use_cache: Annotated[bool, _title("Use the stage cache")] = True,
+    resume: Annotated[str, _title("Resume run directory")] = "",
 ) -> dict[str, Any] | State:
     """Train one Keras model reproducibly; returns the run's manifest.
 

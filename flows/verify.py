@@ -8,7 +8,10 @@ stage and the environment differences are named), 2 on bad input.
 
 As a Prefect flow (`verify`), a mismatch ends the flow run Failed, so a
 scheduled deployment that verifies a reference run nightly alerts like any
-failed run; the report is the markdown artifact `verify-report`.
+failed run. The verdict is where people look: the last log line (`result: REPRODUCES
+(7/7) · …`), the state's message and the start of the `verify-report` artifact's
+description. The rerun's own card is `verify-rerun-card`, never `run-card` (the
+latest `run-card` stays the real run's).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 
 from seedtrail.cli.check_args import (
     divergence_options,
@@ -46,6 +49,8 @@ from seedtrail.run.pipeline import preflight, run_training
 from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
 from settings.seeds import STAGES, StageName
+
+RERUN_CARD_KEY = "verify-rerun-card"
 
 
 def fresh_output_dir() -> Path:
@@ -88,7 +93,9 @@ def verify_flow(
     rerun_settings = settings.model_copy(update={"output_dir": out})
     stop: Any = None if stages[-1] == STAGES[-1] else stages[-1]
     # A cache hit would replay the recorded bytes, not reproduce them: recompute every stage.
-    rerun = run_training(rerun_settings, stop_after=stop, use_cache=False)
+    rerun = run_training(
+        rerun_settings, stop_after=stop, use_cache=False, card_key=RERUN_CARD_KEY, leaderboard=False
+    )
     result = compare_manifests(
         recorded, rerun, labels=("recorded", "new"), stages=stages, title="verify", **options
     )
@@ -96,16 +103,18 @@ def verify_flow(
     create_markdown_artifact(
         key="verify-report",
         markdown=result.render(markdown=True),
-        description=f"verify {recorded.run_id}: {result.headline()}",
+        description=f"{result.verdict()} · verify {recorded.run_id}: {result.headline()}",
     )
     summary = {
         **result.to_dict(),
         "rerun_dir": rerun["run_dir"],
         "report": f"{result.render()}\nrerun directory: {rerun['run_dir']}",
     }
-    if result.exit_code:
-        return Failed(message=result.headline(), data=summary)
-    return summary
+    message = f"{result.verdict()}: {result.headline()}"
+    get_run_logger().info("result: %s · rerun directory %s", message, rerun["run_dir"])
+    if result.exit_code:  # a run within --tolerance exits 0
+        return Failed(message=message, data=summary)
+    return Completed(message=message, data=summary)
 
 
 def main(argv: list[str]) -> int:

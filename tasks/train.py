@@ -20,8 +20,7 @@ from pathlib import Path
 from prefect import get_run_logger
 
 from seedtrail.core import atomic
-from seedtrail.core.plots import training_curves
-from seedtrail.core.stage import stage
+from seedtrail.core.stage import log_to_run, stage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
@@ -48,6 +47,12 @@ def _one_epoch_callback():
             self.model.stop_training = True
 
     return OneEpoch()
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict[str, list[float]]) -> str:
+    """`train: epoch 2/6 · loss 0.5123 · accuracy 0.8000 · val_loss …`: the epoch just finished."""
+    values = " · ".join(f"{name} {values[epoch]:.4f}" for name, values in logs.items())
+    return f"train: epoch {epoch + 1}/{epochs} · {values}"
 
 
 def make_optimizer(s: TrainingSettings):
@@ -156,7 +161,8 @@ def run_train(
         )
     recorder = BatchLosses()
     recorder.install(runner)  # after compile: each batch's own loss, exactly
-    verbose = 1 if sys.stdout.isatty() else 2
+    # A terminal keeps Keras' progress bar; elsewhere the epoch's log line below says it all.
+    verbose = 1 if sys.stdout.isatty() else 0
     one_epoch = _one_epoch_callback()
     for epoch in range(start, s.epochs):
         order = epoch_rng(seed, epoch).permutation(idx["train"])
@@ -176,6 +182,7 @@ def run_train(
             raise
         for name, values in h.history.items():
             history.setdefault(name, []).append(float(values[-1]))
+        log_to_run(epoch_line(epoch, s.epochs, history))  # the flow run's logs: the UI
         epoch_fingerprints.append(weights_fingerprint(model))
         batch_losses.append(recorder.take())
         variable_fps.append(variable_fingerprints(model))
@@ -197,14 +204,11 @@ def run_train(
     save_model(model, model_path)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the final model supersedes them
     atomic.write_json(ctx.run_dir / "history.json", history)
-    curves = ctx.run_dir / "training_curves.png"
-    training_curves(history, curves, f"seed {seed} · {s.epochs} epochs")
     return StageOutput(
         epoch_fingerprints[-1],
         outputs={
             "model": str(model_path),
             "history": str(ctx.run_dir / "history.json"),
-            "training_curves": str(curves),
         },
         info={
             "fingerprint_of": "final weights and seed-generator states",

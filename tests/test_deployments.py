@@ -10,7 +10,15 @@ from pathlib import Path
 
 import yaml
 
-from seedtrail.prefect.deployments import DEPLOYMENTS, NAME, ROOT, TAGS, full_description, load_flow
+from seedtrail.prefect.deployments import (
+    DEPLOYMENTS,
+    NAME,
+    ROOT,
+    deployment_tags,
+    full_description,
+    load_flow,
+    schedule_slug,
+)
 from seedtrail.prefect.parameters import settings_from_parameters
 from settings.model import RunSettings
 
@@ -29,10 +37,14 @@ def test_prefect_yaml_says_what_the_declaration_says() -> None:
     assert set(in_yaml) == {d.entrypoint for d in DEPLOYMENTS}
     for spec in DEPLOYMENTS:
         d = in_yaml[spec.entrypoint]
-        assert d["name"] == NAME and d["tags"] == list(TAGS), spec.flow_name
+        assert d["name"] == NAME, spec.flow_name
+        assert d["tags"] == deployment_tags("UTC" if spec.cron else None), spec.flow_name
         assert d["description"] == full_description(spec, spec.cron), spec.flow_name
         assert [s["cron"] for s in d.get("schedules", [])] == ([spec.cron] if spec.cron else [])
         assert all(s["timezone"] == "UTC" for s in d.get("schedules", []))
+        # the zone where the UI shows it: the slug (and the tag above)
+        for sched in d.get("schedules", []):
+            assert sched["slug"] == schedule_slug(spec.flow_name, "UTC") == f"{spec.flow_name}-utc"
         declared, written = spec.parameters(RunSettings()), d["parameters"]
         if spec.flow_name == "train":  # `{}` in the file: the flow's defaults, every setting
             assert settings_from_parameters(written) == settings_from_parameters(declared)

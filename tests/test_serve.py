@@ -225,6 +225,11 @@ def test_custom_run_with_another_seed_matches_a_local_run(
     assert manifest["stages"]["train"]["fingerprint"][:16] in result
     # one "Finished in state Completed()" (the flow's), not one per stage
     assert sum(line.startswith("Finished in state Completed") for line in lines) == 1, lines
+    # every epoch's metrics are in the flow run's logs (the UI), not only on a terminal
+    history = json.loads((run_dir / "history.json").read_text())
+    epochs = [line for line in lines if line.startswith("train: epoch ")]
+    assert [line.split(" · ")[0] for line in epochs] == ["train: epoch 1/2", "train: epoch 2/2"]
+    assert f"val_loss {history['val_loss'][-1]:.4f}" in epochs[-1], epochs
 
 
 @pytest.mark.slow
@@ -351,6 +356,22 @@ def test_schedules_default_set_and_off() -> None:
     assert interval.interval.total_seconds() == 3600
     opts, _, _ = parse_args(["--no-schedule"])
     assert all(schedules_for(name, opts) == [] for name in DEFAULT_CRON)
+
+
+def test_a_schedule_names_its_time_zone_in_its_slug_and_its_deployment_tags() -> None:
+    """The UI's badge says "03:00 AM" and lists upcoming runs in the browser's zone."""
+    from flows.serve import build_deployments, parse_args, schedules_for
+
+    opts, _, _ = parse_args(["--timezone", "Europe/Berlin", "--sweep-interval", "3600"])
+    schedules = {name: schedules_for(name, opts) for name in ("train", "sweep", "verify")}
+    assert [s.slug for s in schedules["train"]] == ["train-europe-berlin"]
+    assert [(s.slug, s.timezone) for s in schedules["sweep"]] == [
+        ("sweep-europe-berlin", "Europe/Berlin")
+    ]
+    deployments = {d.flow_name: d for d in build_deployments(schedules, RunSettings(), opts)}
+    assert "tz:Europe/Berlin" in deployments["train"].tags
+    assert [s.slug for s in deployments["train"].schedules] == ["train-europe-berlin"]
+    assert not any(t.startswith("tz:") for t in deployments["verify"].tags)  # no schedule
 
 
 def test_prefect_yaml_deployments_load_and_their_parameters_fit_the_schema() -> None:
@@ -504,6 +525,10 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
             nulls = [lines[i - 3 : i + 1] for i, x in enumerate(lines) if "Property is type" in x]
             assert not nulls, nulls
             assert "TrainingSettings" not in form
+            # sections titled for people, not raw keys ("data (Optional)")
+            labels = {line.strip() for line in lines}
+            assert {"Data (Optional)", "Seed pins (Optional)", "Stop after (Optional)"} <= labels
+            assert not {f"{key} (Optional)" for key in RunSettings.model_fields} & labels
             # Submitted as prefilled: the server takes the form's values, and the name the
             # form generated gives way to the seed's.
             known = served.deployment_runs(train["id"])
@@ -521,3 +546,90 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
             browser.close()
     served.wait(submitted["id"])  # not left running when the module's server stops
     print(f"screenshots: {shots}")
+
+
+# ---- the docs' server lines, followed literally on a non-default port -----------------------
+
+DOCS = ROOT / "docs" / "deployment.md"
+DOC_PORT = "4322"  # the port the docs use as their example
+
+
+def docs_server_lines() -> tuple[str, str]:
+    """The server command and the `export PREFECT_API_URL=...` line of "A server on any port"."""
+    section = DOCS.read_text().split("## A server on any port", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    block = block.replace("\\\n", " ")  # a command continued on the next line
+    lines = [" ".join(line.split("  #")[0].split()) for line in block.splitlines()]
+    (server,) = [line for line in lines if "prefect server start" in line]
+    (export,) = [line for line in lines if line.startswith("export PREFECT_API_URL=")]
+    return server, export
+
+
+@pytest.mark.slow
+def test_the_docs_server_lines_work_on_any_port(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The UI of a server started as the docs say, on another port, calls that port's API."""
+    import os
+    import signal
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.conftest import _free_port
+
+    chromium = _chromium()
+    server, export = docs_server_lines()
+    assert f"--port {DOC_PORT}" in server, server
+    port = str(_free_port())  # the docs' port, made free: the lines say the port each time
+    server, export = server.replace(DOC_PORT, port), export.replace(DOC_PORT, port)
+    # `uv run X` as written; the test's venv is the project's environment
+    shell = 'uv() { [ "$1" = run ] && shift; "$@"; }; '
+    env = cli_env(tmp_path / "home", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    api = subprocess.run(
+        ["bash", "-c", f'{export}; printf %s "$PREFECT_API_URL"'],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert api == f"http://127.0.0.1:{port}/api"
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["bash", "-c", shell + server], env=env, cwd=tmp_path,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    shots = Path(os.environ.get("SEEDTRAIL_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if _api(api, "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                calls: list[str] = []
+                page.on("request", lambda r: calls.append(r.url) if "/api/" in r.url else None)
+                page.goto(f"http://127.0.0.1:{port}/flows")
+                # A fresh server has no flows: the empty state needs an answer from the API,
+                # a UI calling another port says it cannot connect instead.
+                answer = re.compile("Run a flow to get started|Can't connect to Server API")
+                expect(page.get_by_text(answer).first).to_be_visible(timeout=60_000)
+                page.wait_for_load_state("networkidle", timeout=60_000)
+                page.screenshot(path=shots / "any-port-flows.png", full_page=True)
+                body = page.inner_text("body")
+            finally:
+                browser.close()
+        assert "Can't connect to Server API" not in body, body[:500]
+        assert calls, "the UI made no API call"
+        elsewhere = [url for url in calls if not url.startswith(api)]
+        assert not elsewhere, elsewhere[:5]  # the old lines: http://127.0.0.1:4200/api/...
+    finally:  # the shell and the server it started: their own process group
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from seedtrail.run.tensorboard_log import EVENTS_FILE, png_size, split_history, write_run_logs
+from seedtrail.run.tensorboard_log import (
+    EVENTS_FILE,
+    flat_hparams,
+    png_size,
+    split_history,
+    write_run_logs,
+)
+from tests.conftest import TinyRuns
 
 HISTORY = {
     "loss": [1.0, 0.5],
@@ -87,8 +94,91 @@ def test_event_files_hold_per_epoch_scalars_and_the_preview(tmp_path: Path):
 def test_writing_imports_no_tensorflow(tmp_path: Path):
     code = (
         "import sys; from pathlib import Path; from seedtrail.run.tensorboard_log import write_run_logs;"
-        f"write_run_logs(Path({str(tmp_path)!r}), {{'loss': [1.0], 'val_loss': [2.0]}});"
+        f"write_run_logs(Path({str(tmp_path)!r}), {{'loss': [1.0], 'val_loss': [2.0]}},"
+        " hparams={'seed': 1}, test_metrics={'test_loss': 0.5});"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
     assert (tmp_path / "tensorboard" / "validation" / EVENTS_FILE).is_file()
+    assert (tmp_path / "tensorboard" / EVENTS_FILE).is_file()
+
+
+def test_nested_settings_flatten_to_scalar_hparams():
+    settings = {"seed": 3, "training": {"epochs": 2, "optimizer": "adam"},
+                "model": {"conv_filters": [4, 8], "builder": None}, "augment": {"enabled": True}}  # fmt: skip
+    assert flat_hparams(settings) == {
+        "seed": 3,
+        "training.epochs": 2,
+        "training.optimizer": "adam",
+        "model.conv_filters": "[4, 8]",  # TensorBoard takes numbers, text and booleans only
+        "augment.enabled": True,
+    }  # an unset field (None) is left out: the column keeps one type across runs
+
+
+def test_the_run_is_an_hparams_session_with_its_test_metrics(tmp_path: Path):
+    from tensorboard.plugins.hparams import metadata
+
+    hparams = {"seed": 3, "training.epochs": 2, "fingerprint": "4b0c7752e50eac4f"}
+    paths = write_run_logs(
+        tmp_path / "run-7", HISTORY, hparams=hparams, test_metrics={"test_accuracy": 0.75},
+        wall_time=1.0,
+    )  # fmt: skip
+    root = tmp_path / "run-7" / "tensorboard" / EVENTS_FILE
+    assert root in paths
+    values = [v for e in read_events(root)[1:] for v in e.summary.value]
+    (session,) = [v for v in values if v.tag == metadata.SESSION_START_INFO_TAG]
+    assert session.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME
+    info = metadata.parse_session_start_info_plugin_data(session.metadata.plugin_data.content)
+    assert info.group_name == "run-7"  # the run directory's name: one row per run
+    assert info.hparams["seed"].number_value == 3
+    assert info.hparams["fingerprint"].string_value == "4b0c7752e50eac4f"
+    assert {v.tag: v.simple_value for v in values if v.tag != session.tag} == {
+        "test_accuracy": 0.75
+    }
+
+
+def hparams_session_groups(logdir: Path) -> list[dict]:
+    """What TensorBoard's HParams tab lists for `tensorboard --logdir logdir` (its own plugin)."""
+    import json
+
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import hparams_plugin
+    from werkzeug.test import Client
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    context = base_plugin.TBContext(logdir=str(logdir), multiplexer=mux, data_provider=provider)
+    route = hparams_plugin.HParamsPlugin(context).get_plugin_apps()["/session_groups"]
+    request = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"], "sliceSize": 100}
+    response = Client(route).post(json=request)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return json.loads(response.get_data())["sessionGroups"]
+
+
+@pytest.mark.slow
+def test_tensorboard_compares_real_runs_in_its_hparams_table(
+    tiny_runs: TinyRuns, tmp_path: Path
+) -> None:
+    runs = tiny_runs.get(base=(), seed1=("--seed", "1"))
+    logdir = tmp_path / "runs"  # as `tensorboard --logdir runs` sees two runs' folder
+    logdir.mkdir()
+    for run in runs.values():
+        (logdir / run.run_dir.name).symlink_to(run.run_dir)
+    groups = {g["name"]: g for g in hparams_session_groups(logdir)}
+    assert set(groups) == {run.run_dir.name for run in runs.values()}
+    for run in runs.values():
+        group, manifest = groups[run.run_dir.name], run.manifest
+        assert group["hparams"]["seed"] == manifest["settings"]["seed"]
+        assert group["hparams"]["training.epochs"] == manifest["settings"]["training"]["epochs"]
+        assert group["hparams"]["fingerprint"] == manifest["stages"]["train"]["fingerprint"][:16]
+        assert "output_dir" not in group["hparams"]  # where, not what
+        metrics = {
+            (m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]
+        }
+        assert metrics[("", "test_accuracy")] == pytest.approx(
+            manifest["metrics"]["test_accuracy"], rel=1e-6
+        )
+        assert ("validation", "epoch_loss") in metrics

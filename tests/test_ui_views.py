@@ -153,3 +153,38 @@ def test_the_cli_leaves_out_the_flows_lines_about_a_clean_failure() -> None:
         assert not _not_input_error(record)
     other = logging.LogRecord("prefect.flow_runs", logging.INFO, "", 0, "result: seed 0", (), None)
     assert _not_input_error(other)
+
+
+def test_the_train_form_titles_every_parameter_for_people() -> None:
+    """Prefect titles a parameter with its name ("data (Optional)" in the form): ours are words."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.train import train_flow
+
+    schema = parameter_schema(train_flow).model_dump_for_openapi()
+    titles = {name: prop.get("title") for name, prop in schema["properties"].items()}
+    assert titles["data"] == "Data" and titles["seeds"] == "Seed pins", titles
+    assert titles["output_dir"] == "Output folder" and titles["stop_after"] == "Stop after"
+    assert all(t and t[0].isupper() and "_" not in t for t in titles.values()), titles
+    # the sections' own schemas keep other titles, or pydantic would drop the parameter's
+    assert all(d["title"].endswith(" section") for d in schema["definitions"].values())
+
+
+def test_the_sweep_tables_fit_a_page_without_sideways_scrolling() -> None:
+    """The UI scrolled the 10-column statistics table sideways: narrow cells, notes below."""
+    from seedtrail.sweep.plan import runs_table
+
+    stats = {
+        "all": {"test_accuracy": describe([0.40, 0.95]), "test_macro_f1": describe([0.5, 0.6])}
+    }
+    text = stats_table(stats)
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [c.strip() for line in table for c in line.strip("|").split("|")]
+    assert len(table[0].strip("|").split("|")) <= 8
+    assert max(map(len, cells)) <= 20, max(cells, key=len)
+    assert "(1) only 2 seeds: CI95 very wide" in text  # the full note, under the table
+    runs = [{"vary": "all", "seed": 0, "status": "complete", "metrics": {"test_accuracy": 0.5},
+             "fingerprints": {"train": "ab" * 32}, "run_dir": "/r/20261126-210336-seed0-f707b0-9177"}]  # fmt: skip
+    head = runs_table(runs).splitlines()[0]
+    assert "| accuracy |" in head and "test_accuracy" not in head
+    assert "| …seed0-f707b0-9177 |" in runs_table(runs)  # the run, without its date

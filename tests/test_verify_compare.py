@@ -70,6 +70,31 @@ def latest_artifact(api_url: str, key: str) -> str:
     return artifact["data"]
 
 
+def _post(api_url: str, path: str, body: dict) -> list[dict]:
+    req = urllib.request.Request(
+        f"{api_url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def verify_flow_run(api_url: str, recorded: Path) -> tuple[dict, list[str], dict[str, dict]]:
+    """The newest verify flow run of `recorded`: the run, its log lines, its artifacts by key."""
+    (run,) = _post(api_url, "/flow_runs/filter", {
+        "flow_runs": {"name": {"any_": [f"verify-{recorded.name}"]}},
+        "sort": "EXPECTED_START_TIME_DESC", "limit": 1,
+    })  # fmt: skip
+    logs = _post(api_url, "/logs/filter", {
+        "logs": {"flow_run_id": {"any_": [run["id"]]}}, "sort": "TIMESTAMP_ASC",
+    })  # fmt: skip
+    artifacts = _post(api_url, "/artifacts/filter", {
+        "artifacts": {"flow_run_id": {"any_": [run["id"]]}},
+    })  # fmt: skip
+    return run, [log["message"] for log in logs], {a["key"]: a for a in artifacts}
+
+
 @pytest.mark.slow
 def test_verify_of_a_fresh_run_matches_every_stage(
     tiny_runs: TinyRuns, tmp_path: Path, prefect_api_url: str
@@ -93,6 +118,15 @@ def test_verify_of_a_fresh_run_matches_every_stage(
     assert not any(v["cached"] for v in again["stages"].values())
     report = latest_artifact(prefect_api_url, "verify-report")
     assert base.manifest["run_id"] in report and "REPRODUCES" in report
+    # The verdict where people look: the last own log line, the state, the artifact.
+    run, lines, artifacts = verify_flow_run(prefect_api_url, base.run_dir)
+    assert run["state"]["type"] == "COMPLETED"
+    assert run["state"]["message"].startswith("REPRODUCES (7/7): every stage matches")
+    own = [line for line in lines if not line.startswith("Finished in state")]
+    assert own[-1].startswith("result: REPRODUCES (7/7): every stage matches"), own[-3:]
+    assert artifacts["verify-report"]["description"].startswith("REPRODUCES (7/7) · verify ")
+    # The rerun's card has its own key: the latest `run-card` stays the real run's.
+    assert "run-card" not in artifacts and "verify-rerun-card" in artifacts
 
 
 @pytest.mark.slow
@@ -116,6 +150,11 @@ def test_verify_stops_early_and_names_the_first_divergent_stage_and_causes(
     assert rows["split"][-1] == "NO"
     assert "first divergent stage: split" in res.stdout
     assert "packages.numpy: 1.0.0 -> " in res.stdout
+    run, lines, artifacts = verify_flow_run(prefect_api_url, recorded)
+    assert run["state"]["type"] == "FAILED"
+    assert re.match(r"DIFFERS \(\d/4\): ", run["state"]["message"]), run["state"]["message"]
+    assert any(re.match(r"result: DIFFERS \(\d/4\): ", line) for line in lines), lines
+    assert artifacts["verify-report"]["description"].startswith("DIFFERS (")
 
 
 @pytest.mark.slow

@@ -178,6 +178,18 @@ class Comparison:
             )
         return notes
 
+    def verdict(self) -> str:
+        """`REPRODUCES (7/7)` or `DIFFERS (5/7)`: the verdict and how many stages agree."""
+        agree = sum(r.agrees for r in self.stages)
+        word = (
+            "REPRODUCES"
+            if self.matches
+            else "REPRODUCES within tolerance"
+            if self.within_tolerance
+            else "DIFFERS"
+        )
+        return f"{word} ({agree}/{len(self.stages)})"
+
     def headline(self) -> str:
         if self.within_tolerance:
             return f"REPRODUCES within tolerance (bytes differ from {self.bytes_differ_from()})"

@@ -50,7 +50,8 @@ def source_version(fn: Callable[..., Any]) -> str:
     return "src:" + hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def _log(line: str) -> None:
+def log_to_run(line: str) -> None:
+    """An INFO line in the flow run's logs (the UI) and on the terminal; plain logging outside one."""
     from prefect.exceptions import MissingContextError
     from prefect.logging import get_run_logger
 
@@ -165,7 +166,7 @@ class DeclaredStage:
             )
             if self.cacheable and ctx is not None:
                 save_entry(ctx, key, result)
-        _log(log_line(result))
+        log_to_run(log_line(result))
         return result
 
 

@@ -9,6 +9,7 @@ them, so no flow module imports another (the sweep runs the train flow too).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,21 @@ def schedule_note(cron: str | None, interval_s: float | None, timezone: str) -> 
     if cron:
         return f"Schedule: cron `{cron}` in time zone {timezone}."
     return "No schedule: runs only when started."
+
+
+def zone_slug(timezone: str) -> str:
+    """`Europe/Berlin` -> `europe-berlin`: Prefect's UI shows neither a cron's zone nor a slug's case."""
+    return re.sub(r"[^a-z0-9]+", "-", timezone.lower()).strip("-")
+
+
+def schedule_slug(flow_name: str, timezone: str) -> str:
+    """The schedule's slug names its zone (`train-utc`): the UI's badge says only "03:00 AM"."""
+    return f"{flow_name}-{zone_slug(timezone)}"
+
+
+def deployment_tags(timezone: str | None) -> list[str]:
+    """The deployment's tags; with a schedule, `tz:<zone>` too (shown on its every run)."""
+    return [*TAGS, f"tz:{timezone}"] if timezone else list(TAGS)
 
 
 def full_description(spec: DeploymentSpec, cron: str | None, interval_s: float | None = None,

@@ -11,13 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from pydantic import Field
+
+from settings.form import PARAMETER_TITLES
 from settings.model import RunSettings
 
 
 def setting_annotation(name: str) -> Any:
-    """The annotation of `RunSettings.<name>` with its bounds, for a flow parameter."""
+    """The annotation of `RunSettings.<name>` with its bounds and form title, for a flow parameter.
+
+    Prefect titles every parameter with its name ("data"): the form showed raw keys. A
+    `json_schema_extra` title in the annotation replaces it ("Data").
+    """
     info = RunSettings.model_fields[name]
-    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    title = PARAMETER_TITLES.get(name)
+    titled = Field(json_schema_extra={"title": title}) if title else None
+    metadata = [*info.metadata, *([titled] if titled else [])]
+    return Annotated[info.annotation, *metadata] if metadata else info.annotation
 
 
 def with_settings_docstring(fn: Callable[..., Any] | None = None, /, **options: str) -> Any:

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from seedtrail.core.errors import InputError, RunFailed
 from seedtrail.core.pipeline_table import STAGES, declared
+from seedtrail.core.plots import training_curves
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageResult
 from seedtrail.core.store import store_dir
@@ -29,6 +30,7 @@ from seedtrail.inputs.pixels import DataChanged
 from seedtrail.prefect.names import seed_tag, tag_current_flow_run
 from seedtrail.prefect.signals import interruption_types
 from seedtrail.run import tensorboard_log
+from seedtrail.run.leaderboard import publish_leaderboard
 from seedtrail.run.manifest import parse_manifest, read_manifest
 from seedtrail.run.report import card_description, run_card
 from seedtrail.run.rundir import (
@@ -87,12 +89,45 @@ def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> b
     return not (store_dir(settings.output_dir) / "cache" / "train").is_dir()
 
 
-def _tensorboard(run_dir: Path, fit: StageResult, aug: StageResult) -> dict[str, str]:
-    """TensorBoard logs from the run's files (also after a cache hit: no TensorFlow needed)."""
+def _tensorboard(
+    run_dir: Path,
+    settings: RunSettings,
+    fit: StageResult,
+    aug: StageResult,
+    metrics: dict[str, Any],
+) -> dict[str, str]:
+    """TensorBoard logs from the run's files (also after a cache hit: no TensorFlow needed).
+
+    Hyperparameters: every flat setting (output_dir is where, not what), the settings and
+    final-weights fingerprints; metrics: the scalar test metrics.
+    """
     history = json.loads(Path(fit.outputs["history"]).read_text())
     preview = aug.outputs.get("augment_preview")
-    paths = tensorboard_log.write_run_logs(run_dir, history, Path(preview) if preview else None)
-    return {f"tensorboard_{p.parent.name}": str(p) for p in paths}
+    values = settings.model_dump(mode="json", exclude={"output_dir"})
+    hparams = {
+        **tensorboard_log.flat_hparams(values),
+        "settings_fingerprint": settings_fingerprint(settings)[:16],
+        "fingerprint": fit.fingerprint[:16],
+    }
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    paths = tensorboard_log.write_run_logs(
+        run_dir, history, Path(preview) if preview else None, hparams=hparams,
+        test_metrics=scalars,
+    )  # fmt: skip
+    names = {
+        p: "hparams" if p.parent.name == tensorboard_log.LOG_DIR else p.parent.name for p in paths
+    }
+    return {f"tensorboard_{names[p]}": str(p) for p in paths}
+
+
+def _curves(run_dir: Path, settings: RunSettings, fit: StageResult) -> dict[str, str]:
+    """The training curves, titled with the root seed the run card names (and the train
+    stage's own): drawn here, not in the stage, whose result may come from another run."""
+    history = json.loads(Path(fit.outputs["history"]).read_text())
+    path = run_dir / "training_curves.png"
+    title = f"root seed {settings.seed} (train seed {fit.seed}) · {settings.training.epochs} epochs"
+    training_curves(history, path, title)
+    return {"training_curves": str(path)}
 
 
 class _StopAfter(Exception):
@@ -127,8 +162,13 @@ def run_training(
     stop_after: StageName | None = None,
     use_cache: bool = True,
     resume: Path | None = None,
+    card_key: str = "run-card",
+    leaderboard: bool = True,
 ) -> dict[str, Any]:
     """The pipeline, stage by stage; call it inside a flow run. Returns the run's manifest.
+
+    `card_key` is the run card's artifact key: verify's rerun uses its own, so that it
+    never becomes the latest `run-card` in the UI, and no leaderboard (`leaderboard=False`).
 
     `stop_after` ends the run after that stage (status "partial"), e.g. to check data
     and split quickly. `resume` continues an unfinished run directory in place: finished
@@ -146,6 +186,8 @@ def run_training(
             # A resumed run whose training came from the cache never ran run_train's
             # clean-up: its checkpoints from before the interrupt would stay behind.
             shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
+        if result.stage == "train":  # also when the run stops after training
+            run.add_artifacts(_curves(run.path, settings, result))
         if result.stage == stop_after:
             raise _StopAfter
         return result
@@ -185,7 +227,7 @@ def run_training(
             )
         )
         run.set("metrics", ev.info["metrics"])
-        run.add_artifacts(_tensorboard(run.path, fit, aug))
+        run.add_artifacts(_tensorboard(run.path, settings, fit, aug, ev.info["metrics"]))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")
@@ -222,6 +264,8 @@ def run_training(
     manifest = {**run.manifest, "run_dir": str(run.path)}
     read = parse_manifest(manifest, str(run.path), str(run.path))  # as readers see it
     create_markdown_artifact(
-        key="run-card", markdown=run_card(read), description=card_description(read)
+        key=card_key, markdown=run_card(read), description=card_description(read)
     )
+    if leaderboard:
+        publish_leaderboard(Path(run.path).parent)
     return manifest

@@ -6,6 +6,13 @@ drawn on one chart:
 
     <run_dir>/tensorboard/train/events.out.tfevents.seedtrail        (+ augment_preview image)
     <run_dir>/tensorboard/validation/events.out.tfevents.seedtrail
+    <run_dir>/tensorboard/events.out.tfevents.seedtrail              (hparams, test metrics)
+
+The third file makes `<run-id>/tensorboard` an HParams session, as Keras' `hp.KerasCallback`
+would: its hyperparameters (the seed, every flat setting, the final-weights fingerprint)
+and test metrics, next to the train/validation scalars. TensorBoard's HParams tab then
+compares every run under the log dir in one table (hide columns there), with parallel
+coordinates, all from the public plugin protos (`tensorboard.plugins.hparams.summary_v2`).
 
 `tensorboard --logdir runs` then lists every run, and every run of a sweep, by its run
 id. The files are written from `history.json` and `augment_preview.png` after training,
@@ -17,10 +24,12 @@ logs, not results: no fingerprint covers them (TensorBoard wants a wall time per
 from __future__ import annotations
 
 import io
+import json
 import struct
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from seedtrail.core.atomic import atomic_path
 
@@ -48,8 +57,38 @@ def png_size(png: bytes) -> tuple[int, int, int]:
     return height, width, _COLORSPACE.get(png[25], 4)
 
 
+HParam = bool | int | float | str
+
+
+def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, HParam]:
+    """Nested settings -> {"training.epochs": 2, ...}; lists as JSON text, unset (None) left out.
+
+    An unset field is left out rather than written as "": TensorBoard infers a column's
+    type from its values, and a pinned seed (a number) next to "" would make it text.
+    """
+    out: dict[str, HParam] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_hparams(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        elif value is not None:
+            out[name] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def _hparams_summary(hparams: Mapping[str, HParam], trial_id: str, start: float) -> Any:
+    from tensorboard.plugins.hparams import summary_v2  # protos only: no TensorFlow
+
+    return summary_v2.hparams_pb(dict(hparams), trial_id=trial_id, start_time_secs=start)
+
+
 def _events(
-    scalars: Mapping[str, Sequence[float]], images: Mapping[str, bytes], wall_time: float
+    scalars: Mapping[str, Sequence[float]],
+    images: Mapping[str, bytes],
+    wall_time: float,
+    summaries: Sequence[Any] = (),
 ) -> bytes:
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
@@ -59,6 +98,10 @@ def _events(
     writer.write(
         event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString()
     )
+    for summary in summaries:
+        writer.write(
+            event_pb2.Event(wall_time=wall_time, step=0, summary=summary).SerializeToString()
+        )
     for tag in sorted(scalars):
         for step, value in enumerate(scalars[tag]):
             value_pb = summary_pb2.Summary.Value(tag=tag, simple_value=value)
@@ -85,14 +128,27 @@ def write_run_logs(
     history: Mapping[str, Sequence[float]],
     preview_png: Path | None = None,
     wall_time: float | None = None,
+    hparams: Mapping[str, HParam] | None = None,
+    test_metrics: Mapping[str, float] | None = None,
 ) -> list[Path]:
-    """Write the run's TensorBoard event files (atomically); returns their paths."""
+    """Write the run's TensorBoard event files (atomically); returns their paths.
+
+    With `hparams`, a third file at `tensorboard/` holds them (the session: trial id =
+    the run directory's name) and `test_metrics` as step-0 scalars.
+    """
     wall_time = time.time() if wall_time is None else wall_time
     images = {PREVIEW_TAG: Path(preview_png).read_bytes()} if preview_png else {}
+    files = {
+        Path(part): _events(scalars, images if part == "train" else {}, wall_time)
+        for part, scalars in split_history(history).items()
+    }
+    if hparams is not None:
+        session = _hparams_summary(hparams, Path(run_dir).name, wall_time)
+        scalars = {tag: [float(v)] for tag, v in (test_metrics or {}).items()}
+        files[Path()] = _events(scalars, {}, wall_time, [session])
     written = []
-    for part, scalars in split_history(history).items():
+    for part, data in files.items():
         target = Path(run_dir) / LOG_DIR / part / EVENTS_FILE
-        data = _events(scalars, images if part == "train" else {}, wall_time)
         with atomic_path(target, suffix="") as tmp:
             tmp.write_bytes(data)
         written.append(target)

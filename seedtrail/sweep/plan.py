@@ -15,6 +15,7 @@ No Prefect, no TensorFlow here: everything is testable as plain functions.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,16 +188,27 @@ MIN_SEEDS_FOR_CI = 5
 UNIT_METRICS = ("accuracy", "f1", "precision", "recall")
 
 
-def ci_note(metric: str, d: Mapping[str, Any]) -> str:
-    """Why a CI95 says little, or "" (few seeds; an interval of a [0, 1] metric leaving [0, 1])."""
+def ci_note(metric: str, d: Mapping[str, Any], short: bool = False) -> str:
+    """Why a CI95 says little, or "" (few seeds; an interval of a [0, 1] metric leaving [0, 1]).
+
+    `short`: a few words, for a table cell (the UI's tables do not wrap).
+    """
     n, notes = d.get("n") or 0, []
     if n < 2:
-        return "no CI95: needs at least 2 completed runs"
+        return "no CI: n < 2" if short else "no CI95: needs at least 2 completed runs"
     if n < MIN_SEEDS_FOR_CI:
-        notes.append(f"only {n} seeds: CI95 very wide, use at least {MIN_SEEDS_FOR_CI}")
+        notes.append(
+            f"n={n}: CI wide"
+            if short
+            else f"only {n} seeds: CI95 very wide, use at least {MIN_SEEDS_FOR_CI}"
+        )
     low, high = d.get("ci95_low"), d.get("ci95_high")
     if any(u in metric for u in UNIT_METRICS) and low is not None and (low < 0 or high > 1):
-        notes.append("interval leaves [0, 1]: the t-interval is a normal approximation")
+        notes.append(
+            "leaves [0, 1]"
+            if short
+            else "interval leaves [0, 1]: the t-interval is a normal approximation"
+        )
     return "; ".join(notes)
 
 
@@ -246,14 +258,21 @@ def _num(x: Any, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _short_metric(name: str) -> str:
+    """`test_accuracy` -> `accuracy`: every sweep metric is a test metric; narrow headers."""
+    return name.removeprefix("test_")
+
+
 def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: one row per run with status, metrics and the final-weights fingerprint."""
     metrics = sorted({k for r in runs for k in r.get("metrics", {})})
-    head = ["vary", "seed", "status", *metrics, "train fingerprint", "run / error"]
+    head = ["vary", "seed", "status", *map(_short_metric, metrics), "fingerprint", "run / error"]
     rows = []
     for r in runs:
         fp = (r.get("fingerprints") or {}).get("train")
-        where = r.get("error") or Path(r.get("run_dir") or "-").name
+        # the run id without its date and time (summary.json has the whole path): narrower
+        name = Path(r.get("run_dir") or "-").name
+        where = r.get("error") or re.sub(r"^\d{8}-\d{6}-", "…", name)
         cells = [
             r["vary"],
             str(r["seed"]),
@@ -267,18 +286,31 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def stats_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-    """Markdown: per metric, one row per varied source, side by side."""
-    head = ["metric", "vary", "n", "mean", "std", "min", "max", "CI95 low", "CI95 high", "note"]
-    rows = []
+    """Markdown: per metric, one row per varied source, side by side; notes below the table.
+
+    8 narrow columns (the Prefect UI scrolled the 10-column table sideways): the interval
+    and the range one cell each, and a note only as its number, its text under the table.
+    """
+    head = ["metric", "vary", "n", "mean", "std", "CI95", "range", "note"]
+    rows, notes = [], []
     metrics = sorted({m for by_metric in summary.values() for m in by_metric})
     for m in metrics:
         for vary, by_metric in summary.items():
             d = by_metric.get(m)
             if d is None:
                 continue
-            rows.append(
-                [m, vary, str(d["n"])]
-                + [_num(d[k]) for k in ("mean", "std", "min", "max", "ci95_low", "ci95_high")]
-                + [ci_note(m, d) or "-"]
+            note = ci_note(m, d)
+            if note and note not in notes:
+                notes.append(note)
+            ci = (
+                f"[{_num(d['ci95_low'])}, {_num(d['ci95_high'])}]"
+                if d.get("ci95_low") is not None
+                else "-"
             )
-    return markdown_table(head, rows)
+            rows.append(
+                [_short_metric(m), vary, str(d["n"]), _num(d["mean"]), _num(d["std"]), ci,
+                 f"{_num(d['min'])} to {_num(d['max'])}",
+                 f"({notes.index(note) + 1})" if note else "-"]
+            )  # fmt: skip
+    footnotes = [f"({i}) {note}" for i, note in enumerate(notes, 1)]
+    return "\n".join([markdown_table(head, rows), *(["", *footnotes] if footnotes else [])])

@@ -76,25 +76,31 @@ def rounded(value: Any) -> Any:
 
 
 def publish_artifacts(summary: dict[str, Any]) -> None:
+    # Narrow tables (the UI's tables scroll sideways and do not wrap): short metric names,
+    # the interval in one cell, short notes (the summary has them in full), 12-hex fingerprints.
     rows = [
-        {"metric": m, "vary": v,
-         **{k: rounded(d[k]) for k in ("n", "mean", "std", "min", "max", "ci95_low", "ci95_high")},
-         "note": ci_note(m, d)}
+        {"metric": m.removeprefix("test_"), "vary": v, "n": d["n"],
+         "mean": rounded(d["mean"]), "std": rounded(d["std"]),
+         "ci95": None if d.get("ci95_low") is None
+         else f"[{rounded(d['ci95_low'])}, {rounded(d['ci95_high'])}]",
+         "note": ci_note(m, d, short=True)}
         for v, by_metric in summary["statistics"].items()
         for m, d in by_metric.items()
     ]  # fmt: skip
     create_table_artifact(
         table=rows, key="sweep-statistics", description="Metrics across seeds, per varied source"
     )
+    errors = any(r.get("error") for r in summary["runs"])
     create_table_artifact(
         table=[
             {
                 "vary": r["vary"],
                 "seed": r["seed"],
                 "status": r["status"],
-                **{k: rounded(v) for k, v in r.get("metrics", {}).items()},
-                "train_fingerprint": (r.get("fingerprints") or {}).get("train"),
-                "error": r.get("error"),
+                **{k.removeprefix("test_"): rounded(v) for k, v in r.get("metrics", {}).items()},
+                "fingerprint": ((r.get("fingerprints") or {}).get("train") or "")[:12] or None,
+                "run": Path(r["run_dir"]).name if r.get("run_dir") else None,
+                **({"error": r.get("error")} if errors else {}),
             }
             for r in summary["runs"]
         ],
