@@ -172,7 +172,7 @@ def test_vary_one_source_pins_the_others_a_failed_run_keeps_the_rest_and_resume(
     # one side-by-side table: each metric, once per source
     assert set(summary["statistics"]) == {"model", "split"}
     md = (sweep / "summary.md").read_text()
-    assert "| test_accuracy | model | 2 |" in md and "| test_accuracy | split | 2 |" in md
+    assert "| accuracy | model | 2 |" in md and "| accuracy | split | 2 |" in md
 
 
 def _wait_until_listening(port: int, timeout: float = 60) -> None:
