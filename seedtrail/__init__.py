@@ -9,5 +9,5 @@
     cli        the flows' command lines
 
 `settings/` (the configuration) sits just above `core`, `tasks/` (the stages) between
-`inputs` and `run`, and `flows/` on top. tests/test_layers.py holds the order and checks it.
+`inputs` and `run`, and `flows/` on top. tests/test_layout.py holds the order and checks it.
 """

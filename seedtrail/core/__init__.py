@@ -1,7 +1,7 @@
 """The framework: the stage declaration, its cache key, cache and records, the array store,
 fingerprints, atomic files, and the pipeline table (the stages' names, in order).
 
-The bottom layer: it imports no other part of seedtrail (tests/test_layers.py).
+The bottom layer: it imports no other part of seedtrail (tests/test_layout.py).
 
 The decorator `stage` is not re-exported: `seedtrail.core.stage` is its module's name
 (import it as `from seedtrail.core.stage import stage`).

@@ -5,7 +5,7 @@ this table. It holds no stage code: settings must load without TensorFlow or
 Prefect, so the code is bound by `@stage` (seedtrail/core/stage.py) on a run
 function in the module named here, and found through `declared()` once that module
 is imported (seedtrail/run/pipeline.py imports them all). The table never imports a
-stage itself: the framework sits below the stages built on it (tests/test_layers.py).
+stage itself: the framework sits below the stages built on it (tests/test_layout.py).
 """
 
 from __future__ import annotations
