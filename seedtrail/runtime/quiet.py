@@ -14,11 +14,18 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 _lock = threading.Lock()
 _terminal: int | None = None  # the real fd 2 while an import points fd 2 at a temp file
+# Held while fd 2 is switched, so that `say` never writes into the temp file.
+_fd_switch = threading.Lock()
+# Set from the moment a background import is asked for until it ends. `_lock` alone
+# left a gap: a Ctrl-C after the thread started but before it took `_lock` read "not
+# importing", and the command then waited for the whole import (CI: over 60 s on a
+# loaded machine, and its "interrupted" line sat in the temp file all that time).
+_background = threading.Event()
 
 
 def debug_enabled() -> bool:
@@ -60,8 +67,9 @@ def stderr_filtered() -> Iterator[None]:
     saved = os.dup(2)
     failed = False
     with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        _terminal = saved
+        with _fd_switch:
+            os.dup2(sink.fileno(), 2)
+            _terminal = saved
         try:
             yield
         except BaseException:
@@ -69,9 +77,10 @@ def stderr_filtered() -> Iterator[None]:
             raise
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            _terminal = None
-            os.close(saved)
+            with _fd_switch:
+                os.dup2(saved, 2)
+                _terminal = None
+                os.close(saved)
             sink.seek(0)
             lines = sink.read().splitlines(keepends=True)
             kept = b"".join(ln for ln in lines if failed or not _NOISE.match(ln))
@@ -99,19 +108,36 @@ def import_tensorflow() -> ModuleType:
         return tf
 
 
+def import_in_background(target: Callable[[], object]) -> threading.Thread:
+    """Run `target` (an import of TensorFlow) in a daemon thread; `importing()` is true
+    from now until it returns."""
+
+    def run() -> None:
+        try:
+            target()
+        finally:
+            _background.clear()
+
+    _background.set()
+    thread = threading.Thread(target=run, name="seedtrail-tf-import", daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        _background.clear()
+        raise
+    return thread
+
+
 def importing() -> bool:
-    """Whether a TensorFlow import is in progress (in a background thread)."""
-    return _lock.locked()
+    """Whether a TensorFlow import is asked for or in progress (in a background thread)."""
+    return _background.is_set() or _lock.locked()
 
 
 def say(text: str) -> None:
     """Write to the terminal's stderr now, also while an import filters fd 2."""
     sys.stderr.flush()
-    fd = _terminal
-    try:
-        os.write(2 if fd is None else fd, text.encode())
-    except OSError:  # the import finished meanwhile and closed it
-        os.write(2, text.encode())
+    with _fd_switch:
+        os.write(2 if _terminal is None else _terminal, text.encode())
 
 
 def settle(timeout_s: float = 120.0) -> None:

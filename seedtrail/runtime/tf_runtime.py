@@ -26,7 +26,7 @@ from types import ModuleType
 
 from seedtrail.core.errors import InputError
 from seedtrail.runtime import hardware
-from seedtrail.runtime.quiet import import_tensorflow
+from seedtrail.runtime.quiet import import_in_background, import_tensorflow
 from settings.model import DeterminismSettings
 
 
@@ -215,7 +215,7 @@ def import_tf_in_background(s: DeterminismSettings) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot
 
-    threading.Thread(target=import_tf, args=(s,), daemon=True).start()
+    import_in_background(lambda: import_tf(s))
 
 
 def configure(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str, ...]) -> str:
