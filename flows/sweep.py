@@ -38,6 +38,7 @@ from seedtrail.core.errors import InputError
 from seedtrail.core.store import store_dir
 from seedtrail.inputs.index import persist_stat_cache
 from seedtrail.prefect.names import keep_typed_name
+from seedtrail.prefect.parameters import form_title
 from seedtrail.prefect.runner import ProcessTaskRunner, stop_local_workers
 from seedtrail.prefect.server import ensure_api
 from seedtrail.prefect.signals import (
@@ -91,10 +92,10 @@ SweepSeed = Annotated[int, Field(ge=0, le=MAX_SEED)]
     description="The train flow once per seed, each run in its own process, plus statistics.",
 )
 def sweep_flow(
-    base: RunSettings,
-    seeds: Annotated[list[SweepSeed], Field(min_length=1, max_length=1000)],
-    vary: Annotated[list[Source], Field(min_length=1)],
-    sweep_dir: Path | None = None,
+    base: Annotated[RunSettings, form_title("Base settings")],
+    seeds: Annotated[list[SweepSeed], Field(min_length=1, max_length=1000), form_title("Seeds")],
+    vary: Annotated[list[Source], Field(min_length=1), form_title("Vary")],
+    sweep_dir: Annotated[Path | None, form_title("Sweep folder")] = None,
 ) -> dict[str, Any]:
     """Train once per (source, seed); skip runs finished before; summarise and plot.
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags
 from prefect.states import State
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from seedtrail.cli.main import run_cli
 from seedtrail.cli.train_args import parse_train_args
@@ -37,6 +37,7 @@ from seedtrail.prefect.logs import (
 )
 from seedtrail.prefect.names import keep_typed_name, seed_tag
 from seedtrail.prefect.parameters import (
+    form_title,
     setting_annotation,
     settings_from_parameters,
     settings_parameters,
@@ -90,11 +91,6 @@ def _run_options_problems(stop_after: Any, resume: Any) -> list[str]:
     return problems
 
 
-def _title(title: str) -> Any:
-    """The form's label for a parameter (Prefect's own is the parameter's name)."""
-    return Field(json_schema_extra={"title": title})
-
-
 # The run options never change what is computed. No None defaults: the UI form shows an
 # optional parameter as a type switch (`Property is type "None"`); "evaluate" (the last
 # stage) and "" mean the same as None did.
@@ -126,9 +122,9 @@ def train_flow(
     training: setting_annotation("training") = _DEFAULTS.training,
     determinism: setting_annotation("determinism") = _DEFAULTS.determinism,
     seeds: setting_annotation("seeds") = _DEFAULTS.seeds,
-    stop_after: Annotated[StageName, _title("Stop after")] = STAGES[-1],
-    use_cache: Annotated[bool, _title("Use the stage cache")] = True,
-    resume: Annotated[str, _title("Resume run directory")] = "",
+    stop_after: Annotated[StageName, form_title("Stop after")] = STAGES[-1],
+    use_cache: Annotated[bool, form_title("Use the stage cache")] = True,
+    resume: Annotated[str, form_title("Resume run directory")] = "",
 ) -> dict[str, Any] | State:
     """Train one Keras model reproducibly; returns the run's manifest.
 

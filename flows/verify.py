@@ -28,7 +28,7 @@ import argparse
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -43,6 +43,7 @@ from seedtrail.cli.check_args import (
 from seedtrail.cli.main import run_cli
 from seedtrail.compare.explanation import compare_manifests
 from seedtrail.prefect.names import keep_typed_name
+from seedtrail.prefect.parameters import form_title
 from seedtrail.prefect.server import ensure_api
 from seedtrail.run.manifest import MANIFEST
 from seedtrail.run.pipeline import preflight, run_training
@@ -70,11 +71,12 @@ def _run_name() -> str:
     description="Rerun a finished run from its manifest and compare every stage's bytes.",
 )
 def verify_flow(
-    run_dir: Path,
-    stop_after: StageName = STAGES[-1],  # not None: the UI form shows `Property is type "None"`
-    output_dir: str = "",
-    tolerance: str = "",
-    against_sweep: str = "",
+    run_dir: Annotated[Path, form_title("Run folder")],
+    # not None: the UI form shows `Property is type "None"`
+    stop_after: Annotated[StageName, form_title("Stop after")] = STAGES[-1],
+    output_dir: Annotated[str, form_title("Rerun folder")] = "",
+    tolerance: Annotated[str, form_title("Tolerance")] = "",
+    against_sweep: Annotated[str, form_title("Against the sweep")] = "",
 ) -> dict[str, Any] | State:
     """Rerun RUN_DIR from its manifest into a fresh directory and compare every stage.
 

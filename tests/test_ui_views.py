@@ -170,6 +170,21 @@ def test_the_train_form_titles_every_parameter_for_people() -> None:
     assert all(d["title"].endswith(" section") for d in schema["definitions"].values())
 
 
+@pytest.mark.parametrize(
+    "module,name", [("flows.sweep", "sweep_flow"), ("flows.verify", "verify_flow")]
+)
+def test_the_sweep_and_verify_forms_title_every_parameter_for_people(
+    module: str, name: str
+) -> None:
+    import importlib
+
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(getattr(importlib.import_module(module), name))
+    titles = {n: p.get("title") for n, p in schema.model_dump_for_openapi()["properties"].items()}
+    assert all(t and t[0].isupper() and "_" not in t and t != n for n, t in titles.items()), titles
+
+
 def test_the_sweep_tables_fit_a_page_without_sideways_scrolling() -> None:
     """The UI scrolled the 10-column statistics table sideways: narrow cells, notes below."""
     from seedtrail.sweep.plan import runs_table

@@ -17,6 +17,14 @@ from settings.form import PARAMETER_TITLES
 from settings.model import RunSettings
 
 
+def form_title(title: str) -> Any:
+    """The form's label for a flow parameter, as `Annotated[T, form_title("Run folder")]`.
+
+    Prefect labels a parameter with its name ("run_dir (Optional)").
+    """
+    return Field(json_schema_extra={"title": title})
+
+
 def setting_annotation(name: str) -> Any:
     """The annotation of `RunSettings.<name>` with its bounds and form title, for a flow parameter.
 
@@ -25,7 +33,7 @@ def setting_annotation(name: str) -> Any:
     """
     info = RunSettings.model_fields[name]
     title = PARAMETER_TITLES.get(name)
-    titled = Field(json_schema_extra={"title": title}) if title else None
+    titled = form_title(title) if title else None
     metadata = [*info.metadata, *([titled] if titled else [])]
     return Annotated[info.annotation, *metadata] if metadata else info.annotation
 
