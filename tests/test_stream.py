@@ -159,6 +159,51 @@ def test_workers_and_the_pixel_cache_never_change_the_bytes(tmp_path: Path) -> N
     assert fingerprint_arrays({"x": bare}) != plain
 
 
+def test_to_float_gives_the_bytes_of_astype_then_divide() -> None:
+    from seedtrail.inputs.stream import SCALE, to_float
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1)
+    got = to_float(pixels)
+    assert got.dtype == np.float32 and got.shape == pixels.shape
+    assert got.tobytes() == (pixels.astype(np.float32) / SCALE).tobytes()
+
+
+def test_a_cache_record_read_into_a_batch_equals_a_single_read(tmp_path: Path) -> None:
+    idx = build_index(make_folder(tmp_path / "imgs"), 12)
+    cache = build_cache(tmp_path / "store", idx)
+    out = np.zeros((3, *idx.sample_shape), np.uint8)
+    for j, i in enumerate((7, 0, 11)):
+        cache.read_into(i, out[j])
+        assert np.array_equal(out[j], read_file(idx, i))
+
+
+@pytest.mark.usefixtures("tensorflow_as_runs_configure_it")
+def test_keras_shape_reads_are_not_computed_twice(tmp_path: Path) -> None:
+    """Keras reads the first batches to learn their shapes, then its workers read them again:
+    each batch of a pass is computed once, and a second pass gives the same bytes."""
+    import keras
+
+    from seedtrail.inputs.stream import batches
+
+    idx = build_index(make_folder(tmp_path / "imgs", per_class=10), 12)
+    source = IndexSource(idx, build_cache(tmp_path / "store", idx))
+    computed: list[int] = []
+    images = source.images
+
+    def counting(indices: np.ndarray) -> np.ndarray:
+        computed.append(len(indices))
+        return images(indices)
+
+    source.images = counting  # type: ignore[method-assign]
+    ds = batches(source, np.arange(len(idx)), 4, workers=2)
+    identity = keras.Sequential([keras.Input(idx.sample_shape), keras.layers.Flatten()])
+    first = np.asarray(identity.predict(ds, verbose=0))
+    assert len(computed) == len(ds) == 5
+    again = np.asarray(identity.predict(ds, verbose=0))
+    assert len(computed) == 2 * len(ds) and first.tobytes() == again.tobytes()
+    assert first.tobytes() == images(np.arange(len(idx))).reshape(len(idx), -1).tobytes()
+
+
 # --- whole runs on the streaming path (Prefect, real training) ----------------------------------
 
 

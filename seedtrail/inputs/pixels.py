@@ -83,7 +83,7 @@ def read_file(index: ImageIndex, i: int, setting: str = "data.path") -> np.ndarr
     return img
 
 
-def _digest(record: bytes | memoryview) -> str:
+def _digest(record: bytes | memoryview | np.ndarray) -> str:
     return hashlib.blake2b(record, digest_size=16).hexdigest()
 
 
@@ -108,13 +108,19 @@ class PixelCache:
         self._lock = threading.Lock()
 
     def read(self, i: int) -> np.ndarray:
-        raw = os.pread(self._fd, self.record, i * self.record)
-        if len(raw) != self.record or _digest(raw) != self.digests[i]:
+        out = np.empty(self.index.sample_shape, np.uint8)
+        self.read_into(i, out)
+        return out
+
+    def read_into(self, i: int, out: np.ndarray) -> None:
+        """Record i straight into `out` (a C-contiguous uint8 array of one sample's shape):
+        one `preadv`, no intermediate bytes object; checked against its digest."""
+        got = os.preadv(self._fd, [out], i * self.record)
+        if got != self.record or _digest(out) != self.digests[i]:
             raise DataChanged(
                 f"data cache {self.files.data}: record {i} ({self.index.files[i]}) is damaged; "
                 "delete the file to rebuild it"
             )
-        return np.frombuffer(raw, np.uint8).reshape(self.index.sample_shape)
 
     @property
     def fingerprint(self) -> str:

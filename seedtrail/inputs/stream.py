@@ -45,16 +45,26 @@ class IndexSource:
     def __len__(self) -> int:
         return len(self.index)
 
-    def uint8(self, i: int) -> np.ndarray:
-        return self.cache.read(int(i)) if self.cache is not None else read_file(self.index, int(i))
+    def uint8(self, indices: np.ndarray) -> np.ndarray:
+        """Samples `indices` as uint8, read straight into one batch buffer."""
+        out = np.empty((len(indices), *self.sample_shape), dtype=np.uint8)
+        if self.cache is not None:
+            for j, i in enumerate(indices):
+                self.cache.read_into(int(i), out[j])
+        else:
+            for j, i in enumerate(indices):
+                out[j] = read_file(self.index, int(i))
+        return out
 
     def images(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices), *self.sample_shape), dtype=np.uint8)
-        for j, i in enumerate(indices):
-            out[j] = self.uint8(i)
-        return (
-            out.astype(np.float32) / SCALE
-        )  # as seedtrail/inputs/image_folder.py scales 8-bit pixels
+        return to_float(self.uint8(indices))
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1] in one pass, as seedtrail/inputs/image_folder.py scales 8-bit
+    pixels: the same bytes as `pixels.astype(np.float32) / SCALE` (uint8 -> float32 is exact,
+    then one float32 division), without the intermediate float32 array."""
+    return np.divide(pixels, SCALE, out=np.empty(pixels.shape, np.float32), dtype=np.float32)
 
 
 def open_source(
@@ -67,6 +77,9 @@ def open_source(
 
 
 _BATCHES: type | None = None
+#: Batches Keras' PyDataset adapter reads ahead to learn the output signature (Keras 3:
+#: `NUM_BATCHES_FOR_TENSOR_SPEC`, a private name): kept for the workers' own read.
+PEEKED = 2
 
 
 def _batches_class() -> type:
@@ -91,6 +104,8 @@ def _batches_class() -> type:
             self.make_augmenter, self.words = make_augmenter, words
             self._local = threading.local()
             self.error: BaseException | None = None
+            self._peeked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self._peek_lock = threading.Lock()
 
         def __len__(self) -> int:
             return -(-len(self.indices) // self.batch_size)
@@ -102,6 +117,21 @@ def _batches_class() -> type:
             return aug
 
         def __getitem__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+            # Keras' adapter computes the first batches once in every fit()/evaluate() call
+            # to learn their shapes, then its workers compute them again: the first batches
+            # are kept for that second call. A batch depends on its index alone (same bytes),
+            # and at most PEEKED batches are held.
+            with self._peek_lock:
+                kept = self._peeked.pop(b, None)
+            if kept is not None:
+                return kept
+            batch = self._compute(b)
+            if b < PEEKED:
+                with self._peek_lock:
+                    self._peeked.setdefault(b, batch)
+            return batch
+
+        def _compute(self, b: int) -> tuple[np.ndarray, np.ndarray]:
             try:
                 idx = self.indices[b * self.batch_size : (b + 1) * self.batch_size]
                 x = self.source.images(idx)
