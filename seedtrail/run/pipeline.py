@@ -135,14 +135,18 @@ def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> b
     return not (store_dir(settings.output_dir) / "cache" / EPOCH_STAGE).is_dir()
 
 
-def _tensorboard(run: RunDirectory, settings: RunSettings, fit: StageResult) -> dict[str, str]:
+def _tensorboard(
+    run: RunDirectory, settings: RunSettings, results: dict[str, StageResult]
+) -> dict[str, str]:
     """TensorBoard logs from the run's files (also after a cache hit: no TensorFlow needed).
 
     Hyperparameters: every flat setting (output_dir is where, not what), the settings and
     final-weights fingerprints; metrics: the scalar test metrics; images: the augment preview.
     """
+    fit = results[EPOCH_STAGE]
     history = json.loads(Path(fit.outputs["history"]).read_text())
-    preview = run.manifest["artifacts"].get("augment_preview")
+    outputs = [r.outputs for r in results.values()]
+    preview = next((o["augment_preview"] for o in outputs if "augment_preview" in o), None)
     values = settings.model_dump(mode="json", exclude={"output_dir"})
     hparams = {
         **tensorboard_log.flat_hparams(values),
@@ -243,7 +247,7 @@ def run_training(
                     env_fingerprint=result.fingerprint,
                     stack_fingerprint=result.info["stack_fingerprint"],
                 )
-        run.add_artifacts(_tensorboard(run, settings, results[EPOCH_STAGE]))
+        run.add_artifacts(_tensorboard(run, settings, results))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")
