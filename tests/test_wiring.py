@@ -150,3 +150,20 @@ def test_adding_a_stage_takes_one_module_and_one_line(
             assert new["cache"]["status"] == "hit", name
     manifest = json.loads(Path(again["run_dir"], "manifest.json").read_text())
     assert manifest["stages"][TOY]["fingerprint"] == record["fingerprint"]
+
+
+def test_a_run_recorded_before_a_stage_was_added_still_has_all_its_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from seedtrail.run import integrity
+    from settings.seeds import SeedPlan
+
+    old = {
+        "settings": {"seed": 5, "seeds": {}},
+        "seeds": SeedPlan.derive(5).to_manifest(),
+        "stage_versions": dict.fromkeys(table.STAGES, "src:0"),
+    }
+    monkeypatch.setattr(table, "PIPELINE", _with_toy())
+    assert integrity._seed_problems(old) == []  # the stages its header names are all there
+    headless = {k: v for k, v in old.items() if k != "stage_versions"}
+    assert integrity._seed_problems(headless) == [f"seeds.stages lacks the seed of {TOY}"]

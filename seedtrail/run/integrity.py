@@ -130,8 +130,12 @@ def _seed_problems(data: dict[str, Any]) -> list[str]:
     if "root" in seeds and root is not None and seeds["root"] != root:
         return [f"seeds.root {seeds['root']} is not settings.seed {root}"]
     pins = settings.get("seeds") if isinstance(settings.get("seeds"), dict) else {}
+    # The stages of the pipeline the run had (its header's code versions), not today's
+    # table: a stage added since is not missing from an older run.
+    versions = data.get("stage_versions")
+    had = tuple(versions) if isinstance(versions, dict) and versions else None
     try:
-        plan = SeedPlan.derive(int(seeds.get("root", root)), pins)
+        plan = SeedPlan.derive(int(seeds.get("root", root)), pins, stages=had)
     except (TypeError, ValueError):
         return []  # unreadable seeds: the typed manifest names that
     recorded = seeds.get("stages") if isinstance(seeds.get("stages"), dict) else {}
