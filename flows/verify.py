@@ -42,6 +42,7 @@ from seedtrail.cli.check_args import (
 )
 from seedtrail.cli.main import run_cli
 from seedtrail.compare.explanation import compare_manifests
+from seedtrail.prefect.logs import drop_task_completed_lines
 from seedtrail.prefect.names import keep_typed_name
 from seedtrail.prefect.parameters import form_title
 from seedtrail.prefect.server import ensure_api
@@ -62,6 +63,10 @@ def _run_name() -> str:
     from prefect.runtime import flow_run
 
     return f"verify-{Path(str(flow_run.parameters.get('run_dir', 'run'))).name}"
+
+
+# Each rerun stage logs its own line; Prefect's "Finished in state Completed()" doubled it.
+drop_task_completed_lines()
 
 
 @flow(

@@ -356,9 +356,11 @@ def test_an_unsealed_manifest_refuses_any_edit_of_its_settings_or_seeds(
         (root / "manifest.json").write_text(json.dumps(read_manifest_ok))
         read_manifest(root)  # the unedited base is valid
     # Without a seal: the rule's wording is not checked (it may be reworded between
-    # versions), and a seed record deleted is information lost, not a wrong one.
+    # versions), a seed record deleted is information lost, not a wrong one, and the
+    # inter-op thread count changes no byte (issue 23): it is not in the settings fingerprint.
     roots = ("settings", "settings_fingerprint", "seeds")
-    _refuses_edit(base, data, roots, free=(("seeds", "rule"),), keep=("seeds",))
+    free = (("seeds", "rule"), ("settings", "determinism", "inter_op_threads"))
+    _refuses_edit(base, data, roots, free=free, keep=("seeds",))
 
 
 def test_the_integrity_fuzz_base_is_valid(tmp_path: Path) -> None:

@@ -123,6 +123,8 @@ def test_verify_of_a_fresh_run_matches_every_stage(
     assert run["state"]["type"] == "COMPLETED"
     assert run["state"]["message"].startswith("REPRODUCES (7/7): every stage matches")
     own = [line for line in lines if not line.startswith("Finished in state")]
+    finished = [line for line in lines if line.startswith("Finished in state")]
+    assert len(finished) == 1, finished  # the flow's; no per-stage echo of the stages' own lines
     assert own[-1].startswith("result: REPRODUCES (7/7): every stage matches"), own[-3:]
     assert artifacts["verify-report"]["description"].startswith("REPRODUCES (7/7) · verify ")
     # The rerun's card has its own key: the latest `run-card` stays the real run's.

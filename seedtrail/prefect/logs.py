@@ -32,7 +32,10 @@ def _not_task_completed(record: logging.LogRecord) -> bool:
 
 
 def drop_task_completed_lines() -> None:
-    logging.getLogger("prefect.task_runs").addFilter(_not_task_completed)
+    """In the terminal and the flow-run logs (idempotent)."""
+    logger = logging.getLogger("prefect.task_runs")
+    if _not_task_completed not in logger.filters:
+        logger.addFilter(_not_task_completed)
 
 
 def _not_input_error(record: logging.LogRecord) -> bool:
