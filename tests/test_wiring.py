@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_the_table_is_checked() -> None:
     with pytest.raises(ValueError, match="appears twice"):
         check_table((*PIPELINE, PIPELINE[-1]))
     with pytest.raises(ValueError, match="exactly one stage must be records_epochs"):
-        check_table(tuple(s for s in PIPELINE if not s.records_epochs))
+        check_table(tuple(replace(s, records_epochs=False) for s in PIPELINE))
     with pytest.raises(ValueError, match="runs first"):
         check_table((*PIPELINE[1:], first))
 
@@ -107,14 +108,14 @@ def test_the_code_version_stops_at_the_wiring(
 ) -> None:
     """Wiring never changes a stage's bytes: editing it keeps the cache; the stage's code does not."""
 
-    def version(name: str, value: str, wiring: str) -> str:
-        source = _STAGE.format(name=name, value=value) + wiring
-        return _load(tmp_path, name.replace("-", "_"), source, monkeypatch).run_x.code_version
+    def version(module: str, value: str, wiring: str) -> str:
+        source = _STAGE.format(name="toy-versioned", value=value) + wiring
+        return _load(tmp_path, module, source, monkeypatch).run_x.code_version
 
-    bare = version("toy-v1", "a", "")
-    wired = version("toy-v2", "a", f"\n\n{WIRING_MARKER}: comment\nrun_x.wire()\n")
-    rewired = version("toy-v3", "a", f"\n\n{WIRING_MARKER}\nrun_x.wire(check=print)\n")
-    changed = version("toy-v4", "b", f"\n\n{WIRING_MARKER}\nrun_x.wire()\n")
+    bare = version("toy_v1", "a", "")
+    wired = version("toy_v2", "a", f"\n\n{WIRING_MARKER}: comment\nrun_x.wire()\n")
+    rewired = version("toy_v3", "a", f"\n\n{WIRING_MARKER}\nrun_x.wire(check=print)\n")
+    changed = version("toy_v4", "b", f"\n\n{WIRING_MARKER}\nrun_x.wire()\n")
     assert bare == wired == rewired
     assert changed != bare
 
