@@ -27,7 +27,7 @@ from seedtrail.core.stage_result import StageOutput
 from seedtrail.core.store import put_arrays
 from seedtrail.inputs import data_loader, image_folder, labels, user_code
 from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
-from seedtrail.inputs.index import ImageIndex, build_index
+from seedtrail.inputs.index import ImageIndex, build_index, files_hashed
 from seedtrail.inputs.pixels import ensure_cache
 from seedtrail.inputs.records import INDEX
 from settings.model import DataSettings
@@ -254,6 +254,8 @@ def describe_index(index: ImageIndex, path: Path) -> dict:
 def _index_stage(ctx: StageContext, s: DataSettings, feed: dict) -> StageOutput:
     index = index_folder(s.model_copy(update={"workers": feed.get("workers")}), ctx.store)
     info = describe_index(index, Path(s.path or ""))
+    # Files this run's process read to hash: once each, or none (from the store's stat cache).
+    info["files_hashed"] = files_hashed(Path(s.path or ""))
     if feed.get("cache", True):  # decodes every file once: bad images stop the run here
         cache = ensure_cache(ctx.store, index, feed.get("workers"))
         info["pixels_fingerprint"] = cache.fingerprint
