@@ -36,7 +36,7 @@ ENV_PREFIX = "SEEDTRAIL_"
 UsageError = InputError  # bad input from the user: one line per problem, exit status 2
 
 
-class _RaisingParser(argparse.ArgumentParser):
+class RaisingParser(argparse.ArgumentParser):
     """argparse prints usage and exits on error; we want one line and our own exit.
 
     Abbreviations are refused: `--training.epoch 3` must not silently mean `--training.epochs`.
@@ -232,8 +232,8 @@ def _has_item_error(loc: tuple[Any, ...], errors: list[Any]) -> bool:
     return any(len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors)
 
 
-def build_parser(prog: str, description: str, epilog: str = "") -> _RaisingParser:
-    return _RaisingParser(
+def build_parser(prog: str, description: str, epilog: str = "") -> RaisingParser:
+    return RaisingParser(
         prog=prog,
         description=description,
         epilog=(

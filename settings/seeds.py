@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from seedtrail.core import pipeline_table
 from seedtrail.core.pipeline_table import STAGES
 
 if TYPE_CHECKING:
@@ -69,8 +70,11 @@ class SeedPlan:
         cls,
         root: int,
         overrides: dict[str, int | None] | None = None,
-        stages: tuple[str, ...] = STAGES,
+        stages: tuple[str, ...] | None = None,
     ) -> SeedPlan:
+        """Every stage's seed (default: the table's stages, as the table is now)."""
+        if stages is None:
+            stages = tuple(s.name for s in pipeline_table.pipeline())
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         unknown = set(overrides) - set(stages)
         if unknown:

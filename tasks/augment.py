@@ -131,3 +131,17 @@ def run_augment(ctx: StageContext, s: AugmentSettings, seed: int, data: StageRes
         outputs={"augment_preview": str(preview)},
         info={"fingerprint_of": f"first {len(idx)} samples augmented with epoch-0 seeds"},
     )
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _check(p) -> None:
+    """The pipeline file is readable and works on the data's images, shape kept."""
+    from seedtrail.inputs.user_inputs import augment_inputs
+
+    s = p.settings.augment
+    augment_inputs(s)
+    if s.pipeline is not None and p.facts["modality"] == "image" and s.enabled:
+        check_pipeline(build_augmenter(s), p.facts["shape"], s.pipeline)
+
+
+run_augment.wire(check=_check)

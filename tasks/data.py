@@ -27,7 +27,7 @@ from seedtrail.core.stage_result import StageOutput
 from seedtrail.core.store import put_arrays
 from seedtrail.inputs import data_loader, image_folder, labels, user_code
 from seedtrail.inputs.datasets import SHAPES, digits, synthetic_shapes, tabular
-from seedtrail.inputs.index import ImageIndex, build_index
+from seedtrail.inputs.index import ImageIndex, build_index, files_hashed
 from seedtrail.inputs.pixels import ensure_cache
 from seedtrail.inputs.records import INDEX
 from settings.model import DataSettings
@@ -254,6 +254,8 @@ def describe_index(index: ImageIndex, path: Path) -> dict:
 def _index_stage(ctx: StageContext, s: DataSettings, feed: dict) -> StageOutput:
     index = index_folder(s.model_copy(update={"workers": feed.get("workers")}), ctx.store)
     info = describe_index(index, Path(s.path or ""))
+    # Files this run's process read to hash: once each, or none (from the store's stat cache).
+    info["files_hashed"] = files_hashed(Path(s.path or ""))
     if feed.get("cache", True):  # decodes every file once: bad images stop the run here
         cache = ensure_cache(ctx.store, index, feed.get("workers"))
         info["pixels_fingerprint"] = cache.fingerprint
@@ -278,3 +280,39 @@ def run_data(
     ds = load_dataset(s, seed)
     fp, path = put_arrays(ctx.store, ds.arrays())
     return StageOutput(fp, outputs={"arrays": str(path)}, info=describe(ds))
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _arguments(settings) -> dict:
+    # How image folders are fed (data.workers, data.cache) never changes the bytes: `feed`.
+    return {"s": settings.data.keyed(), "feed": settings.data.feed()}
+
+
+def _key_inputs(settings, user) -> dict[str, str]:
+    """The loader's source or the image folder's files, by content (the manifest's user_inputs)."""
+    from seedtrail.inputs.user_inputs import key_inputs
+
+    return key_inputs({k: v for k, v in user.items() if k.startswith("data.")})
+
+
+def _check(p) -> None:
+    """The image folder's index (hashed once; the store's stat cache keeps the hashes for the
+    run itself and a sweep's other seeds), else the dataset, loaded: labels and shape."""
+    from seedtrail.inputs.index import persist_stat_cache
+    from seedtrail.inputs.user_inputs import data_inputs
+
+    s = p.settings.data
+    index = index_folder(s, p.store, persist=False) if s.kind == "images" else None
+    # the loader's code or the folder (from that index, not listed again): referable
+    data_inputs(s, p.store, write=False, listing=index.listing() if index else None)
+    if index is not None:
+        p.facts.update(labels=index.label_array(), modality="image", shape=index.sample_shape)
+        if s.path is not None:  # all checks passed: keep the hashes for the run and the seeds
+            p.after(lambda: persist_stat_cache(s.path, p.store))
+        return
+    # prove=True: a loader with unseeded randomness is refused here, before any cache lookup
+    ds = load_dataset(s, p.seeds["data"], prove=True)
+    p.facts.update(labels=ds.y, modality=ds.modality, shape=ds.x.shape[1:])
+
+
+run_data.wire(arguments=_arguments, key_inputs=_key_inputs, check=_check)

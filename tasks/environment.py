@@ -115,3 +115,12 @@ def run_environment(s: DeterminismSettings, seed: int) -> StageOutput:
         environment_fingerprint(env),
         info={"environment": env, "stack_fingerprint": stack_fingerprint(env)},
     )
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _check(p) -> None:
+    """The CPU can run the requested ISA cap: applied now, as a user's loader may import TF."""
+    tf_runtime.set_env(p.settings.determinism)
+
+
+run_environment.wire(check=_check)

@@ -96,3 +96,11 @@ def run_evaluate(
         outputs={"metrics": str(path)},
         info={"fingerprint_of": "test-set probabilities", "metrics": metrics},
     )
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _arguments(settings) -> dict:
+    return {"feed": settings.data.feed(), "shards": settings.training.shards}
+
+
+run_evaluate.wire(arguments=_arguments)

@@ -115,3 +115,12 @@ def run_model(
             "builder": name,
         },
     )
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _check(p) -> None:
+    """The builder's module and function exist (read, not imported: no TensorFlow yet)."""
+    model_inputs(p.settings.model)
+
+
+run_model.wire(key_inputs=lambda settings, user: builder_inputs(settings.model), check=_check)

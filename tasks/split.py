@@ -65,3 +65,11 @@ def run_split(ctx: StageContext, s: SplitSettings, seed: int, data: StageResult)
         outputs={"indices": str(path)},
         info={"sizes": {"train": len(train), "val": len(val), "test": len(test)}},
     )
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _check(p) -> None:
+    split_sizes(p.facts["labels"], p.settings.split)
+
+
+run_split.wire(check=_check)

@@ -221,3 +221,31 @@ def run_train(
             "final": {k: v[-1] for k, v in history.items()},
         },
     )
+
+
+# --- wiring: how the pipeline feeds this stage (seedtrail/core/wiring.py); not in its code version
+def _arguments(settings) -> dict:
+    return {"augment_settings": settings.augment, "feed": settings.data.feed()}
+
+
+def _on_cache_hit(run_dir: Path) -> None:
+    # A resumed run whose training came from the cache never ran run_train's clean-up:
+    # its checkpoints from before the interrupt would stay behind.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def _curves(settings, result: StageResult, run_dir: Path) -> dict[str, str]:
+    """The training curves, titled with the root seed the run card names (and this stage's
+    own): drawn for this run, as the result may come from another run's cache."""
+    import json
+
+    from seedtrail.core.plots import training_curves
+
+    history = json.loads(Path(result.outputs["history"]).read_text())
+    path = run_dir / "training_curves.png"
+    seeds = f"root seed {settings.seed} (train seed {result.seed})"
+    training_curves(history, path, f"{seeds} · {settings.training.epochs} epochs")
+    return {"training_curves": str(path)}
+
+
+run_train.wire(arguments=_arguments, on_cache_hit=_on_cache_hit, artifacts=_curves)

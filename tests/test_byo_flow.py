@@ -244,6 +244,15 @@ def test_a_sweep_over_seeds_equals_the_single_runs(
     runs = {r["seed"]: r for r in json.loads((sweep_dir / "summary.json").read_text())["runs"]}
     assert runs[0]["fingerprints"] == single.fingerprints()
     assert runs[1]["fingerprints"]["model"] != runs[0]["fingerprints"]["model"]
+    # One hashing pass for the whole sweep (issue 19): its preflight hashed the folder into
+    # the store's stat cache; no run (each in its own process) read a file to hash it again.
+    # A single run reads each file once (its preflight), however many times it lists them.
+    manifests = [json.loads(m.read_text()) for m in sweep_dir.glob("*/manifest.json")]
+    assert len(manifests) == 2
+    for m in manifests:
+        assert m["stages"]["data"]["info"]["files_hashed"] == 0, m["stages"]["data"]["info"]
+    n_files = len([p for p in example_images.rglob("*") if p.is_file()])
+    assert single.manifest["stages"]["data"]["info"]["files_hashed"] == n_files
 
 
 @pytest.mark.slow

@@ -96,7 +96,7 @@ def test_preflight_refuses_an_unseeded_loader_on_every_run(monkeypatch, tmp_path
 
     monkeypatch.setattr(user_code, "resolve", lambda ref, setting: _unseeded)
     settings = RunSettings(output_dir=tmp_path, data={"kind": "python", "loader": "proj.data:load"})
-    monkeypatch.setattr("seedtrail.inputs.user_inputs.identify", lambda s, **kwargs: {})
+    monkeypatch.setattr("seedtrail.inputs.user_inputs.data_inputs", lambda s, *a, **kwargs: {})
     with pytest.raises(InputError) as err:
         preflight(settings)
     assert "returned different data twice" in err.value.problems[0]

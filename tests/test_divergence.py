@@ -355,6 +355,7 @@ def test_two_real_runs_under_other_isa_caps_are_located_and_measured(
         [str(base.run_dir), str(capped.run_dir)],
         cwd=ROOT,
         prefect_home=tmp_path / "home",
+        env={"PREFECT_API_URL": tiny_runs.api_url},  # the session's server: no server start
     )
     assert res.returncode == 1, res.stdout + res.stderr
     text = res.stdout

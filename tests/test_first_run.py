@@ -71,7 +71,7 @@ def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     clone = fresh_copy(tmp_path / "clone")
     home = tmp_path / "empty-prefect-home"
     assert not home.exists()
-    env = cli_env(home)
+    env = cli_env(home, empty_home=True)
     env.pop("PYTHONPATH")  # the newcomer has none: `uv run` from the project root
     # The environment .ci/run installed from uv.lock; creating another would test uv, not us.
     env["UV_PROJECT_ENVIRONMENT"] = sys.prefix
@@ -91,7 +91,8 @@ def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
 @pytest.mark.slow  # a fresh Python process, or the default run's real data
 def test_a_temporary_api_that_cannot_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """The user's own limit wins; when it is too short, one line says what to do."""
-    env = {**cli_env(tmp_path / "home"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    limit = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    env = cli_env(tmp_path / "home", empty_home=True, **limit)
     proc = subprocess.run(
         [sys.executable, "-m", "flows.train", *TINY, "--output-dir", str(tmp_path / "runs")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

@@ -122,46 +122,6 @@ def _wait_for_checkpoint(output_dir: Path, epochs_done: int, timeout: float = 24
     raise AssertionError("no checkpoint appeared")
 
 
-def _interrupt_then_resume(
-    tmp_path: Path, tiny_runs: TinyRuns, sig: signal.Signals
-) -> tuple[dict, dict, str]:
-    out = tmp_path / "runs"
-    api = {"PREFECT_API_URL": tiny_runs.api_url}
-    proc = start_module(
-        "flows.train", [*TINY, *SIX_EPOCHS, "--output-dir", str(out)],
-        cwd=tmp_path, prefect_home=tmp_path / "home", env=api,
-    )  # fmt: skip
-    run_dir = _wait_for_checkpoint(out, 2)  # epochs 1-2 done: now in epoch 3 of 6
-    proc.send_signal(sig)
-    killed = finish(proc)
-    interrupted = json.loads((run_dir / "manifest.json").read_text())  # must parse: atomic
-    resumed = run_module(
-        "flows.train", ["--resume", str(run_dir)],
-        cwd=tmp_path, prefect_home=tmp_path / "home", env=api,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
-    final = json.loads((run_dir / "manifest.json").read_text())
-    return interrupted, final, killed.stderr
-
-
-def test_kill_9_during_training_then_resume_is_bit_identical(
-    tmp_path: Path, tiny_runs: TinyRuns
-) -> None:
-    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
-    interrupted, final, _ = _interrupt_then_resume(tmp_path, tiny_runs, signal.SIGKILL)
-    assert interrupted["status"] == "running"  # never mistaken for finished
-    assert "train" not in interrupted["stages"]
-    assert final["status"] == "complete"
-    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 2
-    for stage in ("train", "evaluate"):
-        assert final["stages"][stage]["fingerprint"] == reference["stages"][stage]["fingerprint"]
-    # the per-batch and per-variable records continue across the resume point (issue 20)
-    for record in ("epoch_fingerprints", "batch_losses", "variable_fingerprints"):
-        got, want = final["stages"]["train"]["info"], reference["stages"]["train"]["info"]
-        assert len(want[record]) == 6 and got[record] == want[record], record
-    assert final["metrics"] == reference["metrics"]
-
-
 def test_resume_refuses_a_complete_run_and_a_non_run(tmp_path: Path, tiny_runs: TinyRuns) -> None:
     done = tiny_runs.get(base=())["base"].run_dir
     for target, expected in ((done, "already complete"), (tmp_path, "not a run directory")):
@@ -181,12 +141,14 @@ def _epochs_done(output_dir: Path) -> tuple[Path, int] | None:
     return None
 
 
-def _killed_in_training(tmp_path: Path, api: dict[str, str]) -> dict[int, tuple[Path, int]]:
+def _killed_in_training(
+    tmp_path: Path, api: dict[str, str], args: tuple[str, ...]
+) -> dict[int, tuple[Path, int]]:
     """Seed 0 (the reference's settings) killed -9 once 2 epochs are done, then seed 1 once
     it has as many: (run directory, epochs done) of each."""
     procs = {
         seed: start_module(
-            "flows.train", [*TINY, *SIX_EPOCHS, *flags, "--output-dir", str(tmp_path / f"s{seed}")],
+            "flows.train", [*TINY, *args, *flags, "--output-dir", str(tmp_path / f"s{seed}")],
             cwd=tmp_path, prefect_home=tmp_path / f"home{seed}", env=api,
         )
         for seed, flags in ((0, ()), (1, ("--seed", "1")))
@@ -210,17 +172,26 @@ def _killed_in_training(tmp_path: Path, api: dict[str, str]) -> dict[int, tuple[
     return killed
 
 
-def test_resume_uses_only_a_checkpoint_it_wrote(tmp_path: Path, tiny_runs: TinyRuns) -> None:
-    """The trial's cases: the latest checkpoint swapped for another seed's, or one byte flipped.
+def test_kill_9_then_resume_uses_only_a_checkpoint_it_wrote_and_is_bit_identical(
+    tmp_path: Path, tiny_runs: TinyRuns
+) -> None:
+    """Runs killed -9 in training, with K = 2 shards per batch (issue 23), then resumed with
+    the trial's bad checkpoints: the latest swapped for another seed's, or one byte flipped.
 
     Before: exit 0, status complete, other final weights (swapped); tracebacks and SIGSEGV
     (flipped). Now: the bad checkpoint is rejected in one line, the one before is used, and
-    the weights are an uninterrupted run's.
+    the run ends with an uninterrupted run's bytes, epoch by epoch and batch by batch.
+    A resume from an intact latest checkpoint: tests/test_byo_flow.py (kill -9, K = 1) and
+    tests/test_signals.py (Ctrl-C).
     """
-    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
+    args = (*SIX_EPOCHS, "--training.shards", "2")
+    reference = tiny_runs.get(six_epochs_k2=args)["six_epochs_k2"].manifest
     api = {"PREFECT_API_URL": tiny_runs.api_url}
-    killed = _killed_in_training(tmp_path, api)
+    killed = _killed_in_training(tmp_path, api, args)
     (mine, done), (other, other_done) = killed[0], killed[1]
+    interrupted = json.loads((mine / "manifest.json").read_text())  # must parse: atomic
+    assert interrupted["status"] == "running"  # never mistaken for finished
+    assert "train" not in interrupted["stages"]
     stem = f"epoch-{done:04d}"
     flipped = tmp_path / "flipped" / mine.name
     shutil.copytree(mine, flipped)
@@ -252,7 +223,8 @@ def test_resume_uses_only_a_checkpoint_it_wrote(tmp_path: Path, tiny_runs: TinyR
             assert (
                 final["stages"][stage]["fingerprint"] == reference["stages"][stage]["fingerprint"]
             )
-        assert (
-            final["stages"]["train"]["info"]["epoch_fingerprints"]
-            == reference["stages"]["train"]["info"]["epoch_fingerprints"]
-        )
+        # the per-epoch, per-batch and per-variable records continue across the resume point
+        for record in ("epoch_fingerprints", "batch_losses", "variable_fingerprints"):
+            got, want = final["stages"]["train"]["info"], reference["stages"]["train"]["info"]
+            assert len(want[record]) == 6 and got[record] == want[record], record
+        assert final["metrics"] == reference["metrics"]

@@ -280,6 +280,24 @@ def test_invalid_parameters_are_refused_by_the_server(served: Served) -> None:
     assert "'seed'" in body["detail"], body
     assert served.run_dirs() == before
 
+    # The server's check names the first bad field only (Prefect's own message). The form's
+    # "Validate parameters" box off (enforce_parameter_schema false): the run's own check
+    # ends it at once, naming every bad field in its state message, and writes nothing.
+    status, run = _api(
+        served.api_url,
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"seed": -5, "data": {"n_samples": 10}, "training": {"epochs": 0}},
+         "enforce_parameter_schema": False, "name": "three-bad-fields"},
+    )  # fmt: skip
+    assert status == 201, run
+    ended = served.wait(run["id"])
+    assert ended["state_type"] == "FAILED"
+    message = ended["state"]["message"]
+    for field_name in ("seed: ", "data.n_samples: ", "training.epochs: "):
+        assert field_name in message, message
+    assert "Traceback" not in message and "\n" not in message
+    assert served.run_dirs() == before
+
 
 @pytest.mark.slow
 def test_every_setting_is_a_deployment_parameter_with_its_bounds(served: Served) -> None:

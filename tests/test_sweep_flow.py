@@ -23,9 +23,7 @@ from tests.conftest import (
     TinyRuns,
     _free_port,
     cli_env,
-    finish,
     run_module,
-    start_module,
 )
 
 # Every test here starts Prefect or a Python process, or trains for real.
@@ -55,38 +53,34 @@ def _ok(res: Completed) -> None:
 def test_sweep_equals_single_runs_whatever_the_workers(
     tiny_runs: TinyRuns, prefect_api_url: str, tmp_path: Path
 ) -> None:
+    """Two workers, each seed in its own process, give the single runs' bytes. One worker
+    (the default) is checked against single runs by test_byo_flow's sweep, a Dask cluster below."""
     singles = tiny_runs.get(base=(), seed1=("--seed", "1"))
-    env = {"PREFECT_API_URL": prefect_api_url}
-    one, two = tmp_path / "w1" / "sweep", tmp_path / "w2" / "sweep"
-    procs = [
-        start_module("flows.sweep", _sweep_args(d, "--seeds", "0,1", "--workers", w),
-                     cwd=tmp_path, prefect_home=tmp_path / "home", env=env)
-        for d, w in ((one, "1"), (two, "2"))
-    ]  # fmt: skip
-    for p in procs:
-        _ok(finish(p))
+    two = tmp_path / "w2" / "sweep"
+    res = run_module(
+        "flows.sweep", _sweep_args(two, "--seeds", "0,1", "--workers", "2"),
+        cwd=tmp_path, prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url},
+    )  # fmt: skip
+    _ok(res)
 
-    s1, s2 = _summary(one), _summary(two)
-    for summary in (s1, s2):
-        runs = _by_seed(summary)
-        assert summary["complete"] == 2 and summary["failed"] == 0
-        for seed, single in ((0, singles["base"]), (1, singles["seed1"])):
-            assert runs[seed]["status"] == "complete"
-            assert runs[seed]["fingerprints"] == single.fingerprints(), seed
-            assert runs[seed]["stage_seeds"] == single.manifest["seeds"]["stages"]
-        acc = [runs[s]["metrics"]["test_accuracy"] for s in (0, 1)]
-        stats = summary["statistics"]["all"]["test_accuracy"]
-        assert stats["n"] == 2
-        assert stats["mean"] == pytest.approx(sum(acc) / 2)
-        assert stats["min"] == min(acc) and stats["max"] == max(acc)
-        assert stats["ci95_low"] <= stats["mean"] <= stats["ci95_high"]
-        assert {"std", "ci95_low", "ci95_high"} <= set(stats)
-    assert _by_seed(s1)[0]["fingerprints"] == _by_seed(s2)[0]["fingerprints"]
-    assert _by_seed(s1)[1]["fingerprints"] == _by_seed(s2)[1]["fingerprints"]
+    summary = _summary(two)
+    runs = _by_seed(summary)
+    assert summary["complete"] == 2 and summary["failed"] == 0
+    for seed, single in ((0, singles["base"]), (1, singles["seed1"])):
+        assert runs[seed]["status"] == "complete"
+        assert runs[seed]["fingerprints"] == single.fingerprints(), seed
+        assert runs[seed]["stage_seeds"] == single.manifest["seeds"]["stages"]
+    acc = [runs[s]["metrics"]["test_accuracy"] for s in (0, 1)]
+    stats = summary["statistics"]["all"]["test_accuracy"]
+    assert stats["n"] == 2
+    assert stats["mean"] == pytest.approx(sum(acc) / 2)
+    assert stats["min"] == min(acc) and stats["max"] == max(acc)
+    assert stats["ci95_low"] <= stats["mean"] <= stats["ci95_high"]
+    assert {"std", "ci95_low", "ci95_high"} <= set(stats)
     for name in ("summary.md", "distribution.png"):
-        assert (one / name).stat().st_size > 0
-    assert (one / "distribution.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for d in _run_dirs(one):
+        assert (two / name).stat().st_size > 0
+    assert (two / "distribution.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for d in _run_dirs(two):
         assert json.loads((d / "manifest.json").read_text())["status"] == "complete"
 
 

@@ -16,7 +16,7 @@ from seedtrail.compare.drift import parse_tolerance
 from seedtrail.core.errors import InputError
 from seedtrail.run.manifest import Manifest
 from seedtrail.sweep.against import seed_noise
-from settings.cli import _RaisingParser
+from settings.cli import RaisingParser
 from settings.model import RunSettings
 from settings.seeds import STAGES
 
@@ -38,7 +38,7 @@ def stages_to_verify(manifest: Manifest, stop_after: str | None) -> tuple[str, .
     return STAGES[: STAGES.index(last) + 1]
 
 
-def add_divergence_flags(parser: _RaisingParser) -> None:
+def add_divergence_flags(parser: RaisingParser) -> None:
     """--tolerance and --against-sweep: how much a difference in bytes matters."""
     parser.add_argument(
         "--tolerance",
@@ -74,8 +74,8 @@ def check_divergence_flags(args: argparse.Namespace, reference: Manifest) -> Non
     divergence_options(args.tolerance, args.against_sweep, reference)
 
 
-def verify_parser() -> _RaisingParser:
-    parser = _RaisingParser(
+def verify_parser() -> RaisingParser:
+    parser = RaisingParser(
         prog="python -m flows.verify",
         description="Rerun a seedtrail run from its manifest and compare every stage's "
         "fingerprint. Exit 0: every stage matches; 1: a stage differs; 2: bad input.",
@@ -108,8 +108,8 @@ def parse_verify_args(argv: list[str]) -> tuple[argparse.Namespace, RunSettings]
     return args, settings
 
 
-def compare_parser() -> _RaisingParser:
-    parser = _RaisingParser(
+def compare_parser() -> RaisingParser:
+    parser = RaisingParser(
         prog="python -m flows.compare",
         description="Compare two finished seedtrail runs from their manifests, without "
         "rerunning. Exit 0: every stage matches; 1: a stage differs; 2: bad input.",

@@ -13,7 +13,7 @@ from pathlib import Path
 from seedtrail.core.errors import InputError
 from seedtrail.run.manifest import read_manifest
 from seedtrail.run.rundir import check_not_locked, check_output_dir
-from settings.cli import _RaisingParser, load_settings
+from settings.cli import RaisingParser, load_settings
 from settings.model import RunSettings
 
 RUN_FLAGS = ("--resume", "--no-cache")
@@ -33,7 +33,7 @@ class TrainArgs:
 
 def _run_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Flags that steer this invocation without changing what it computes."""
-    parser = _RaisingParser(add_help=False)  # one line on error, no abbreviations
+    parser = RaisingParser(add_help=False)  # one line on error, no abbreviations
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR")
     parser.add_argument("--no-cache", action="store_true")
     return parser.parse_known_args(argv)

@@ -26,7 +26,7 @@ from seedtrail.compare.diff import (
     metric_deltas,
 )
 from seedtrail.compare.drift import TrainDivergence, VariableDrift, locate, weight_drift
-from seedtrail.core.pipeline_table import STAGES
+from seedtrail.core.pipeline_table import ENVIRONMENT_STAGE, EPOCH_STAGE, STAGES
 from seedtrail.inputs.user_inputs import changes as user_input_changes
 from seedtrail.run.manifest import Manifest
 from seedtrail.runtime.hardware import explain as explain_hardware
@@ -126,9 +126,9 @@ class Comparison:
     def bytes_differ_from(self) -> str:
         """`epoch 1, batch 1`, or `stage model` when bytes differ before training."""
         stage = self.first_divergent_stage
-        if stage == "train" and self.train.batch is not None:
+        if stage == EPOCH_STAGE and self.train.batch is not None:
             return self.train.batch.where
-        if stage == "train" and self.divergent_epoch is not None:
+        if stage == EPOCH_STAGE and self.divergent_epoch is not None:
             return f"epoch {self.divergent_epoch}"
         return f"stage {stage}"
 
@@ -136,10 +136,10 @@ class Comparison:
     def first_divergent_stage(self) -> str | None:
         """First data stage whose bytes differ; "environment" if only the stack differs."""
         for row in self.stages:
-            if row.stage != "environment" and not row.agrees:
+            if row.stage != ENVIRONMENT_STAGE and not row.agrees:
                 return row.stage
-        envs = [r for r in self.stages if r.stage == "environment" and not r.agrees]
-        return "environment" if envs else None
+        envs = [r for r in self.stages if r.stage == ENVIRONMENT_STAGE and not r.agrees]
+        return ENVIRONMENT_STAGE if envs else None
 
     @property
     def causes(self) -> list[str]:
@@ -155,7 +155,7 @@ class Comparison:
 
     def measure_drift(self) -> None:
         """The drift of each differing weight variable, from both final models (loads Keras)."""
-        if not any(r.stage == "train" and r.status == "differs" for r in self.stages):
+        if not any(r.stage == EPOCH_STAGE and r.status == "differs" for r in self.stages):
             return
         models = [Path(r.path) / MODEL_FILE for r in (self.a, self.b)]
         lacking = [
@@ -217,7 +217,7 @@ class Comparison:
         stage = self.first_divergent_stage
         if stage is None:
             return "nothing to compare: neither run recorded a stage"
-        if stage == "environment":
+        if stage == ENVIRONMENT_STAGE:
             return (
                 "every data stage matches, but the environment differs "
                 "(the bytes agree here; they may not elsewhere)"
@@ -227,8 +227,10 @@ class Comparison:
             who = self.a.label if row.fp_a is None else self.b.label
             return f"first divergent stage: {stage} ({who} has no record of it)"
         where = stage
-        if stage == "train" and self.divergent_epoch is not None:
-            where = f"train, at epoch {self.divergent_epoch} of {max(self.a.epochs, self.b.epochs)}"
+        if stage == EPOCH_STAGE and self.divergent_epoch is not None:
+            where = (
+                f"{stage}, at epoch {self.divergent_epoch} of {max(self.a.epochs, self.b.epochs)}"
+            )
         later = [r.stage for r in self.stages if STAGES.index(r.stage) > STAGES.index(stage)]
         tail = "; later stages inherit the difference" if later else ""
         return f"first divergent stage: {where}{tail}"
@@ -310,7 +312,7 @@ def compare_manifests(
             )
         )
 
-    train_differs = any(r.stage == "train" and r.status == "differs" for r in rows)
+    train_differs = any(r.stage == EPOCH_STAGE and r.status == "differs" for r in rows)
     train = locate(a, b, labels) if train_differs else TrainDivergence()
 
     def ref(m: Manifest, label: str) -> RunRef:
@@ -326,7 +328,7 @@ def compare_manifests(
         code=diff_code(a, b),
         user_inputs=user_input_changes(a.user_inputs, b.user_inputs),
         metrics=metric_deltas(a, b),
-        divergent_epoch=first_divergent_epoch(a, b) if "train" in wanted else None,
+        divergent_epoch=first_divergent_epoch(a, b) if EPOCH_STAGE in wanted else None,
         title=title,
         limited=stages is not None and set(STAGES) - set(stages) != set(),
         train=train,

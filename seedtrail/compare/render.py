@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from seedtrail.compare.drift import seed_noise_note
+from seedtrail.core.pipeline_table import EPOCH_STAGE
 from seedtrail.core.tables import markdown_table, text_table
 from seedtrail.run.report import short
 from seedtrail.runtime.hardware import explain as explain_hardware
@@ -24,7 +25,7 @@ def stage_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
             "differs": "NO",
             "missing": "NO (missing)",
         }[r.status]
-        if r.stage == "train" and r.status == "differs" and c.divergent_epoch:
+        if r.stage == EPOCH_STAGE and r.status == "differs" and c.divergent_epoch:
             match = f"NO (from epoch {c.divergent_epoch})"
         fa = "(none)" if r.fp_a is None else short(r.fp_a, 16)
         fb = "(none)" if r.fp_b is None else short(r.fp_b, 16)

@@ -1,5 +1,6 @@
 """The framework: the stage declaration, its cache key, cache and records, the array store,
-fingerprints, atomic files, and the pipeline table (the stages' names, in order).
+fingerprints, atomic files, the pipeline table (the stages' names, in order, and their roles)
+and the stages' wiring (how the pipeline feeds each).
 
 The bottom layer: it imports no other part of seedtrail (tests/test_layout.py).
 
@@ -12,8 +13,9 @@ so a command can check its flags before TensorFlow or Prefect load.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from seedtrail.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from seedtrail.core.atomic import atomic_path
@@ -24,24 +26,38 @@ if TYPE_CHECKING:
         fingerprint_sequence,
         sha256_file,
     )
-    from seedtrail.core.pipeline_table import PIPELINE, STAGES, VARY_STAGES, declared
+    from seedtrail.core.pipeline_table import (
+        ENVIRONMENT_STAGE,
+        EPOCH_STAGE,
+        PIPELINE,
+        STAGES,
+        VARY_STAGES,
+        StageSpec,
+        declared,
+    )
     from seedtrail.core.plots import plot_distribution, save_preview, training_curves
     from seedtrail.core.stage import DeclaredStage
     from seedtrail.core.stage_cache import StageContext
     from seedtrail.core.stage_result import StageOutput, StageResult
     from seedtrail.core.store import CorruptEntry, load_arrays, put_arrays, store_dir
     from seedtrail.core.tables import markdown_table, text_table
+    from seedtrail.core.wiring import Preflight, Wiring
 
 __all__ = [
+    "ENVIRONMENT_STAGE",
+    "EPOCH_STAGE",
     "PIPELINE",
     "STAGES",
     "VARY_STAGES",
     "CorruptEntry",
     "DeclaredStage",
     "InputError",
+    "Preflight",
     "StageContext",
     "StageOutput",
     "StageResult",
+    "StageSpec",
+    "Wiring",
     "atomic_path",
     "declared",
     "fingerprint_arrays",
@@ -59,6 +75,8 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "ENVIRONMENT_STAGE": "pipeline_table",
+    "EPOCH_STAGE": "pipeline_table",
     "CorruptEntry": "store",
     "DeclaredStage": "stage",
     "InputError": "errors",
@@ -67,6 +85,9 @@ _EXPORTS = {
     "StageContext": "stage_cache",
     "StageOutput": "stage_result",
     "StageResult": "stage_result",
+    "StageSpec": "pipeline_table",
+    "Preflight": "wiring",
+    "Wiring": "wiring",
     "VARY_STAGES": "pipeline_table",
     "atomic_path": "atomic",
     "declared": "pipeline_table",
@@ -85,7 +106,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,8 @@
 
 From that the framework derives:
 - the name ("split": the function's name without `run_`) and its Prefect task;
-- the code version: a hash of the source of the module that owns the function
-  (`version="..."` overrides it, e.g. to keep a cache across cosmetic edits);
+- the code version: a hash of the source of the module that owns the function, down to
+  its wiring (`version="..."` overrides it, e.g. to keep a cache across cosmetic edits);
 - the cache key, from every argument but `ctx` (seedtrail/core/cache_key.py) plus the
   environment fingerprint the stage depends on, minus the declared `cache_exclude`;
 - the cache decision (hit, verified / miss and why / off and why), kept in the record;
@@ -19,6 +19,10 @@ receives the stage's key (e.g. to tie checkpoints to it). `deterministic=False`
 means the same inputs may give other bytes: never cached, and verify/compare
 report a difference there as expected. `cacheable=False` is for stages that act
 on the process itself (the environment stage configures TensorFlow).
+
+How the pipeline feeds the stage (its settings, the results it reads, its external
+content, its checks, clean-up and artifacts) is declared by the pipeline table and by
+`run_x.wire(...)` at the end of its module (seedtrail/core/wiring.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from seedtrail.core.cache_key import cache_key
 from seedtrail.core.errors import retry_unless_input_error
 from seedtrail.core.stage_cache import StageContext, lookup, save_entry
 from seedtrail.core.stage_result import StageOutput, StageResult, stopwatch
+from seedtrail.core.wiring import WIRING_MARKER, Wiring
 
 #: Which environment fingerprint a stage's bytes depend on: "stack" = package versions
 #: (numpy, scikit-learn, albumentations); "runtime" = all of it (TF threads, determinism,
@@ -44,9 +49,13 @@ _NOT_ARGUMENTS = ("ctx", "cache_key")
 
 
 def source_version(fn: Callable[..., Any]) -> str:
-    """A hash of the source of the module that owns `fn` (its helpers included)."""
+    """A hash of the source of the module that owns `fn` (its helpers included), down to
+    its wiring: that never changes the stage's bytes (seedtrail/core/wiring.py)."""
     module = inspect.getmodule(fn)
     source = inspect.getsource(module) if module is not None else inspect.getsource(fn)
+    head, marker, _ = source.partition("\n" + WIRING_MARKER)
+    if marker:  # the source above the wiring, as if the module ended there
+        source = head.rstrip("\n") + "\n"
     return "src:" + hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -96,6 +105,7 @@ class DeclaredStage:
         if "seed" not in self.signature.parameters:
             raise ValueError(f"stage {self.name}: the run function needs a `seed` argument")
         self.cache_exclude = tuple(cache_exclude)
+        self.wiring = Wiring()
         self.task = self._make_task()
         registry.register(self)
 
@@ -111,6 +121,17 @@ class DeclaredStage:
         if self.retries:
             options |= {"retry_delay_seconds": 0.5, "retry_condition_fn": retry_unless_input_error}
         return task(run_stage, **options)
+
+    def wire(self, **parts: Any) -> None:
+        """Declare the stage's wiring (the fields of `Wiring`), at the end of its module."""
+        wiring = Wiring(**parts)
+        takes_inputs = "user_inputs" in self.signature.parameters
+        if (wiring.key_inputs is not None) != takes_inputs:
+            raise ValueError(
+                f"stage {self.name}: declare key_inputs in its wiring exactly when its run "
+                "function takes `user_inputs` (external content missing from a key goes stale)"
+            )
+        self.wiring = wiring
 
     def __call__(self, *args: Any, **kwargs: Any) -> StageResult:
         return self.task(*args, **kwargs)

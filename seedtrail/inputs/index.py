@@ -138,6 +138,14 @@ def _read_stat_cache(path: Path | None) -> dict[str, list]:
 
 #: This process's stat facts per folder: preflight hashes, the run reuses (same process).
 _MEMO: dict[str, dict[str, list]] = {}
+_HASHED: dict[str, int] = {}  # files of a folder this process has read to hash them
+
+
+def files_hashed(root: Path) -> int:
+    """How many files of `root` this process has read to hash, all scans together: the
+    folder's size for a run that hashed it (once: the scans after the first reuse the
+    hashes), 0 for a sweep's run (the sweep's preflight hashed it into the stat cache)."""
+    return _HASHED.get(str(Path(root).resolve()), 0)
 
 
 def scan(
@@ -193,6 +201,7 @@ def scan(
         fresh[rel] = [*_stat_key(st), sha, gray]
         out[i] = (sha, gray)
 
+    _HASHED[str(root.resolve())] = files_hashed(root) + len(todo)
     with Progress("data: hashing files", len(todo)) as bar:
         for _ in ordered_map(hash_one, len(todo), workers or default_workers()):
             bar.update()

@@ -11,8 +11,9 @@ used, so `environment_defaults` runs before Prefect is imported and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from seedtrail.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from seedtrail.prefect.deployments import (
@@ -127,7 +128,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

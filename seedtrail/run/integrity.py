@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from seedtrail.core.fingerprint import canonical_json, fingerprint_json
+from seedtrail.core.pipeline_table import EPOCH_STAGE, PIPELINE
 from settings.seeds import SeedPlan
 
 SEAL = "manifest_sha256"
@@ -85,7 +86,7 @@ def problems(data: dict[str, Any]) -> list[str]:
         out.append("settings do not match settings_fingerprint")
     out += _seed_problems(data)
     stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
-    train = stages.get("train") if isinstance(stages.get("train"), dict) else {}
+    train = stages.get(EPOCH_STAGE) if isinstance(stages.get(EPOCH_STAGE), dict) else {}
     efs = (train.get("info") or {}).get("epoch_fingerprints") if train else None
     if (
         isinstance(efs, list)
@@ -93,8 +94,10 @@ def problems(data: dict[str, Any]) -> list[str]:
         and not train.get("skipped")
         and train.get("fingerprint") != efs[-1]
     ):
-        out.append("stages.train.fingerprint is not its last epoch's fingerprint")
-    evaluate = stages.get("evaluate") if isinstance(stages.get("evaluate"), dict) else {}
+        out.append(f"stages.{EPOCH_STAGE}.fingerprint is not its last epoch's fingerprint")
+    # the stage whose info gives the manifest its `metrics` section (evaluate)
+    by = next(s.name for s in PIPELINE if "metrics" in s.manifest)
+    evaluate = stages.get(by) if isinstance(stages.get(by), dict) else {}
     recorded_metrics = (evaluate.get("info") or {}).get("metrics") if evaluate else None
     metrics = data.get("metrics")
     if (
@@ -102,9 +105,9 @@ def problems(data: dict[str, Any]) -> list[str]:
         and metrics
         and canonical_json(metrics) != canonical_json(recorded_metrics)
     ):
-        out.append("metrics differ from the evaluate stage's record of them")
+        out.append(f"metrics differ from the {by} stage's record of them")
     if not sealed and data.get("status") == "complete":
-        bad = _non_finite(metrics, "metrics") + _non_finite(recorded_metrics, "evaluate")
+        bad = _non_finite(metrics, "metrics") + _non_finite(recorded_metrics, by)
         if bad:
             out.append(
                 f"{bad[0]} is not a finite number, and this unsealed (version {version}) "
@@ -127,8 +130,12 @@ def _seed_problems(data: dict[str, Any]) -> list[str]:
     if "root" in seeds and root is not None and seeds["root"] != root:
         return [f"seeds.root {seeds['root']} is not settings.seed {root}"]
     pins = settings.get("seeds") if isinstance(settings.get("seeds"), dict) else {}
+    # The stages of the pipeline the run had (its header's code versions), not today's
+    # table: a stage added since is not missing from an older run.
+    versions = data.get("stage_versions")
+    had = tuple(versions) if isinstance(versions, dict) and versions else None
     try:
-        plan = SeedPlan.derive(int(seeds.get("root", root)), pins)
+        plan = SeedPlan.derive(int(seeds.get("root", root)), pins, stages=had)
     except (TypeError, ValueError):
         return []  # unreadable seeds: the typed manifest names that
     recorded = seeds.get("stages") if isinstance(seeds.get("stages"), dict) else {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seedtrail.core.errors import InputError
+from seedtrail.core.pipeline_table import EPOCH_STAGE
 from seedtrail.run.manifest import MANIFEST, Manifest, read_manifest
 from seedtrail.run.report import macro_f1, short
 
@@ -40,7 +41,7 @@ def _row(m: Manifest) -> dict[str, Any]:
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, DIGITS)
 
-    train = m.stage("train")
+    train = m.stage(EPOCH_STAGE)
     # Narrow columns first (the UI's table scrolls sideways past ~7); the path last.
     return {
         "run": m.run_id,

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seedtrail.core.errors import InputError
+from seedtrail.core.pipeline_table import ENVIRONMENT_STAGE, EPOCH_STAGE
 from seedtrail.run import integrity
 from seedtrail.run.manifest_migration import recorded_settings
 from settings.cli import format_validation_error
@@ -116,12 +117,13 @@ class Manifest(_Record):
 
     @model_validator(mode="after")
     def _train_info_shapes(self) -> Manifest:
-        """What readers of train's info expect (compare, reports): wrong types are corrupt."""
-        info = self.info("train")
+        """What readers of the training stage's info expect (compare, reports): wrong types
+        are corrupt."""
+        info = self.info(EPOCH_STAGE)
         if not isinstance(info.get("final", {}), dict):
-            raise ValueError("stages.train.info.final is not an object")
+            raise ValueError(f"stages.{EPOCH_STAGE}.info.final is not an object")
         if not isinstance(info.get("epoch_fingerprints", []), list):
-            raise ValueError("stages.train.info.epoch_fingerprints is not a list")
+            raise ValueError(f"stages.{EPOCH_STAGE}.info.epoch_fingerprints is not a list")
         return self
 
     @property
@@ -140,29 +142,29 @@ class Manifest(_Record):
         """The captured environment: top level once recorded, else the environment stage's."""
         if self.environment is not None:
             return self.environment
-        env = self.info("environment").get("environment")
+        env = self.info(ENVIRONMENT_STAGE).get("environment")
         return env if isinstance(env, dict) else {}
 
     def epoch_fingerprints(self) -> list[str]:
-        efs = self.info("train").get("epoch_fingerprints")
+        efs = self.info(EPOCH_STAGE).get("epoch_fingerprints")
         return [str(e) for e in efs] if isinstance(efs, list) else []
 
     def batch_losses(self) -> list[list[float]] | None:
         """Each epoch's per-batch losses (train info); None for runs recorded before them."""
-        records = self.info("train").get("batch_losses")
+        records = self.info(EPOCH_STAGE).get("batch_losses")
         if not isinstance(records, list) or not all(isinstance(e, list) for e in records):
             return None
         return [[float(v) for v in epoch] for epoch in records]
 
     def variable_fingerprints(self) -> list[dict[str, str]] | None:
         """Per epoch, each weight variable's fingerprint by path, in model order (or None)."""
-        records = self.info("train").get("variable_fingerprints")
+        records = self.info(EPOCH_STAGE).get("variable_fingerprints")
         if not isinstance(records, list) or not all(isinstance(e, dict) for e in records):
             return None
         return [{str(k): str(v) for k, v in epoch.items()} for epoch in records]
 
     def final_train_metrics(self) -> dict[str, float]:
-        final = self.info("train").get("final")
+        final = self.info(EPOCH_STAGE).get("final")
         if not isinstance(final, dict):
             return {}
         return {

@@ -2,30 +2,32 @@
 
 RunSettings -> SeedPlan -> environment -> data -> augment -> split -> model -> train -> evaluate
 
-Each stage is a declared `@stage` (seedtrail/core/stage.py) whose call is a Prefect
-task; `run_training` must run inside a flow run (the `train` flow, or verify's).
+A loop over the pipeline table (seedtrail/core/pipeline_table.py): each stage is a declared
+`@stage` (seedtrail/core/stage.py) whose call is a Prefect task, fed as its table line and
+its module's wiring say (seedtrail/core/wiring.py). `run_training` must run inside a flow
+run (the `train` flow, or verify's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
+from seedtrail.core import pipeline_table as table
 from seedtrail.core.errors import InputError, RunFailed
-from seedtrail.core.pipeline_table import STAGES, declared
-from seedtrail.core.plots import training_curves
+from seedtrail.core.pipeline_table import EPOCH_STAGE, StageSpec, check_table, declared
+from seedtrail.core.stage import DeclaredStage
 from seedtrail.core.stage_cache import StageContext
 from seedtrail.core.stage_result import StageResult
 from seedtrail.core.store import store_dir
+from seedtrail.core.wiring import Preflight, UserInputs
 from seedtrail.inputs import user_inputs
-from seedtrail.inputs.augment_pipeline import check_pipeline
-from seedtrail.inputs.index import persist_stat_cache
 from seedtrail.inputs.pixels import DataChanged
 from seedtrail.prefect.names import seed_tag, tag_current_flow_run
 from seedtrail.prefect.signals import interruption_types
@@ -40,42 +42,86 @@ from seedtrail.run.rundir import (
     new_run_id,
     settings_fingerprint,
 )
-from seedtrail.runtime import tf_runtime
 from settings.model import RunSettings
 from settings.seeds import SeedPlan, StageName
-from tasks import augment, data, environment, evaluate, model, split, train
+
+#: Run-function parameters the framework fills itself (seedtrail/core/stage.py).
+_FRAMEWORK = ("ctx", "seed", "cache_key")
+
+
+def stages() -> list[tuple[StageSpec, DeclaredStage]]:
+    """The table's stages with their declarations (each module imported: it declares itself)."""
+    pipeline = table.pipeline()
+    check_table(pipeline)
+    for spec in pipeline:
+        importlib.import_module(spec.module)
+    return [(spec, declared(spec.name)) for spec in pipeline]
 
 
 def code_versions() -> dict[str, str]:
-    """Every pipeline stage's code version, as recorded in the manifest (tasks imported above)."""
-    return {name: declared(name).code_version for name in STAGES}
+    """Every pipeline stage's code version, as recorded in the manifest."""
+    return {spec.name: stage.code_version for spec, stage in stages()}
+
+
+def stage_arguments(
+    spec: StageSpec,
+    stage: DeclaredStage,
+    settings: RunSettings,
+    seed: int,
+    results: dict[str, StageResult],
+    ctx: StageContext | None,
+    user: UserInputs,
+) -> dict[str, Any]:
+    """The run function's arguments, by name, from the table line and the wiring.
+
+    Every parameter without a default must be filled, and nothing may be passed that it
+    does not take: a wiring mistake fails here, by name, never as a stale cache key.
+    """
+    params = stage.signature.parameters
+    args: dict[str, Any] = {"seed": seed}
+    if "ctx" in params:
+        if ctx is None:
+            raise ValueError(f"stage {spec.name} takes ctx but runs before the environment")
+        args["ctx"] = ctx
+    if spec.settings is not None:
+        args["s"] = getattr(settings, spec.settings)
+    for name in spec.reads:
+        args[name if name in params else f"{name}_stage"] = results[name]
+    wiring = stage.wiring
+    if wiring.arguments is not None:
+        args.update(wiring.arguments(settings))
+    if "user_inputs" in params:
+        if wiring.key_inputs is None:
+            raise ValueError(f"stage {spec.name} takes user_inputs but declares no key_inputs")
+        args["user_inputs"] = wiring.key_inputs(settings, user)
+    unknown = sorted(set(args) - set(params))
+    missing = sorted(
+        n
+        for n, p in params.items()
+        if n not in args and n not in _FRAMEWORK and p.default is p.empty
+    )
+    if unknown or missing:
+        raise ValueError(
+            f"stage {spec.name}: wiring passes {unknown or 'nothing unknown'}, "
+            f"misses {missing or 'nothing'} (its run function takes {list(params)})"
+        )
+    return args
 
 
 def preflight(settings: RunSettings) -> None:
-    """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow)."""
-    # The CPU can run the requested ISA cap; applied now, as a user's loader may import TF.
-    tf_runtime.set_env(settings.determinism)
-    # The image folder's index (hashed once; the store's stat cache keeps the hashes for the
-    # run itself and for a sweep's other seeds): labels and shape without decoding.
-    index = None
-    if settings.data.kind == "images":
-        index = data.index_folder(settings.data, store_dir(settings.output_dir), persist=False)
-    # user code, image folder (from that index, not listed again), pipeline file: referable
-    user_inputs.identify(settings, write=False, listing=index.listing() if index else None)
-    if index is not None:
-        y, modality, shape = index.label_array(), "image", index.sample_shape
-    else:
-        # prove=True: a loader with unseeded randomness is refused here, before any cache lookup
-        ds = data.load_dataset(settings.data, SeedPlan.from_settings(settings)["data"], prove=True)
-        y, modality, shape = ds.y, ds.modality, ds.x.shape[1:]
-    split.split_sizes(y, settings.split)
-    if settings.augment.pipeline is not None and modality == "image" and settings.augment.enabled:
-        augmenter = augment.build_augmenter(settings.augment)
-        check_pipeline(augmenter, shape, settings.augment.pipeline)
+    """Catch bad input before a run directory exists or Prefect starts (cheap: no TensorFlow).
+
+    Each stage's declared check, in pipeline order (the environment's first: it applies the
+    ISA cap before a user's loader may import TensorFlow); then the output folder.
+    """
+    plan = SeedPlan.from_settings(settings)
+    p = Preflight(settings, store_dir(settings.output_dir), plan.seeds)
+    for _, stage in stages():
+        if stage.wiring.check is not None:
+            stage.wiring.check(p)
     check_output_dir(settings.output_dir)
-    if settings.data.kind == "images" and settings.data.path is not None:
-        # All checks passed: keep the hashes, so the run and a sweep's seeds reuse them.
-        persist_stat_cache(settings.data.path, store_dir(settings.output_dir))
+    for commit in p.commits:
+        commit()
 
 
 def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> bool:
@@ -86,48 +132,37 @@ def will_train(settings: RunSettings, use_cache: bool, resume: Path | None) -> b
     """
     if not use_cache or resume is not None:
         return True
-    return not (store_dir(settings.output_dir) / "cache" / "train").is_dir()
+    return not (store_dir(settings.output_dir) / "cache" / EPOCH_STAGE).is_dir()
 
 
 def _tensorboard(
-    run_dir: Path,
-    settings: RunSettings,
-    fit: StageResult,
-    aug: StageResult,
-    metrics: dict[str, Any],
+    run: RunDirectory, settings: RunSettings, results: dict[str, StageResult]
 ) -> dict[str, str]:
     """TensorBoard logs from the run's files (also after a cache hit: no TensorFlow needed).
 
     Hyperparameters: every flat setting (output_dir is where, not what), the settings and
-    final-weights fingerprints; metrics: the scalar test metrics.
+    final-weights fingerprints; metrics: the scalar test metrics; images: the augment preview.
     """
+    fit = results[EPOCH_STAGE]
     history = json.loads(Path(fit.outputs["history"]).read_text())
-    preview = aug.outputs.get("augment_preview")
+    outputs = [r.outputs for r in results.values()]
+    preview = next((o["augment_preview"] for o in outputs if "augment_preview" in o), None)
     values = settings.model_dump(mode="json", exclude={"output_dir"})
     hparams = {
         **tensorboard_log.flat_hparams(values),
         "settings_fingerprint": settings_fingerprint(settings)[:16],
         "fingerprint": fit.fingerprint[:16],
     }
+    metrics = run.manifest.get("metrics") or {}
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
     paths = tensorboard_log.write_run_logs(
-        run_dir, history, Path(preview) if preview else None, hparams=hparams,
+        run.path, history, Path(preview) if preview else None, hparams=hparams,
         test_metrics=scalars,
     )  # fmt: skip
     names = {
         p: "hparams" if p.parent.name == tensorboard_log.LOG_DIR else p.parent.name for p in paths
     }
     return {f"tensorboard_{names[p]}": str(p) for p in paths}
-
-
-def _curves(run_dir: Path, settings: RunSettings, fit: StageResult) -> dict[str, str]:
-    """The training curves, titled with the root seed the run card names (and the train
-    stage's own): drawn here, not in the stage, whose result may come from another run."""
-    history = json.loads(Path(fit.outputs["history"]).read_text())
-    path = run_dir / "training_curves.png"
-    title = f"root seed {settings.seed} (train seed {fit.seed}) · {settings.training.epochs} epochs"
-    training_curves(history, path, title)
-    return {"training_curves": str(path)}
 
 
 class _StopAfter(Exception):
@@ -179,55 +214,40 @@ def run_training(
     run = _open_run(settings, resume)
     store = store_dir(Path(run.path).parent if resume else settings.output_dir)
 
-    def record(result: StageResult) -> StageResult:
+    def record(spec: StageSpec, stage: DeclaredStage, result: StageResult) -> None:
         run.record_stage(result)
         run.add_artifacts(result.outputs)
-        if result.stage == "train" and result.cached:
-            # A resumed run whose training came from the cache never ran run_train's
-            # clean-up: its checkpoints from before the interrupt would stay behind.
-            shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
-        if result.stage == "train":  # also when the run stops after training
-            run.add_artifacts(_curves(run.path, settings, result))
-        if result.stage == stop_after:
+        for section in spec.manifest:
+            run.set(section, result.info[section])
+        if result.cached and stage.wiring.on_cache_hit is not None:
+            stage.wiring.on_cache_hit(run.path)
+        if stage.wiring.artifacts is not None:  # also when the run stops after this stage
+            run.add_artifacts(stage.wiring.artifacts(settings, result, run.path))
+        if spec.name == stop_after:
             raise _StopAfter
-        return result
 
     training = False
+    results: dict[str, StageResult] = {}
+    ctx: StageContext | None = None
+    user: UserInputs = {}
     try:
-        env = record(environment.run_environment(settings.determinism, plan["environment"]))
-        run.set("environment", env.info["environment"])
-        user = user_inputs.identify(settings)  # the user's code and files, by content
-        run.set(user_inputs.SECTION, user)
-        ctx = StageContext(
-            run_dir=run.path,
-            store=store,
-            use_cache=use_cache,
-            env_fingerprint=env.fingerprint,
-            stack_fingerprint=env.info["stack_fingerprint"],
-        )
-        data_inputs = user_inputs.key_inputs(
-            {k: v for k, v in user.items() if k.startswith("data.")}
-        )
-        feed = settings.data.feed()  # how image folders are fed: never in a key
-        ds = record(data.run_data(ctx, settings.data.keyed(), plan["data"], data_inputs, feed=feed))
-        aug = record(augment.run_augment(ctx, settings.augment, plan["augment"], ds))
-        idx = record(split.run_split(ctx, settings.split, plan["split"], ds))
-        model_inputs = model.builder_inputs(settings.model)  # the builder's source, for the key
-        init = record(model.run_model(ctx, settings.model, plan["model"], ds, idx, model_inputs))
-        training = True  # from here, a changed input file fails the run; --resume continues
-        fit = record(
-            train.run_train(
-                ctx, settings.training, plan["train"], settings.augment, aug, ds, idx, init,
-                feed=feed,
-            )
-        )  # fmt: skip
-        ev = record(
-            evaluate.run_evaluate(
-                ctx, plan["evaluate"], ds, idx, fit, feed=feed, shards=settings.training.shards
-            )
-        )
-        run.set("metrics", ev.info["metrics"])
-        run.add_artifacts(_tensorboard(run.path, settings, fit, aug, ev.info["metrics"]))
+        for spec, stage in stages():
+            # from training on, a changed input file fails the run; --resume continues
+            training = training or spec.records_epochs
+            args = stage_arguments(spec, stage, settings, plan[spec.name], results, ctx, user)
+            results[spec.name] = result = stage(**args)
+            record(spec, stage, result)
+            if spec.describes_environment:  # the later stages' context, and the user's inputs
+                user = user_inputs.identify(settings)  # the user's code and files, by content
+                run.set(user_inputs.SECTION, user)
+                ctx = StageContext(
+                    run_dir=run.path,
+                    store=store,
+                    use_cache=use_cache,
+                    env_fingerprint=result.fingerprint,
+                    stack_fingerprint=result.info["stack_fingerprint"],
+                )
+        run.add_artifacts(_tensorboard(run, settings, results))
         run.finish(COMPLETE)
     except _StopAfter:
         run.finish("partial")

@@ -6,7 +6,7 @@ import base64
 import statistics
 from pathlib import Path
 
-from seedtrail.core.pipeline_table import STAGES
+from seedtrail.core.pipeline_table import EPOCH_STAGE, STAGES
 from seedtrail.core.tables import markdown_table
 from seedtrail.run.manifest import Manifest, Metrics
 
@@ -59,7 +59,7 @@ def card_description(manifest: Manifest) -> str:
 
 def result_line(manifest: Manifest) -> str:
     """The flow run's last log line: metrics, final-weights fingerprint, run directory."""
-    train = manifest.stage("train")
+    train = manifest.stage(EPOCH_STAGE)
     weights = short(train.fingerprint, 16) if train else "-"
     return (
         f"result: {headline(manifest)} · final weights {weights} · run directory {manifest.run_dir}"

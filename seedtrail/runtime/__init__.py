@@ -7,8 +7,9 @@ so a command can check its flags before TensorFlow or Prefect load.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from seedtrail.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
@@ -44,7 +45,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

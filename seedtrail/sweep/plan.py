@@ -24,7 +24,7 @@ from typing import Any
 
 from seedtrail.core.errors import InputError
 from seedtrail.core.fingerprint import fingerprint_json
-from seedtrail.core.pipeline_table import VARY_STAGES
+from seedtrail.core.pipeline_table import EPOCH_STAGE, VARY_STAGES
 from seedtrail.core.tables import markdown_table
 from seedtrail.run.manifest import Metrics
 from seedtrail.run.rundir import settings_fingerprint
@@ -269,7 +269,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     head = ["vary", "seed", "status", *map(_short_metric, metrics), "fingerprint", "run / error"]
     rows = []
     for r in runs:
-        fp = (r.get("fingerprints") or {}).get("train")
+        fp = (r.get("fingerprints") or {}).get(EPOCH_STAGE)
         # the run id without its date and time (summary.json has the whole path): narrower
         name = Path(r.get("run_dir") or "-").name
         where = r.get("error") or re.sub(r"^\d{8}-\d{6}-", "…", name)

@@ -10,6 +10,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from seedtrail.core import atomic
+from seedtrail.core.pipeline_table import EPOCH_STAGE
 from seedtrail.core.plots import plot_distribution
 from seedtrail.run.manifest import COMPLETE
 from seedtrail.run.report import png_markdown
@@ -98,7 +99,7 @@ def publish_artifacts(summary: dict[str, Any]) -> None:
                 "seed": r["seed"],
                 "status": r["status"],
                 **{k.removeprefix("test_"): rounded(v) for k, v in r.get("metrics", {}).items()},
-                "fingerprint": ((r.get("fingerprints") or {}).get("train") or "")[:12] or None,
+                "fingerprint": ((r.get("fingerprints") or {}).get(EPOCH_STAGE) or "")[:12] or None,
                 "run": Path(r["run_dir"]).name if r.get("run_dir") else None,
                 **({"error": r.get("error")} if errors else {}),
             }
