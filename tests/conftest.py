@@ -68,31 +68,47 @@ _TEMPLATE_HOME: Path | None = None  # set for the session by the `_prefect_home_
 _TEMPLATE_FILES = ("prefect.db", "prefect.db-wal", "prefect.db-shm", "memo_store.toml")
 
 
-def _build_template_home(home: Path) -> None:
-    """Start a real server once on `home` (migrations, block types), then stop it."""
+@contextlib.contextmanager
+def _test_server(home: Path, env: dict[str, str], timeout: float) -> Iterator[str]:
+    """`prefect server start` (seedtrail's own command line for it) on a free loopback port
+    with PREFECT_HOME `home`; yields its API URL once healthy, stops it afterwards."""
     import time
     import urllib.request
 
+    from seedtrail.prefect.server import server_command
+
     port = _free_port()
-    env = {**_base_env(home), "PREFECT_UI_ENABLED": "false"}
+    url = f"http://127.0.0.1:{port}/api"
+    # The UI, where enabled, calls this port's API (tests/test_serve.py opens it in a browser).
+    env = {**env, "PREFECT_UI_API_URL": url}
     with open(home / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--no-services"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc = subprocess.Popen(server_command(port), env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + timeout
             while True:
-                url = f"http://127.0.0.1:{port}/api/health"
-                with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+                with (
+                    contextlib.suppress(OSError),
+                    urllib.request.urlopen(f"{url}/health", timeout=2),
+                ):
                     break
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"template server: {(home / 'server.log').read_text()}")
+                    raise RuntimeError(
+                        f"prefect server did not start: {(home / 'server.log').read_text()}"
+                    )
                 time.sleep(0.2)
+            yield url
         finally:
             proc.terminate()
-            proc.wait(timeout=60)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _build_template_home(home: Path) -> None:
+    """Start a real server once on `home` (migrations, block types), then stop it."""
+    with _test_server(home, {**_base_env(home), "PREFECT_UI_ENABLED": "false"}, timeout=180):
+        pass
     (home / "ready").touch()
 
 
@@ -239,43 +255,9 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     Subprocess runs point PREFECT_API_URL at it, so they skip the ephemeral
     server start and can run concurrently without fighting over one SQLite file.
     """
-    import time
-    import urllib.request
-
     home = tmp_path_factory.mktemp("prefect-server-home")
-    port = _free_port()
-    log = open(home / "server.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port), "--no-services"],
-        # The UI too (tests/test_serve.py opens it in a browser); it calls this port's API.
-        env={**cli_env(home), "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"prefect server did not start: {(home / 'server.log').read_text()}"
-                )
-            time.sleep(0.5)
+    with _test_server(home, cli_env(home), timeout=120) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @dataclass
