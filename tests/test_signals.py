@@ -245,8 +245,19 @@ def test_ctrl_c_to_a_sweep_stops_its_workers_and_marks_their_runs_interrupted(
     assert not (sweep_dir / "summary.json").exists()  # an interrupted sweep claims no summary
 
 
-def _first_line_in(path: Path, timeout: float) -> bool:
-    return _wait_until(lambda: path.exists() and path.stat().st_size > 0, timeout)
+def _interrupt_a_train_when(
+    tmp_path: Path, sig: signal.Signals, ready: Callable[[Command], bool], timeout: float
+) -> tuple[Command, float, bool]:
+    """Start a tiny `flows.train`, send `sig` to its group once `ready(cmd)`, wait for its end:
+    (the command, seconds from the signal to its exit, whether nothing is left running)."""
+    cmd = _start("flows.train", [*TINY, "--output-dir", str(tmp_path / "runs")], tmp_path / "c")
+    try:
+        assert _wait_until(lambda: ready(cmd), timeout), cmd.stderr
+        cmd.signal(sig, to_group=True)
+        took, gone = cmd.wait_gone()
+    finally:
+        cmd.kill_leftovers()
+    return cmd, took, gone
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -254,15 +265,11 @@ def test_an_interrupt_while_prefect_imports_is_one_line(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     """The first seconds, before anything started: no import traceback, exit 130/143."""
-    cmd = _start("flows.train", [*TINY, "--output-dir", str(tmp_path / "runs")], tmp_path / "c")
-    try:
-        # The flags are checked first (milliseconds), then Prefect imports for seconds;
-        # orjson is one of the first compiled modules it loads (nothing before imports it).
-        assert _wait_until(lambda: "/orjson/" in _mapped(cmd.proc.pid), 60), cmd.stderr
-        cmd.signal(sig, to_group=True)
-        took, gone = cmd.wait_gone()
-    finally:
-        cmd.kill_leftovers()
+    # The flags are checked first (milliseconds), then Prefect imports for seconds;
+    # orjson is one of the first compiled modules it loads (nothing before imports it).
+    cmd, took, gone = _interrupt_a_train_when(
+        tmp_path, sig, lambda c: "/orjson/" in _mapped(c.proc.pid), 60
+    )
     err = cmd.stderr
     assert cmd.proc.returncode == 128 + sig, err
     assert "Traceback" not in err and err.strip() in ("interrupted", "terminated"), err
@@ -278,26 +285,20 @@ def _mapped(pid: int) -> str:
         return ""
 
 
+def _watchdog_started(cmd: Command) -> bool:
+    return any(
+        b"seedtrail.prefect.watchdog" in Path(f"/proc/{p}/cmdline").read_bytes()
+        for p in _processes_with_home(cmd.home)
+        if Path(f"/proc/{p}").exists()
+    )
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_while_the_server_starts_ends_in_seconds(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     """It waited 14.5-15.2 s for TensorFlow's background import; nothing is left running."""
-    cmd = _start("flows.train", [*TINY, "--output-dir", str(tmp_path / "runs")], tmp_path / "c")
-    try:
-        watchdog = b"seedtrail.prefect.watchdog"
-        assert _wait_until(
-            lambda: any(
-                watchdog in Path(f"/proc/{p}/cmdline").read_bytes()
-                for p in _processes_with_home(cmd.home)
-                if Path(f"/proc/{p}").exists()
-            ),
-            120,
-        ), cmd.stderr
-        cmd.signal(sig, to_group=True)
-        took, gone = cmd.wait_gone()
-    finally:
-        cmd.kill_leftovers()
+    cmd, took, gone = _interrupt_a_train_when(tmp_path, sig, _watchdog_started, 120)
     err = cmd.stderr
     assert cmd.proc.returncode == 128 + sig, err
     assert "Traceback" not in err, err
