@@ -17,6 +17,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
+def plain_cnn(input_shape: tuple[int, ...], filters: str, dense_units: int, n_classes: int):
+    """The built-in CNN as a Keras user writes it (conv+pool per width in `filters`, "16,32")."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([keras.Input(input_shape)])
+    for f in (int(v) for v in filters.split(",")):
+        model.add(layers.Conv2D(f, 3, padding="same", activation="relu"))
+        model.add(layers.MaxPooling2D(2))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(dense_units, activation="relu"))
+    model.add(layers.Dropout(0.25))
+    model.add(layers.Dense(n_classes, activation="softmax"))
+    return model
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n-samples", type=int, default=1200)
@@ -31,7 +47,6 @@ def main() -> None:
     import cv2
     import keras
     import numpy as np
-    from keras import layers
     from sklearn.model_selection import train_test_split
 
     from seedtrail.inputs.datasets import synthetic_shapes
@@ -52,14 +67,7 @@ def main() -> None:
         ]
     )  # fmt: skip
 
-    model = keras.Sequential([keras.Input(x.shape[1:])])
-    for f in (int(v) for v in args.filters.split(",")):
-        model.add(layers.Conv2D(f, 3, padding="same", activation="relu"))
-        model.add(layers.MaxPooling2D(2))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(args.dense_units, activation="relu"))
-    model.add(layers.Dropout(0.25))
-    model.add(layers.Dense(4, activation="softmax"))
+    model = plain_cnn(x.shape[1:], args.filters, args.dense_units, 4)
     model.compile(
         optimizer=keras.optimizers.Adam(0.003),
         loss="sparse_categorical_crossentropy",

@@ -20,6 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
+from benchmarks.plain_keras import plain_cnn
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -35,7 +38,6 @@ def main() -> None:
     import keras
     import numpy as np
     import tensorflow as tf
-    from keras import layers
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
@@ -67,14 +69,7 @@ def main() -> None:
     )
     val = val.map(scale).batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
-    model = keras.Sequential([keras.Input((args.size, args.size, 3))])
-    for f in (int(v) for v in args.filters.split(",")):
-        model.add(layers.Conv2D(f, 3, padding="same", activation="relu"))
-        model.add(layers.MaxPooling2D(2))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(args.dense_units, activation="relu"))
-    model.add(layers.Dropout(0.25))
-    model.add(layers.Dense(n_classes, activation="softmax"))
+    model = plain_cnn((args.size, args.size, 3), args.filters, args.dense_units, n_classes)
     model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
 
     class FirstStep(keras.callbacks.Callback):
