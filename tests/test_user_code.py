@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import sys
@@ -103,3 +104,34 @@ def test_installed_and_stdlib_files_are_not_project_files():
     assert not user_code.is_project_file(Path(np.__file__))
     assert not user_code.is_project_file(Path(json.__file__))
     assert user_code.is_project_file(Path(__file__))
+
+
+def _flaky_parse(failures: int, message: str = "AST constructor recursion depth mismatch (1, 2)"):
+    """ast.parse that first fails `failures` times with a SystemError, as CPython 3.11's
+    shared AST depth counter does when another thread builds an AST at the same time."""
+    calls = []
+
+    def parse(source: bytes, filename: str) -> ast.Module:
+        calls.append(filename)
+        if len(calls) <= failures:
+            raise SystemError(message)
+        return ast.parse(source, filename=filename)
+
+    return parse, calls
+
+
+def test_a_parse_that_loses_the_ast_thread_race_is_retried(tmp_path: Path) -> None:
+    from seedtrail.inputs.user_code import _AST_TRIES, _parse
+
+    src = tmp_path / "m.py"
+    src.write_text("import os\nX = 1\n")
+    parse, calls = _flaky_parse(_AST_TRIES - 1)
+    tree = _parse(src, "model.builder", parse)
+    assert isinstance(tree.body[0], ast.Import) and len(calls) == _AST_TRIES
+    parse, calls = _flaky_parse(_AST_TRIES)  # never wins: the error is not hidden
+    with pytest.raises(SystemError, match="recursion depth mismatch"):
+        _parse(src, "model.builder", parse)
+    parse, calls = _flaky_parse(1, "another SystemError")  # not the race: no retry
+    with pytest.raises(SystemError, match="another"):
+        _parse(src, "model.builder", parse)
+    assert len(calls) == 1

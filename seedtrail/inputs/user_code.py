@@ -122,9 +122,25 @@ def _imported_names(tree: ast.Module, module: str, is_package: bool) -> set[str]
     return names
 
 
-def _parse(path: Path, setting: str) -> ast.Module:
+# CPython 3.11 (checked on 3.11.7) keeps one AST-construction depth counter per
+# interpreter, not per thread: an `ast.parse` while another thread builds an AST (the
+# background TensorFlow import, Prefect's threads) can fail with this SystemError although
+# the source is fine (python/cpython#106905; seen once in the suite). Each call starts the
+# counter afresh, so parsing again is the workaround.
+_AST_RACE = "AST constructor recursion depth mismatch"
+_AST_TRIES = 5
+
+
+def _parse(path: Path, setting: str, parse: Callable[..., ast.Module] = ast.parse) -> ast.Module:
     try:
-        return ast.parse(path.read_bytes(), filename=str(path))
+        source = path.read_bytes()
+        for _ in range(_AST_TRIES - 1):
+            try:
+                return parse(source, filename=str(path))
+            except SystemError as err:
+                if _AST_RACE not in str(err):
+                    raise
+        return parse(source, filename=str(path))
     except (OSError, SyntaxError, ValueError) as err:
         raise InputError(f"{setting}: cannot read {path} ({type(err).__name__}: {err})") from None
 
