@@ -375,6 +375,16 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) ->
     return TinyRuns(shared_dir(tmp_path_factory, "tiny-runs"), prefect_api_url)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one pytest worker per core, plus one (at most --maxprocesses).
+
+    Most slow tests wait on a subprocess (a server starting, a run reaching its first
+    checkpoint) for part of their time: with one worker per core, the 2-core CI machine
+    sat at ~1.8 cores busy; a third worker fills those waits.
+    """
+    return len(os.sched_getaffinity(0)) + 1
+
+
 # Fixtures that start Prefect or a server: a test using one belongs to the slow tier.
 _SLOW_FIXTURES = frozenset({"prefect_server", "prefect_api_url", "tiny_runs"})
 
