@@ -52,7 +52,9 @@ def test_sweep_workers_train_under_the_cap(
     sweep_dir = tmp_path / "runs" / "sweep"
     res = run_module(
         "flows.sweep",
-        [*TINY, "--determinism.cpu-isa", "avx", "--seeds", "0,1", "--workers", "2",
+        # one worker for both seeds: the cap must reach the process the pool starts, and
+        # the second seed must still train under it in that reused process
+        [*TINY, "--determinism.cpu-isa", "avx", "--seeds", "0,1", "--workers", "1",
          "--output-dir", str(sweep_dir.parent), "--sweep-dir", str(sweep_dir)],
         cwd=tmp_path, prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url},
     )  # fmt: skip
