@@ -180,7 +180,7 @@ class VariableDrift:
 def _weights(model_path: Path) -> dict[str, np.ndarray]:
     from seedtrail.runtime.keras_io import load_model
 
-    model = load_model(model_path)  # compile=False: the weights, nothing trained
+    model = load_model(model_path, any_backend=True)  # the weights only, nothing trained
     return {v.path: np.asarray(v.numpy()) for v in model.weights}
 
 
