@@ -217,7 +217,8 @@ def run_train(
             "epoch_fingerprints": epoch_fingerprints,
             # where training first diverges (seedtrail/runtime/batch_records.py): each
             # batch's own loss per epoch, and each weight variable's fingerprint per epoch
-            "batch_losses": batch_losses,
+            # None where the backend gives none (JAX, PyTorch: batch_records.py)
+            "batch_losses": batch_losses if recorder.recording else None,
             "variable_fingerprints": variable_fps,
             "resumed_after_epoch": start,
             "final": {k: v[-1] for k, v in history.items()},
