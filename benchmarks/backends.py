@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             backends.append(b)
     configs = {"quick": QUICK} if args.quick else {c: CONFIGS[c] for c in args.configs.split(",")}
+    failed: dict[str, str] = {}
     load_before = os.getloadavg()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
         c: {b: [] for b in backends} for c in configs
@@ -97,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         for config, flags in configs.items():
             for _ in range(1 if args.quick else args.repeats):
-                for b in backends:
-                    results[config][b].append(train_seconds(b, flags, Path(tmp)))
+                for b in [b for b in backends if b not in failed]:
+                    try:
+                        results[config][b].append(train_seconds(b, flags, Path(tmp)))
+                    except RuntimeError as err:  # said in the table, the others go on
+                        failed[b] = str(err).strip().splitlines()[-1]
+    backends = [b for b in backends if b not in failed]
     load_after = os.getloadavg()
     rows = []
     for config in configs:
@@ -117,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['vs_first']:>8.2f}  {', '.join(r['fingerprints'])}")  # fmt: skip
     for b, reason in skipped.items():
         print(f"skipped {b}: {reason}")
+    for b, line in failed.items():
+        print(f"failed {b}: {line}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"({os.cpu_count()} cores)")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "rows": rows, "runs": results, "skipped": skipped,
+        "rows": rows, "runs": results, "skipped": skipped, "failed": failed,
         "load": {"before": load_before, "after": load_after}, "cores": os.cpu_count(),
     }, indent=1))  # fmt: skip
     return 0

@@ -294,6 +294,11 @@ def configured_tf() -> ModuleType:
                 f"recorded {list(req.devices)} (GPU driver, CUDA_VISIBLE_DEVICES or the gpu "
                 "extra changed?): the manifest would not describe this run"
             )
+        if keras.config.backend() != s.backend:  # the record must describe this run
+            raise RuntimeConfigError(
+                f"determinism.backend: Keras runs the {keras.config.backend()} backend in "
+                f"this process, the run asks for {s.backend}: run it in a new process"
+            )
         backends.configure_loaded(s.backend, s.intra_op_threads)  # JAX's PRNG, torch's switches
         keras.utils.set_random_seed(req.seed)  # python `random`, numpy global, TF global
         _configured = req
