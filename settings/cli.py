@@ -133,6 +133,20 @@ def _split_config_flag(argv: list[str]) -> tuple[Path | None, list[str]]:
     return config, rest
 
 
+#: Short flags for settings a user reaches for first: `--backend jax` is
+#: `--determinism.backend jax` (the issue's "one switch"; both spellings work).
+ALIASES = {"--backend": "--determinism.backend"}
+
+
+def _expand_aliases(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        full = ALIASES.get(flag)
+        out.append(f"{full}{eq}{value}" if full else arg)
+    return out
+
+
 #: Settings whose flag or environment value is JSON, and what it must be.
 _JSON_SETTINGS = {
     "model.options": (dict, 'a JSON object, e.g. {"filters": [8, 16]}'),
@@ -257,7 +271,7 @@ def load_settings(
     `other_flags`: the command's own flags, so that a misspelt one is suggested too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    config, argv = _split_config_flag(argv)
+    config, argv = _split_config_flag(_expand_aliases(argv))
     if config is not None:
         check_toml_file(config)
     check_json_values(argv)

@@ -36,6 +36,7 @@ MAX_SEED = 2**32 - 1
 DataKind = Literal["synthetic", "digits", "tabular", "file", "images", "python"]
 CpuIsa = Literal["portable", "native", "avx512", "avx2", "avx", "sse41"]
 OnednnOps = Literal["off", "on", "default"]
+Backend = Literal["tensorflow", "jax", "torch"]
 ConvFilters = Annotated[int, Field(ge=1, le=1024)]
 
 
@@ -289,6 +290,14 @@ class DeterminismSettings(Section):
 
     form_title = "Determinism"
 
+    # Set as KERAS_BACKEND before Keras loads, in every process that builds or trains
+    # (seedtrail/runtime/backends.py); part of the environment record, so the model, train
+    # and evaluate keys depend on it and data, augment and split do not (docs/backends.md).
+    backend: Backend = Field(
+        "tensorflow",
+        description="Keras backend (KERAS_BACKEND): tensorflow, jax (the `jax` extra) or torch "
+        "(the `torch` extra); each gets its own determinism flags.",
+    )
     op_determinism: bool = Field(
         True, description="tf.config.experimental.enable_op_determinism() before the first op."
     )

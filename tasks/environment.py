@@ -21,7 +21,7 @@ import numpy as np
 from seedtrail.core.fingerprint import fingerprint_json, sha256_file
 from seedtrail.core.stage import stage
 from seedtrail.core.stage_result import StageOutput
-from seedtrail.runtime import hardware, tf_runtime
+from seedtrail.runtime import backends, hardware, tf_runtime
 from settings.model import DeterminismSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def capture_environment(s: DeterminismSettings, isa_cap: str, onednn_ops: bool) 
             "intra_op_threads": s.intra_op_threads,
             # How many independent ops run at once: never a byte (docs/parallelism.md).
             "inter_op_threads": tf_runtime.inter_op_threads(s),
-            "jit_compile": False,
+            "jit_compile": backends.jit_compile(s.backend),
             # TensorFlow's oneDNN ops (its default depends on the CPU: hardware.py);
             # set explicitly before TensorFlow loads, checked against TensorFlow's own answer.
             "onednn_ops": "on" if onednn_ops else "off",
@@ -81,6 +81,10 @@ def capture_environment(s: DeterminismSettings, isa_cap: str, onednn_ops: bool) 
             "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "unset"),
         },
         "uv_lock_sha256": sha256_file(lock) if lock.is_file() else None,
+        # KERAS_BACKEND and that backend's own flags (XLA_FLAGS, PRNG, torch's switches):
+        # in the environment fingerprint, so model, train and evaluate are keyed by it;
+        # not in the stack fingerprint, so data, augment and split are shared across backends.
+        "keras_backend": backends.record(s.backend, s.intra_op_threads, isa_cap),
     }
 
 

@@ -26,7 +26,7 @@ from seedtrail.core.stage_result import StageOutput, StageResult
 from seedtrail.core.store import load_arrays
 from seedtrail.inputs import records
 from seedtrail.inputs.stream import batches, reraise_input_error
-from seedtrail.runtime import tf_runtime
+from seedtrail.runtime import backends, tf_runtime
 from seedtrail.runtime.batch_records import BatchLosses, variable_fingerprints
 from seedtrail.runtime.checkpoint import load_checkpoint, save_checkpoint
 from seedtrail.runtime.keras_io import load_model, save_model, weights_fingerprint
@@ -121,6 +121,8 @@ def run_train(
     tf_runtime.configured_tf()
     import keras
 
+    jit = backends.jit_compile(keras.config.backend())  # XLA: off for TF, JAX's compiler
+
     keras.utils.set_random_seed(seed)
     idx = load_arrays(Path(split.outputs["indices"]), split.fingerprint)
     fed = _Feed(ctx, s, augment_settings, augment, data, idx, feed)
@@ -149,7 +151,7 @@ def run_train(
         optimizer=optimizer or make_optimizer(s),  # a checkpoint's optimizer keeps its state
         loss=LOSS,
         metrics=["accuracy"],
-        jit_compile=False,  # XLA is off under op determinism anyway; say so
+        jit_compile=jit,  # TensorFlow: XLA is off under op determinism anyway; say so
     )
     runner = model  # K = 1: Keras' own step, today's bytes
     if s.shards > 1:
@@ -215,7 +217,8 @@ def run_train(
             "epoch_fingerprints": epoch_fingerprints,
             # where training first diverges (seedtrail/runtime/batch_records.py): each
             # batch's own loss per epoch, and each weight variable's fingerprint per epoch
-            "batch_losses": batch_losses,
+            # None where the backend gives none (JAX, PyTorch: batch_records.py)
+            "batch_losses": batch_losses if recorder.recording else None,
             "variable_fingerprints": variable_fps,
             "resumed_after_epoch": start,
             "final": {k: v[-1] for k, v in history.items()},
@@ -248,4 +251,10 @@ def _curves(settings, result: StageResult, run_dir: Path) -> dict[str, str]:
     return {"training_curves": str(path)}
 
 
-run_train.wire(arguments=_arguments, on_cache_hit=_on_cache_hit, artifacts=_curves)
+def _check(p) -> None:
+    """Shards are TensorFlow subgraphs (seedtrail/runtime/shards.py): other backends refuse."""
+    d = p.settings.determinism
+    backends.check(d.backend, d.intra_op_threads, p.settings.training.shards)
+
+
+run_train.wire(arguments=_arguments, on_cache_hit=_on_cache_hit, artifacts=_curves, check=_check)

@@ -27,7 +27,12 @@ environment_defaults()
 # Before anything imports TensorFlow (a test module may, at collection): this process
 # then runs it as a run's process does, under the default oneDNN cap and ops switch.
 # Subprocesses do not inherit these (cli_env): each applies its own settings.
-_RUNTIME_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
+_RUNTIME_ENV = (
+    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS",
+    # the Keras backend and its own flags (seedtrail/runtime/backends.py)
+    "KERAS_BACKEND", "XLA_FLAGS", "JAX_DEFAULT_PRNG_IMPL", "JAX_THREEFRY_PARTITIONABLE",
+    "CUBLAS_WORKSPACE_CONFIG",
+)  # fmt: skip
 # On a CPU that cannot run the default profile its runs say so, test by test.
 with contextlib.suppress(InputError):
     tf_runtime.set_env(DeterminismSettings())

@@ -139,7 +139,8 @@ def locate(a: Manifest, b: Manifest, labels: tuple[str, str]) -> TrainDivergence
         return TrainDivergence(
             notes=(
                 f"{who} {'has' if len(missing) == 1 else 'have'} no per-batch records "
-                "(recorded before seedtrail kept them): the divergence is located to the "
+                "(recorded before seedtrail kept them, or under a Keras backend other than "
+                "TensorFlow): the divergence is located to the "
                 "epoch only",
             )
         )
@@ -180,7 +181,7 @@ class VariableDrift:
 def _weights(model_path: Path) -> dict[str, np.ndarray]:
     from seedtrail.runtime.keras_io import load_model
 
-    model = load_model(model_path)  # compile=False: the weights, nothing trained
+    model = load_model(model_path, any_backend=True)  # the weights only, nothing trained
     return {v.path: np.asarray(v.numpy()) for v in model.weights}
 
 

@@ -150,6 +150,11 @@ class Comparison:
         out += [f"environment {d.key}" for d in self.environment if not d.note]
         if explain_hardware([(d.key, d.a, d.b) for d in self.environment]):
             out.insert(0, "hardware (see below)")
+        backend = next((d for d in self.environment if d.key == "keras_backend.name"), None)
+        # Runs recorded before the setting existed ran TensorFlow.
+        names = [(v or "tensorflow") for v in (backend.a, backend.b)] if backend else []
+        if names and names[0] != names[1]:  # another library's arithmetic: say it first
+            out.insert(0, f"Keras backend differs ({names[0]} → {names[1]})")
         out += [f"code version of stage {d.key}" for d in self.code]
         return out
 

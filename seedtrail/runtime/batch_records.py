@@ -54,10 +54,21 @@ class BatchLosses:
         self.losses: list[float] = []
         self._last = keras.Variable(0.0, dtype="float32", trainable=False, name="batch_loss")
 
+    @property
+    def recording(self) -> bool:
+        """Under TensorFlow only: JAX runs the step as a pure function (Keras' stateless
+        scope), which drops the assignment to a variable outside the model's state, so the
+        losses would read 0.0 (measured). Other backends record none rather than wrong ones."""
+        import keras
+
+        return keras.config.backend() == "tensorflow"
+
     def install(self, model) -> None:
         """Make `model`'s training step also store its loss (call after compile)."""
         import keras
 
+        if not self.recording:
+            return
         last = self._last
         if hasattr(model, "batch_loss_hook"):  # a sharded model sums its shards' losses itself
             object.__setattr__(
@@ -82,7 +93,8 @@ class BatchLosses:
 
         class RecordBatchLoss(keras.callbacks.Callback):
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                recorder.losses.append(float(recorder._last.numpy()))
+                if recorder.recording:
+                    recorder.losses.append(float(recorder._last.numpy()))
 
         return RecordBatchLoss()
 

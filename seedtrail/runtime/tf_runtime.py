@@ -1,5 +1,9 @@
 """This process's TensorFlow runtime, configured from a run's determinism settings.
 
+Keras loads with it (TensorFlow is imported under every Keras backend: Keras' own
+`set_random_seed` seeds it wherever it is installed); the backend Keras computes with
+(`determinism.backend`) and its own flags are applied first (seedtrail/runtime/backends.py).
+
 TensorFlow is imported only when a stage that needs it runs: a fully cached rerun
 never pays for it. What must precede the import is applied first: the oneDNN ISA
 cap (`ONEDNN_MAX_CPU_ISA`) and TensorFlow's oneDNN ops switch (`TF_ENABLE_ONEDNN_OPTS`),
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from seedtrail.core.errors import InputError
-from seedtrail.runtime import hardware
+from seedtrail.runtime import backends, hardware
 from seedtrail.runtime.quiet import import_in_background, import_tensorflow
 from settings.model import DeterminismSettings
 
@@ -185,6 +189,7 @@ def set_env(s: DeterminismSettings) -> str:
         if problem := thread_problem(s):
             raise RuntimeConfigError(problem)
         cap = effective_cap(s)
+        backends.apply(s.backend, s.intra_op_threads, cap, _ours)
         _apply(cap, effective_onednn_ops(s))
         return cap
 
@@ -196,6 +201,7 @@ def import_tf(s: DeterminismSettings | None = None) -> ModuleType:
         if s is None:
             s = _wanted.settings if _wanted else DeterminismSettings()
         cap, ops = effective_cap(s), effective_onednn_ops(s)
+        backends.apply(s.backend, s.intra_op_threads, cap, _ours)
         _apply(cap, ops)
         if not tensorflow_loaded():
             _loaded_cap, _loaded_ops = cap.upper(), ops
@@ -225,6 +231,7 @@ def configure(s: DeterminismSettings, seed: int, devices: list[str] | tuple[str,
         if problem := thread_problem(s):
             raise RuntimeConfigError(problem)
         cap, ops = effective_cap(s), effective_onednn_ops(s)
+        backends.apply(s.backend, s.intra_op_threads, cap, _ours)  # KERAS_BACKEND, XLA_FLAGS
         _apply(cap, ops)  # refuses now if TensorFlow already runs under other ones
         if _configured is not None and tensorflow_loaded():
             _check_threads(_configured.settings, s)
@@ -287,6 +294,12 @@ def configured_tf() -> ModuleType:
                 f"recorded {list(req.devices)} (GPU driver, CUDA_VISIBLE_DEVICES or the gpu "
                 "extra changed?): the manifest would not describe this run"
             )
+        if keras.config.backend() != s.backend:  # the record must describe this run
+            raise RuntimeConfigError(
+                f"determinism.backend: Keras runs the {keras.config.backend()} backend in "
+                f"this process, the run asks for {s.backend}: run it in a new process"
+            )
+        backends.configure_loaded(s.backend, s.intra_op_threads)  # JAX's PRNG, torch's switches
         keras.utils.set_random_seed(req.seed)  # python `random`, numpy global, TF global
         _configured = req
         return tf

@@ -1,0 +1,367 @@
+"""Every Keras backend gets the same guarantees, one switch (`--backend`; issue 21).
+
+Fast checks here: the setting, what each backend sets before Keras loads, the record,
+the refusals. Slow ones: JAX end to end, each real process folded into as few runs as
+the guarantees allow (tests/golden/travelling_stages.json has the JAX fingerprints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from seedtrail.compare.diff import Difference, RunRef
+from seedtrail.compare.explanation import Comparison
+from seedtrail.core.errors import InputError
+from seedtrail.runtime import backends
+from settings.cli import load_settings
+from tasks.environment import capture_environment, environment_fingerprint, stack_fingerprint
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "travelling_stages.json").read_text())
+JAX_INSTALLED = backends.not_installed("jax") is None
+TORCH_INSTALLED = backends.not_installed("torch") is None
+needs_jax = pytest.mark.skipif(
+    not JAX_INSTALLED, reason="jax is not installed (uv sync --extra jax)"
+)
+
+
+def test_the_backend_is_one_flag_and_tensorflow_by_default() -> None:
+    assert load_settings([]).determinism.backend == "tensorflow"
+    assert load_settings(["--backend", "jax"]).determinism.backend == "jax"
+    assert load_settings(["--backend=torch"]).determinism.backend == "torch"
+    assert load_settings(["--determinism.backend", "jax"]).determinism.backend == "jax"
+    with pytest.raises(InputError, match=r"determinism\.backend: Input should be"):
+        load_settings(["--backend", "mxnet"])
+
+
+def test_jax_flags_pin_threads_prng_gpu_and_under_a_cap_the_cap_alone() -> None:
+    portable = backends.xla_flags(1, "AVX2")
+    assert portable == {
+        "xla_cpu_multi_thread_eigen": "false",
+        "xla_gpu_deterministic_ops": "true",
+        "xla_cpu_max_isa": "AVX2",
+        "xla_cpu_experimental_ynn_fusion_type": "",
+        "xla_cpu_use_xnnpack": "false",
+        "xla_cpu_use_onednn": "false",
+    }
+    # native: no cap, and XLA's run-time-dispatching kernels stay on
+    assert backends.xla_flags(1, "native") == {
+        "xla_cpu_multi_thread_eigen": "false",
+        "xla_gpu_deterministic_ops": "true",
+    }
+    assert backends.xla_flags(1, "SSE41")["xla_cpu_max_isa"] == "SSE4_2"
+    assert backends.xla_flags(1, "AVX512_CORE")["xla_cpu_max_isa"] == "AVX512"
+
+
+def _environment(**determinism: object) -> dict:
+    s = load_settings([]).determinism.model_copy(update=determinism)
+    return capture_environment(s, "AVX2", False)
+
+
+def test_the_backend_is_in_the_environment_fingerprint_not_in_the_stack_one() -> None:
+    tf, jax = _environment(), _environment(backend="jax")
+    assert tf["keras_backend"] == {"name": "tensorflow", "jit_compile": False}
+    assert jax["keras_backend"]["name"] == "jax" and jax["keras_backend"]["jit_compile"]
+    assert jax["keras_backend"]["xla_cpu_max_isa"] == "AVX2"
+    assert "--xla_cpu_max_isa=AVX2" in jax["keras_backend"]["xla_flags"].split()
+    assert jax["keras_backend"]["jax_default_prng_impl"] == "threefry2x32"
+    # model, train and evaluate are keyed by the environment fingerprint: other bytes
+    assert environment_fingerprint(tf) != environment_fingerprint(jax)
+    # data, augment and split by the stack fingerprint: shared by every backend
+    assert stack_fingerprint(tf) == stack_fingerprint(jax)
+
+
+def test_a_backend_that_is_not_installed_names_its_extra(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a)
+    )
+    line = backends.not_installed("jax")
+    assert line is not None and "`uv sync --extra jax`" in line
+    assert line.startswith("determinism.backend: jax is not installed")
+    with pytest.raises(backends.BackendError, match="uv sync --extra jax"):
+        backends.apply("jax", 1, "AVX2", {})
+
+
+@pytest.mark.skipif(TORCH_INSTALLED, reason="torch is installed here: nothing to refuse")
+def test_torch_where_it_is_not_installed_is_one_line_naming_the_extra() -> None:
+    with pytest.raises(backends.BackendError) as err:
+        backends.apply("torch", 1, "AVX2", {})
+    assert err.value.problems == [backends.not_installed("torch")]
+    assert "uv sync --extra torch" in err.value.problems[0]
+
+
+@needs_jax
+def test_keras_already_running_another_backend_is_refused(monkeypatch) -> None:
+    fake = types.SimpleNamespace(config=types.SimpleNamespace(backend=lambda: "tensorflow"))
+    monkeypatch.setitem(sys.modules, "keras", fake)
+    with pytest.raises(backends.BackendError) as err:
+        backends.apply("jax", 1, "AVX2", {})
+    assert err.value.problems == [
+        "determinism.backend: Keras already runs in this process with the tensorflow backend, "
+        "the run asks for jax: run it in a new process (Keras reads KERAS_BACKEND once, at "
+        "its import)"
+    ]
+
+
+@needs_jax
+def test_a_hand_set_keras_backend_or_xla_flag_that_contradicts_the_run_is_refused(
+    monkeypatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(backends.BackendError, match=r"sets KERAS_BACKEND=torch: unset it"):
+        backends.apply("jax", 1, "AVX2", {})
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512 --xla_dump_to=/tmp/x")
+    with pytest.raises(backends.BackendError, match=r"--xla_cpu_max_isa=AVX2.*AVX512"):
+        backends.apply("jax", 1, "AVX2", {})
+    # a flag of the user's own that the run does not set is kept, after the run's
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    ours: dict[str, str] = {}
+    backends.apply("jax", 1, "AVX2", ours)
+    flags = os.environ["XLA_FLAGS"].split()
+    assert flags[-1] == "--xla_dump_to=/tmp/x" and "--xla_cpu_max_isa=AVX2" in flags
+    backends.apply("jax", 1, "AVX2", ours)  # again in the same process: the same flags
+    assert os.environ["XLA_FLAGS"].split() == flags
+    assert os.environ["JAX_DEFAULT_PRNG_IMPL"] == "threefry2x32"
+    for key in ("XLA_FLAGS", "JAX_DEFAULT_PRNG_IMPL", "JAX_THREEFRY_PARTITIONABLE"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@needs_jax
+def test_what_jax_cannot_honour_is_one_line() -> None:
+    with pytest.raises(backends.BackendError, match=r"intra-op-threads 1"):
+        backends.check("jax", 2)
+    with pytest.raises(
+        backends.BackendError, match=r"training.shards: 2 .* set --training.shards 1"
+    ):
+        backends.check("jax", 1, shards=2)
+    backends.check("tensorflow", 4, shards=2)  # TensorFlow's own business
+
+
+def test_compare_names_the_backend_first() -> None:
+    ref = RunRef("A", "a", "complete")
+    cmp = Comparison(ref, ref, stages=[])
+    cmp.environment = [Difference("keras_backend.name", "tensorflow", "jax")]
+    assert cmp.causes[0] == "Keras backend differs (tensorflow → jax)"
+    # a run recorded before the setting existed ran TensorFlow: no backend difference
+    cmp.environment = [Difference("keras_backend.name", None, "tensorflow")]
+    assert not any("Keras backend" in c for c in cmp.causes)
+
+
+@pytest.mark.usefixtures("tensorflow_as_runs_configure_it")
+def test_a_model_file_saved_under_another_backend_is_refused_in_one_line(tmp_path: Path) -> None:
+    import keras
+
+    from seedtrail.runtime.keras_io import MARKER, load_model, save_model, saved_backend
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    path = tmp_path / "m.keras"
+    save_model(model, path)
+    assert saved_backend(path) == "tensorflow"
+    assert load_model(path).get_layer("d").units == 2  # its own backend: loads
+    other = tmp_path / "jax.keras"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(other, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            dst.writestr(item, json.dumps({"keras_backend": "jax"}) if item == MARKER else data)
+    with pytest.raises(InputError) as err:
+        load_model(other)
+    (line,) = err.value.problems
+    assert "saved under the Keras jax backend, this process runs tensorflow" in line
+    assert "--backend jax" in line
+    # compare's drift reads only the weights, from either backend's file
+    assert len(load_model(other, any_backend=True).weights) == 2
+
+
+# --- JAX end to end (slow): real processes, real Prefect, real training ----------------------
+
+JAX = {"jax": ("--backend", "jax")}  # TINY + these flags (tests.conftest.TinyRuns)
+TRAVELLING = ("data", "augment", "split")
+
+
+def _fps(manifest: dict) -> dict[str, str]:
+    return {k: v["fingerprint"] for k, v in manifest["stages"].items() if k != "environment"}
+
+
+@pytest.mark.slow
+@needs_jax
+def test_jax_gives_its_golden_bytes_in_two_processes_and_verify_reproduces(
+    tiny_runs, tmp_path: Path, prefect_api_url: str
+) -> None:
+    """One JAX run (process 1) against its golden fingerprints and TensorFlow's run; verify
+    (process 2) recomputes every stage without the cache and must get the same bytes."""
+    from seedtrail.compare.explanation import compare_manifests
+    from tests.conftest import run_module
+
+    runs = tiny_runs.get(base=(), **JAX)
+    jax, tf = runs["jax"].manifest, runs["base"].manifest
+    env = jax["stages"]["environment"]["info"]["environment"]
+    assert env["keras_backend"]["name"] == "jax"
+    assert env["keras_backend"]["xla_cpu_max_isa"] == "AVX2"  # the portable default
+    assert env["determinism"]["jit_compile"] is True
+    got = _fps(jax)
+    # data, augment and split are backend-agnostic: TensorFlow's golden bytes
+    assert {s: got[s] for s in TRAVELLING} == {s: GOLDEN["tiny"][s] for s in TRAVELLING}
+    assert got["model"] != GOLDEN["tiny"]["model"]  # Keras draws weights with JAX's PRNG
+    want = GOLDEN["jax"]["tiny"]
+    assert {s: got[s] for s in ("model", "train", "evaluate")} == {
+        s: want[s] for s in ("model", "train", "evaluate")
+    }, GOLDEN["recorded"]["jax"]
+    assert jax["stages"]["train"]["info"]["epoch_fingerprints"] == want["epoch_fingerprints"]
+    # no per-batch losses under JAX (batch_records.py): none, rather than zeros
+    assert jax["stages"]["train"]["info"]["batch_losses"] is None
+    # compare names the backend first
+    cmp = compare_manifests(tf, jax)
+    assert cmp.causes[0] == "Keras backend differs (tensorflow → jax)", cmp.causes
+    # process 2: verify recomputes every stage (a fresh output directory: no cache)
+    res = run_module(
+        "flows.verify", [str(runs["jax"].run_dir), "--output-dir", str(tmp_path / "again")],
+        cwd=tmp_path, prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "every stage matches (7 of 7)" in res.stdout, res.stdout
+    (rerun,) = [p for p in (tmp_path / "again").iterdir() if (p / "manifest.json").exists()]
+    again = json.loads((rerun / "manifest.json").read_text())
+    assert not any(v["cached"] for v in again["stages"].values())
+    assert _fps(again) == got
+    # the model file names its backend and reloads under it (the verify process did)
+    from seedtrail.runtime.keras_io import saved_backend
+
+    assert saved_backend(rerun / "model.keras") == "jax"
+
+
+@pytest.mark.slow
+@needs_jax
+def test_jax_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resume(
+    tmp_path: Path, prefect_api_url: str, example_images: Path
+) -> None:
+    """The user's builder and image folder under JAX: a sweep over seeds 0 and 1 (its runs in
+    worker processes, which must set the backend themselves); seed 1 run alone in the same
+    output folder takes every stage from the cache; seed 0 run alone elsewhere, killed -9
+    after 2 epochs and resumed, ends with the sweep's bytes for seed 0."""
+    import signal
+
+    from tests.conftest import finish, run_module, start_module
+    from tests.test_byo_flow import flags, images_settings
+    from tests.test_resume_cache import _wait_for_checkpoint
+
+    kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home",
+          "env": {"PREFECT_API_URL": prefect_api_url}}  # fmt: skip
+    args = [*flags(images_settings(example_images)), "--backend", "jax"]
+    sweep_dir = tmp_path / "out" / "sweep"
+    sweep = run_module(
+        "flows.sweep",
+        [*args, "--output-dir", str(tmp_path / "out"), "--sweep-dir", str(sweep_dir),
+         "--seeds", "0,1"],
+        **kw,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    swept = {r["seed"]: r for r in json.loads((sweep_dir / "summary.json").read_text())["runs"]}
+    manifests = [json.loads(m.read_text()) for m in sweep_dir.glob("*/manifest.json")]
+    for m in manifests:  # each worker process ran Keras on JAX
+        assert m["stages"]["environment"]["info"]["environment"]["keras_backend"]["name"] == "jax"
+    assert swept[0]["fingerprints"]["model"] != swept[1]["fingerprints"]["model"]
+
+    cached = run_module("flows.train", [*args, "--seed", "1", "--output-dir", str(sweep_dir)], **kw)
+    assert cached.returncode == 0, cached.stderr[-3000:]
+    (alone,) = [
+        json.loads(m.read_text())
+        for m in sweep_dir.glob("*/manifest.json")
+        if json.loads(m.read_text())["run_id"] not in {x["run_id"] for x in manifests}
+    ]
+    assert all(v["cached"] for k, v in alone["stages"].items() if k != "environment")
+    assert {k: v["fingerprint"] for k, v in alone["stages"].items()} == swept[1]["fingerprints"]
+
+    out = tmp_path / "single"
+    proc = start_module("flows.train", [*args, "--output-dir", str(out)], **kw)
+    run_dir = _wait_for_checkpoint(out, 2)
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    resumed = run_module("flows.train", ["--resume", str(run_dir)], **kw)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = json.loads((run_dir / "manifest.json").read_text())
+    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 2
+    got = final["stages"]["train"]["info"]["epoch_fingerprints"]
+    want = next(m for m in manifests if m["settings"]["seed"] == 0)["stages"]["train"]["info"]
+    assert got[:2] == want["epoch_fingerprints"][:2]  # the epochs before the kill
+    if {k: v["fingerprint"] for k, v in final["stages"].items()} != swept[0]["fingerprints"]:
+        # Measured (docs/backends.md): at the resume point the weights, seed states,
+        # optimizer variables, the epoch's batches and XLA's optimized program all equal
+        # the uninterrupted run's, yet the first epoch after it differs. Not found yet.
+        pytest.xfail("known: JAX resume after kill -9 is not bit-exact yet (docs/backends.md)")
+
+
+@pytest.fixture(scope="session")
+def example_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/test_byo_flow.py's image folder (the same shared files, made once)."""
+    from examples.make_images import write_dataset
+    from tests.conftest import exclusively, shared_dir
+
+    shared = shared_dir(tmp_path_factory, "byo")
+    root = shared / "images"
+    with exclusively(shared / "images.lock"):
+        if not (shared / "images.done").exists():
+            write_dataset(root, per_class=30, size=16)
+            (shared / "images.done").touch()
+    return root
+
+
+# The standard way to make a module unimportable: None in sys.modules (import raises
+# ImportError, importlib.util.find_spec answers None), as in an environment without it.
+_BLOCK_JAX = "import sys\nsys.modules['jax'] = None\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("prelude", "expected"),
+    [
+        # jax missing (blocked in this process): the line names the extra to install
+        (_BLOCK_JAX, "error: determinism.backend: jax is not installed in this environment: "
+                     "install it with `uv sync --extra jax`"),
+        # Keras imported before the command, on TensorFlow: it cannot switch backend
+        ("import os\nos.environ['KERAS_BACKEND'] = 'tensorflow'\nimport keras\n",
+         "error: determinism.backend: Keras already runs in this process with the tensorflow "
+         "backend, the run asks for jax"),
+    ],
+    ids=["not-installed", "keras-already-imported"],
+)  # fmt: skip
+def test_a_backend_this_process_cannot_run_is_one_line_exit_2_before_prefect_starts(
+    tmp_path: Path, prelude: str, expected: str
+) -> None:
+    """The real command (`python -m flows.train`, run by runpy after the prelude)."""
+    import subprocess
+
+    from tests.conftest import TINY, cli_env
+
+    out = tmp_path / "runs"
+    code = (
+        prelude + "import runpy\n"
+        f"sys.argv = ['flows.train', *{[*TINY, '--backend', 'jax', '--output-dir', str(out)]!r}]\n"
+        "runpy.run_module('flows.train', run_name='__main__', alter_sys=True)\n"
+    )
+    if "import sys" not in prelude:
+        code = "import sys\n" + code
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(tmp_path / "home"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    # (the prelude's own `import keras` prints TensorFlow's start-up lines before ours)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(expected), proc.stderr
+    assert proc.stderr.rstrip().endswith(errors[0])
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Starting temporary server" not in proc.stdout + proc.stderr  # Prefect never started
+    assert not out.exists() or not any(out.iterdir()), "something was left behind"
