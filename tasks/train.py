@@ -98,6 +98,13 @@ class _Feed:
         )
         return {"x": x_epoch, "y": self.y[order], "batch_size": self.s.batch_size}
 
+    def first_val_batch(self) -> tuple[object, object]:
+        """A batch of the right shapes, read apart from any epoch's iterator."""
+        if self.indexed:
+            return self.val[0]
+        x, y = self.val
+        return x[: self.s.batch_size], y[: self.s.batch_size]
+
     def _make_augmenter(self):
         return batch_augmenter(self.augment_settings)
 
@@ -166,6 +173,7 @@ def run_train(
     # A terminal keeps Keras' progress bar; elsewhere the epoch's log line below says it all.
     verbose = 1 if sys.stdout.isatty() else 0
     one_epoch = _one_epoch_callback()
+    backends.build_before_fit(runner, *fed.first_val_batch())
     for epoch in range(start, s.epochs):
         order = epoch_rng(seed, epoch).permutation(idx["train"])
         data_args = fed.epoch(order, epoch)

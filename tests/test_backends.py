@@ -14,6 +14,7 @@ import types
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from seedtrail.compare.diff import Difference, RunRef
@@ -296,11 +297,10 @@ def test_jax_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_re
     got = final["stages"]["train"]["info"]["epoch_fingerprints"]
     want = next(m for m in manifests if m["settings"]["seed"] == 0)["stages"]["train"]["info"]
     assert got[:2] == want["epoch_fingerprints"][:2]  # the epochs before the kill
-    if {k: v["fingerprint"] for k, v in final["stages"].items()} != swept[0]["fingerprints"]:
-        # Measured (docs/backends.md): at the resume point the weights, seed states,
-        # optimizer variables, the epoch's batches and XLA's optimized program all equal
-        # the uninterrupted run's, yet the first epoch after it differs. Not found yet.
-        pytest.xfail("known: JAX resume after kill -9 is not bit-exact yet (docs/backends.md)")
+    # bit-exact: the resumed process's first fit() trains on the epoch's own batches
+    # (backends.build_before_fit: Keras' build in a first fit() replays prefetched batches)
+    assert got == want["epoch_fingerprints"]
+    assert {k: v["fingerprint"] for k, v in final["stages"].items()} == swept[0]["fingerprints"]
 
 
 @pytest.fixture(scope="session")
@@ -365,3 +365,35 @@ def test_a_backend_this_process_cannot_run_is_one_line_exit_2_before_prefect_sta
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "Starting temporary server" not in proc.stdout + proc.stderr  # Prefect never started
     assert not out.exists() or not any(out.iterdir()), "something was left behind"
+
+
+def test_keras_replays_read_ahead_batches_after_its_build_read() -> None:
+    """What `backends.build_before_fit` works around (checked on Keras 3.15.0): Keras' JAX
+    and PyTorch trainers read one batch to build, then reset the epoch iterator; a
+    PyDataset's enqueuer then replays the batches its threads had read ahead, so the epoch
+    starts at batch 1. If this fails, Keras no longer replays: the workaround can go."""
+    import keras
+    from keras.src.trainers.epoch_iterator import EpochIterator  # what fit() iterates
+
+    class Numbered(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=2, use_multiprocessing=False, max_queue_size=4)
+
+        def __len__(self) -> int:
+            return 6
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            return np.full((1, 1), i, "float32"), np.zeros((1,), "float32")
+
+    def batch_number(data: object) -> int:
+        x, _ = data[0] if isinstance(data, list) else next(data)
+        return int(x[0, 0])
+
+    epoch = EpochIterator(x=Numbered())
+    for _, _, data in epoch:  # Trainer._symbolic_build: the first batch, then reset()
+        batch_number(data)
+        break
+    epoch.reset()
+    order = [batch_number(data) for _, _, data in epoch]
+    assert sorted(order) == list(range(6))
+    assert order != list(range(6)), "Keras no longer replays: build_before_fit can go"
