@@ -137,6 +137,10 @@ def _base_env(prefect_home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SEEDTRAIL_"))}
     for key in _RUNTIME_ENV:  # what this process applied for itself (above)
         env.pop(key, None)
+    # JAX's import sets TF_CPP_MIN_LOG_LEVEL=1 where it is unset (jax/__init__.py): a
+    # command would inherit it from this process and print TF's E-level lines, which a
+    # user's shell never sets. Commands set their own (seedtrail/runtime/quiet.py).
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     env.update(
         PYTHONPATH=str(ROOT),
         PREFECT_HOME=str(prefect_home),
