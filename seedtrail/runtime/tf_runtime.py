@@ -30,7 +30,7 @@ from types import ModuleType
 
 from seedtrail.core.errors import InputError
 from seedtrail.runtime import backends, hardware
-from seedtrail.runtime.quiet import import_in_background, import_tensorflow, stderr_filtered
+from seedtrail.runtime.quiet import import_in_background, import_tensorflow
 from settings.model import DeterminismSettings
 
 
@@ -287,12 +287,7 @@ def configured_tf() -> ModuleType:
                 f"{_word(not req.onednn_ops)}, but the environment recorded "
                 f"{_word(req.onednn_ops)}: the manifest would not describe this run"
             )
-        # Enumerating devices probes CUDA: on a machine without a GPU, TF (and jaxlib, which
-        # Keras imports where it is installed) can log "failed call to cuInit" here, outside
-        # the import's filtered window (seen in the suite once JAX was installed).
-        with stderr_filtered():
-            devices = tf.config.list_physical_devices()
-        seen = tuple(sorted(f"{d.device_type}:{d.name}" for d in devices))
+        seen = tuple(sorted(f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()))
         if seen != tuple(sorted(req.devices)):
             raise RuntimeConfigError(
                 f"environment: TensorFlow sees devices {list(seen)}, but the environment "
