@@ -394,6 +394,21 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return len(os.sched_getaffinity(0)) + 1
 
 
+@pytest.fixture(scope="session")
+def example_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small JPEG folder (examples/make_images.py), made once per session."""
+    from examples.make_images import write_dataset
+
+    # Shared by the pytest workers: the session's BYO runs (tiny_runs) record this path.
+    shared = shared_dir(tmp_path_factory, "byo")
+    root = shared / "images"
+    with exclusively(shared / "images.lock"):
+        if not (shared / "images.done").exists():
+            write_dataset(root, per_class=30, size=16)
+            (shared / "images.done").touch()
+    return root
+
+
 # Fixtures that start Prefect or a server: a test using one belongs to the slow tier.
 _SLOW_FIXTURES = frozenset({"prefect_server", "prefect_api_url", "tiny_runs"})
 

@@ -303,21 +303,6 @@ def test_jax_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_re
     assert {k: v["fingerprint"] for k, v in final["stages"].items()} == swept[0]["fingerprints"]
 
 
-@pytest.fixture(scope="session")
-def example_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/test_byo_flow.py's image folder (the same shared files, made once)."""
-    from examples.make_images import write_dataset
-    from tests.conftest import exclusively, shared_dir
-
-    shared = shared_dir(tmp_path_factory, "byo")
-    root = shared / "images"
-    with exclusively(shared / "images.lock"):
-        if not (shared / "images.done").exists():
-            write_dataset(root, per_class=30, size=16)
-            (shared / "images.done").touch()
-    return root
-
-
 # The standard way to make a module unimportable: None in sys.modules (import raises
 # ImportError, importlib.util.find_spec answers None), as in an environment without it.
 _BLOCK_JAX = "import sys\nsys.modules['jax'] = None\n"

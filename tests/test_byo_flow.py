@@ -21,10 +21,8 @@ from settings.model import RunSettings
 from tests.conftest import (
     TinyRuns,
     cli_env,
-    exclusively,
     finish,
     run_module,
-    shared_dir,
     start_module,
     train_in_process,
 )
@@ -36,20 +34,6 @@ TINY_BYO = {  # small enough for seconds, 6 epochs so a kill lands inside traini
     "training": {"epochs": 6},
     "augment": {"preview_samples": 4, "pipeline": str(PIPELINE)},
 }
-
-
-@pytest.fixture(scope="session")
-def example_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from examples.make_images import write_dataset
-
-    # Shared by the pytest workers: the session's BYO runs (tiny_runs) record this path.
-    shared = shared_dir(tmp_path_factory, "byo")
-    root = shared / "images"
-    with exclusively(shared / "images.lock"):
-        if not (shared / "images.done").exists():
-            write_dataset(root, per_class=30, size=16)
-            (shared / "images.done").touch()
-    return root
 
 
 def images_settings(images: Path, builder: str = "examples.model:build", **extra) -> dict:
