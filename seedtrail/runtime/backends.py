@@ -17,7 +17,9 @@ backend is refused in one line instead of training under the wrong one.
   and ignore the cap (measured: the cap leaves a YNNPACK dot's bytes unchanged), so
   under a cap they are turned off and XLA emits those ops itself (docs/backends.md).
 - torch: `torch.use_deterministic_algorithms(True)`, `torch.set_num_threads`, and
-  `CUBLAS_WORKSPACE_CONFIG=:4096:8` (cuBLAS on GPUs).
+  `CUBLAS_WORKSPACE_CONFIG=:4096:8` (cuBLAS on GPUs). Keras' torch backend keeps seed
+  state as int32, so the seeds seedtrail hands Keras are folded into 0..2**31-1 there
+  (`keras_seed`), and only there: TensorFlow and JAX get the full 32-bit seeds.
 
 Nothing here imports Keras or a backend, except to read what an already-loaded one runs.
 """
@@ -53,6 +55,16 @@ JAX_PRNG = {"jax_default_prng_impl": "threefry2x32", "jax_threefry_partitionable
 XLA_ISA = {"AVX512_CORE": "AVX512", "AVX2": "AVX2", "AVX": "AVX", "SSE41": "SSE4_2"}
 
 
+#: Under torch, a seed handed to Keras is `seed % TORCH_SEED_MODULUS`: Keras' torch backend
+#: keeps a SeedGenerator's state as int32 (`random_seed_dtype()`), and a seed >= 2**31
+#: fails there ("value cannot be converted to type int32 without overflow"). Non-negative,
+#: so numpy (which refuses negative seeds) and Python's `random` take it too.
+TORCH_SEED_MODULUS = 2**31
+SEED_FOLD = "seed % 2**31 (Keras' torch backend keeps seeds as int32)"
+#: torch's message when a Python int does not fit an int32 tensor.
+INT32_OVERFLOW = "cannot be converted to type int32 without overflow"
+
+
 class BackendError(InputError):
     """This process cannot run the requested backend (one line, names the setting)."""
 
@@ -77,6 +89,30 @@ def loaded_backend() -> str | None:
         return str(keras.config.backend())
     except AttributeError:  # Keras half-imported (another thread is importing it)
         return os.environ.get(KERAS_ENV, TENSORFLOW)
+
+
+def keras_seed(seed: int) -> int:
+    """The seed to hand Keras for `seed` (a builder's `seed`, a layer's seed).
+
+    Unchanged, except when Keras runs on torch: folded into 0..2**31-1 (`SEED_FOLD`). The
+    one place seedtrail changes a seed for a backend; TensorFlow's and JAX's bytes depend
+    on the full 32-bit seeds and never pass through the fold.
+    """
+    if loaded_backend() == "torch":
+        return seed % TORCH_SEED_MODULUS
+    return seed
+
+
+def seed_overflow(setting: str, name: str) -> str | None:
+    """One line for a builder that handed Keras-on-torch a seed >= 2**31 (or None elsewhere)."""
+    if loaded_backend() != "torch":
+        return None
+    return (
+        f"{setting}: {name} gave Keras a seed outside 0..2**31-1, and Keras' torch backend "
+        "keeps seeds as int32: under --backend torch the builder's `seed` is already folded "
+        "into that range; keep seeds derived from it there too, e.g. (seed + i) % 2**31 "
+        "(docs/backends.md)"
+    )
 
 
 def xla_flags(intra_op_threads: int, onednn_cap: str) -> dict[str, str]:
@@ -233,6 +269,7 @@ def record(backend: str, intra_op_threads: int, onednn_cap: str) -> dict[str, An
         out["use_deterministic_algorithms"] = True
         out["num_threads"] = intra_op_threads
         out[CUBLAS_ENV] = CUBLAS_DETERMINISTIC
+        out["keras_seeds"] = SEED_FOLD
     return out
 
 
