@@ -106,7 +106,7 @@ def run_model(
     save_model(model, path, owned=True)
     # Under torch the builder got the seed folded into int32 (backends.keras_seed): recorded.
     torch_only = {}
-    if backends.loaded_backend() == "torch":
+    if backends.folds_seeds():
         torch_only = {"builder_seed": backends.keras_seed(seed)}
     if s.builder is not None:
         _check_loads_back(path, name)

@@ -216,6 +216,39 @@ def test_torch_flags_per_profile_and_a_contradicting_hand_set_one_is_refused(mon
     assert backends.record("torch", 1, "native")["cpu_dispatch"] == "native"
 
 
+@pytest.mark.usefixtures("tensorflow_as_runs_configure_it")
+def test_under_torch_a_builder_gets_the_folded_seed_and_an_overflow_is_one_line(
+    monkeypatch,
+) -> None:
+    """Keras here runs TensorFlow; `folds_seeds` says it runs torch, which is what
+    build_seeded asks (torch's own overflow is raised by hand: this process cannot load
+    Keras on torch)."""
+    import keras
+
+    from seedtrail.core.errors import UserCodeError
+    from seedtrail.inputs.model_builder import build_seeded
+
+    monkeypatch.setattr(backends, "folds_seeds", lambda: True)
+    got: list[int] = []
+
+    def build(input_shape, n_classes, seed):
+        got.append(seed)
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(inputs))
+
+    build_seeded(build, (3,), 2, 3_000_000_000, name="mine:build")
+    assert got == [3_000_000_000 - 2**31] * 2  # both builds: the folded model seed
+
+    def overflowing(input_shape, n_classes, seed):
+        # what Keras' torch backend raises for keras.random.SeedGenerator(seed + 2**31)
+        raise RuntimeError("value cannot be converted to type int32 without overflow")
+
+    with pytest.raises(UserCodeError) as err:
+        build_seeded(overflowing, (3,), 2, 5, name="mine:overflowing")
+    assert err.value.problems == [backends.seed_overflow("model.builder", "mine:overflowing")]
+    assert "test_backends.py" in err.value.frames  # the user's own frame, as for any error
+
+
 def test_compare_names_the_backend_first() -> None:
     ref = RunRef("A", "a", "complete")
     cmp = Comparison(ref, ref, stages=[])

@@ -109,6 +109,11 @@ def loaded_backend() -> str | None:
         return os.environ.get(KERAS_ENV, TENSORFLOW)
 
 
+def folds_seeds() -> bool:
+    """Whether seeds handed to Keras in this process are folded (Keras runs on torch)."""
+    return loaded_backend() == "torch"
+
+
 def keras_seed(seed: int) -> int:
     """The seed to hand Keras for `seed` (a builder's `seed`, a layer's seed).
 
@@ -116,14 +121,14 @@ def keras_seed(seed: int) -> int:
     one place seedtrail changes a seed for a backend; TensorFlow's and JAX's bytes depend
     on the full 32-bit seeds and never pass through the fold.
     """
-    if loaded_backend() == "torch":
+    if folds_seeds():
         return seed % TORCH_SEED_MODULUS
     return seed
 
 
 def seed_overflow(setting: str, name: str) -> str | None:
     """One line for a builder that handed Keras-on-torch a seed >= 2**31 (or None elsewhere)."""
-    if loaded_backend() != "torch":
+    if not folds_seeds():
         return None
     return (
         f"{setting}: {name} gave Keras a seed outside 0..2**31-1, and Keras' torch backend "
