@@ -309,6 +309,10 @@ def _backend_record(backend: str, env: dict, manifest: dict) -> None:
         model_seed = manifest["seeds"]["stages"]["model"]
         builder_seed = manifest["stages"]["model"]["info"]["builder_seed"]
         assert builder_seed == model_seed % 2**31
+        # per-batch losses: torch runs the step eagerly, seedtrail's recorder sees each one
+        losses = manifest["stages"]["train"]["info"]["batch_losses"]
+        assert [len(epoch) for epoch in losses] == [4, 4]  # 2 epochs of 4 batches (TINY)
+        assert all(0 < loss < 10 for epoch in losses for loss in epoch), losses
 
 
 @pytest.mark.slow
