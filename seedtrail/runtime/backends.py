@@ -21,9 +21,10 @@ backend is refused in one line instead of training under the wrong one.
   by the CPU at run time in three places, each capped under a cap (measured: each changes
   bytes): ATen's own vectorized kernels (`ATEN_CPU_CAPABILITY`), its bundled oneDNN's
   convolutions (`ONEDNN_MAX_CPU_ISA`, the variable the cap already sets for TensorFlow's
-  oneDNN) and its bundled MKL's BLAS (`MKL_CBWR`, MKL's fixed code path by name). Keras' torch backend keeps seed
-  state as int32, so the seeds seedtrail hands Keras are folded into 0..2**31-1 there
-  (`keras_seed`), and only there: TensorFlow and JAX get the full 32-bit seeds.
+  oneDNN) and its bundled MKL's BLAS (`MKL_CBWR`, MKL's fixed code path by name).
+  Keras' torch backend keeps seed state as int32, so the seeds seedtrail hands Keras are
+  folded into 0..2**31-1 there (`keras_seed`), and only there: TensorFlow and JAX get the
+  full 32-bit seeds.
 
 Nothing here imports Keras or a backend, except to read what an already-loaded one runs.
 """
