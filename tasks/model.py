@@ -24,7 +24,7 @@ from seedtrail.core.store import load_arrays
 from seedtrail.inputs import builtin_models, records, user_code
 from seedtrail.inputs.model_builder import build_seeded
 from seedtrail.inputs.user_inputs import key_inputs, model_inputs
-from seedtrail.runtime import tf_runtime
+from seedtrail.runtime import backends, tf_runtime
 from seedtrail.runtime.keras_io import load_model, save_model
 from settings.model import ModelSettings
 
@@ -104,6 +104,10 @@ def run_model(
     )
     path = ctx.store / "models" / f"{fp}.keras"
     save_model(model, path, owned=True)
+    # Under torch the builder got the seed folded into int32 (backends.keras_seed): recorded.
+    torch_only = {}
+    if backends.folds_seeds():
+        torch_only = {"builder_seed": backends.keras_seed(seed)}
     if s.builder is not None:
         _check_loads_back(path, name)
     return StageOutput(
@@ -113,6 +117,7 @@ def run_model(
             "parameters": int(model.count_params()),
             "fingerprint_of": "initial weights",
             "builder": name,
+            **torch_only,
         },
     )
 

@@ -1,8 +1,10 @@
 """Every Keras backend gets the same guarantees, one switch (`--backend`; issue 21).
 
 Fast checks here: the setting, what each backend sets before Keras loads, the record,
-the refusals. Slow ones: JAX end to end, each real process folded into as few runs as
-the guarantees allow (tests/golden/travelling_stages.json has the JAX fingerprints).
+the refusals, torch's seed fold. Slow ones: JAX and PyTorch end to end, each real process
+folded into as few runs as the guarantees allow (tests/golden/travelling_stages.json has
+the JAX and torch fingerprints). The torch ones run only where torch is installed (a
+5.2 GB wheel: not in CI) and skip with that reason elsewhere.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ TORCH_INSTALLED = backends.not_installed("torch") is None
 needs_jax = pytest.mark.skipif(
     not JAX_INSTALLED, reason="jax is not installed (uv sync --extra jax)"
 )
+needs_torch = pytest.mark.skipif(
+    not TORCH_INSTALLED, reason="torch is not installed (uv sync --extra torch; 5.2 GB, not in CI)"
+)
+#: The backends other than TensorFlow, each tested end to end where it is installed.
+OTHER_BACKENDS = [pytest.param("jax", marks=needs_jax), pytest.param("torch", marks=needs_torch)]
 
 
 def test_the_backend_is_one_flag_and_tensorflow_by_default() -> None:
@@ -150,6 +157,98 @@ def test_what_jax_cannot_honour_is_one_line() -> None:
     backends.check("tensorflow", 4, shards=2)  # TensorFlow's own business
 
 
+def _keras_on(monkeypatch, backend: str) -> None:
+    fake = types.SimpleNamespace(config=types.SimpleNamespace(backend=lambda: backend))
+    monkeypatch.setitem(sys.modules, "keras", fake)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_seeds_handed_to_keras_are_folded_into_int32_under_torch_only(
+    monkeypatch, backend: str
+) -> None:
+    _keras_on(monkeypatch, backend)
+    seeds = [0, 1, 2**31 - 1, 2**31, 3_000_000_000, 2**32 - 1]
+    got = [backends.keras_seed(s) for s in seeds]
+    if backend == "torch":  # Keras' torch backend keeps seeds as int32
+        assert got == [0, 1, 2**31 - 1, 0, 3_000_000_000 - 2**31, 2**31 - 1]
+        line = backends.seed_overflow("model.builder", "mine:build")
+        assert line is not None and line.startswith("model.builder: mine:build gave Keras a seed")
+        assert "(seed + i) % 2**31" in line
+    else:  # TensorFlow's and JAX's bytes depend on the full 32-bit seeds: untouched
+        assert got == seeds
+        assert backends.seed_overflow("model.builder", "mine:build") is None
+
+
+def test_torch_flags_per_profile_and_a_contradicting_hand_set_one_is_refused(monkeypatch) -> None:
+    """What torch reads at load, set before it loads (checked without torch: CI has none)."""
+    assert backends.torch_env("AVX2") == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+    assert backends.torch_env("AVX512_CORE") == {
+        "ATEN_CPU_CAPABILITY": "avx512",
+        "MKL_CBWR": "AVX512",
+    }
+    assert backends.torch_env("SSE41")["ATEN_CPU_CAPABILITY"] == "default"  # no SSE level
+    assert backends.torch_env("native") == {}  # torch picks by the CPU
+    monkeypatch.setattr(backends, "not_installed", lambda backend: None)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    for key in ("KERAS_BACKEND", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "CUBLAS_WORKSPACE_CONFIG"):
+        monkeypatch.delenv(key, raising=False)
+    ours: dict[str, str] = {}
+    backends.apply("torch", 1, "AVX2", ours)
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["MKL_CBWR"] == "AVX2"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    backends.apply("torch", 1, "native", ours)  # a later run of this process, uncapped
+    assert "ATEN_CPU_CAPABILITY" not in os.environ and "MKL_CBWR" not in os.environ
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # by hand
+    backends.apply("torch", 1, "native", ours)  # kept: native sets none
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "default"
+    with pytest.raises(backends.BackendError) as err:
+        backends.apply("torch", 1, "AVX2", ours)
+    assert err.value.problems == [
+        "determinism.cpu_isa: the run needs ATEN_CPU_CAPABILITY=avx2, but the environment "
+        "sets ATEN_CPU_CAPABILITY=default: unset it, or choose that setting"
+    ]
+    with pytest.raises(backends.BackendError, match=r"intra-op-threads 1"):
+        backends.check("torch", 2)
+    record = backends.record("torch", 1, "AVX2")
+    assert record["cpu_dispatch"] == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+    assert record["keras_seeds"].startswith("seed % 2**31")
+    assert record["num_threads"] == 1 and record["use_deterministic_algorithms"] is True
+    assert backends.record("torch", 1, "native")["cpu_dispatch"] == "native"
+
+
+@pytest.mark.usefixtures("tensorflow_as_runs_configure_it")
+def test_under_torch_a_builder_gets_the_folded_seed_and_an_overflow_is_one_line(
+    monkeypatch,
+) -> None:
+    """Keras here runs TensorFlow; `folds_seeds` says it runs torch, which is what
+    build_seeded asks (torch's own overflow is raised by hand: this process cannot load
+    Keras on torch)."""
+    import keras
+
+    from seedtrail.core.errors import UserCodeError
+    from seedtrail.inputs.model_builder import build_seeded
+
+    monkeypatch.setattr(backends, "folds_seeds", lambda: True)
+    got: list[int] = []
+
+    def build(input_shape, n_classes, seed):
+        got.append(seed)
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(inputs))
+
+    build_seeded(build, (3,), 2, 3_000_000_000, name="mine:build")
+    assert got == [3_000_000_000 - 2**31] * 2  # both builds: the folded model seed
+
+    def overflowing(input_shape, n_classes, seed):
+        # what Keras' torch backend raises for keras.random.SeedGenerator(seed + 2**31)
+        raise RuntimeError("value cannot be converted to type int32 without overflow")
+
+    with pytest.raises(UserCodeError) as err:
+        build_seeded(overflowing, (3,), 2, 5, name="mine:overflowing")
+    assert err.value.problems == [backends.seed_overflow("model.builder", "mine:overflowing")]
+    assert "test_backends.py" in err.value.frames  # the user's own frame, as for any error
+
+
 def test_compare_names_the_backend_first() -> None:
     ref = RunRef("A", "a", "complete")
     cmp = Comparison(ref, ref, stages=[])
@@ -185,9 +284,8 @@ def test_a_model_file_saved_under_another_backend_is_refused_in_one_line(tmp_pat
     assert len(load_model(other, any_backend=True).weights) == 2
 
 
-# --- JAX end to end (slow): real processes, real Prefect, real training ----------------------
+# --- JAX and torch end to end (slow): real processes, real Prefect, real training ----------
 
-JAX = {"jax": ("--backend", "jax")}  # TINY + these flags (tests.conftest.TinyRuns)
 TRAVELLING = ("data", "augment", "split")
 
 
@@ -195,39 +293,56 @@ def _fps(manifest: dict) -> dict[str, str]:
     return {k: v["fingerprint"] for k, v in manifest["stages"].items() if k != "environment"}
 
 
+def _backend_record(backend: str, env: dict, manifest: dict) -> None:
+    """What each backend's record and manifest say under the portable profile."""
+    record = env["keras_backend"]
+    assert record["name"] == backend
+    assert env["determinism"]["jit_compile"] is (backend == "jax")
+    if backend == "jax":
+        assert record["xla_cpu_max_isa"] == "AVX2"  # the portable default
+        # no per-batch losses under JAX (batch_records.py): none, rather than zeros
+        assert manifest["stages"]["train"]["info"]["batch_losses"] is None
+    else:
+        assert record["cpu_dispatch"] == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+        assert record["num_threads"] == 1 and record["use_deterministic_algorithms"] is True
+        # the builder got the model seed folded into int32 (Keras keeps torch seeds so)
+        model_seed = manifest["seeds"]["stages"]["model"]
+        builder_seed = manifest["stages"]["model"]["info"]["builder_seed"]
+        assert builder_seed == model_seed % 2**31
+        # per-batch losses: torch runs the step eagerly, seedtrail's recorder sees each one
+        losses = manifest["stages"]["train"]["info"]["batch_losses"]
+        assert [len(epoch) for epoch in losses] == [4, 4]  # 2 epochs of 4 batches (TINY)
+        assert all(0 < loss < 10 for epoch in losses for loss in epoch), losses
+
+
 @pytest.mark.slow
-@needs_jax
-def test_jax_gives_its_golden_bytes_in_two_processes_and_verify_reproduces(
-    tiny_runs, tmp_path: Path, prefect_api_url: str
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_a_backend_gives_its_golden_bytes_in_two_processes_and_verify_reproduces(
+    backend: str, tiny_runs, tmp_path: Path, prefect_api_url: str
 ) -> None:
-    """One JAX run (process 1) against its golden fingerprints and TensorFlow's run; verify
+    """One run (process 1) against its golden fingerprints and TensorFlow's run; verify
     (process 2) recomputes every stage without the cache and must get the same bytes."""
     from seedtrail.compare.explanation import compare_manifests
     from tests.conftest import run_module
 
-    runs = tiny_runs.get(base=(), **JAX)
-    jax, tf = runs["jax"].manifest, runs["base"].manifest
-    env = jax["stages"]["environment"]["info"]["environment"]
-    assert env["keras_backend"]["name"] == "jax"
-    assert env["keras_backend"]["xla_cpu_max_isa"] == "AVX2"  # the portable default
-    assert env["determinism"]["jit_compile"] is True
-    got = _fps(jax)
+    runs = tiny_runs.get(base=(), **{backend: ("--backend", backend)})
+    other, tf = runs[backend].manifest, runs["base"].manifest
+    _backend_record(backend, other["stages"]["environment"]["info"]["environment"], other)
+    got = _fps(other)
     # data, augment and split are backend-agnostic: TensorFlow's golden bytes
     assert {s: got[s] for s in TRAVELLING} == {s: GOLDEN["tiny"][s] for s in TRAVELLING}
-    assert got["model"] != GOLDEN["tiny"]["model"]  # Keras draws weights with JAX's PRNG
-    want = GOLDEN["jax"]["tiny"]
+    assert got["model"] != GOLDEN["tiny"]["model"]  # Keras draws weights with the backend's RNG
+    want = GOLDEN[backend]["tiny"]
     assert {s: got[s] for s in ("model", "train", "evaluate")} == {
         s: want[s] for s in ("model", "train", "evaluate")
-    }, GOLDEN["recorded"]["jax"]
-    assert jax["stages"]["train"]["info"]["epoch_fingerprints"] == want["epoch_fingerprints"]
-    # no per-batch losses under JAX (batch_records.py): none, rather than zeros
-    assert jax["stages"]["train"]["info"]["batch_losses"] is None
+    }, GOLDEN["recorded"][backend]
+    assert other["stages"]["train"]["info"]["epoch_fingerprints"] == want["epoch_fingerprints"]
     # compare names the backend first
-    cmp = compare_manifests(tf, jax)
-    assert cmp.causes[0] == "Keras backend differs (tensorflow → jax)", cmp.causes
+    cmp = compare_manifests(tf, other)
+    assert cmp.causes[0] == f"Keras backend differs (tensorflow → {backend})", cmp.causes
     # process 2: verify recomputes every stage (a fresh output directory: no cache)
     res = run_module(
-        "flows.verify", [str(runs["jax"].run_dir), "--output-dir", str(tmp_path / "again")],
+        "flows.verify", [str(runs[backend].run_dir), "--output-dir", str(tmp_path / "again")],
         cwd=tmp_path, prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url},
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
@@ -239,18 +354,18 @@ def test_jax_gives_its_golden_bytes_in_two_processes_and_verify_reproduces(
     # the model file names its backend and reloads under it (the verify process did)
     from seedtrail.runtime.keras_io import saved_backend
 
-    assert saved_backend(rerun / "model.keras") == "jax"
+    assert saved_backend(rerun / "model.keras") == backend
 
 
 @pytest.mark.slow
-@needs_jax
-def test_jax_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resume(
-    tmp_path: Path, prefect_api_url: str, example_images: Path
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_a_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resume(
+    backend: str, tmp_path: Path, prefect_api_url: str, example_images: Path
 ) -> None:
-    """The user's builder and image folder under JAX: a sweep over seeds 0 and 1 (its runs in
-    worker processes, which must set the backend themselves); seed 1 run alone in the same
-    output folder takes every stage from the cache; seed 0 run alone elsewhere, killed -9
-    after 2 epochs and resumed, ends with the sweep's bytes for seed 0."""
+    """The user's builder and image folder under JAX or torch: a sweep over seeds 0 and 1
+    (its runs in worker processes, which must set the backend themselves); seed 1 run alone
+    in the same output folder takes every stage from the cache; seed 0 run alone elsewhere,
+    killed -9 after 2 epochs and resumed, ends with the sweep's bytes for seed 0."""
     import signal
 
     from tests.conftest import finish, run_module, start_module
@@ -259,7 +374,7 @@ def test_jax_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_re
 
     kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home",
           "env": {"PREFECT_API_URL": prefect_api_url}}  # fmt: skip
-    args = [*flags(images_settings(example_images)), "--backend", "jax"]
+    args = [*flags(images_settings(example_images)), "--backend", backend]
     sweep_dir = tmp_path / "out" / "sweep"
     sweep = run_module(
         "flows.sweep",
@@ -270,8 +385,9 @@ def test_jax_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_re
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     swept = {r["seed"]: r for r in json.loads((sweep_dir / "summary.json").read_text())["runs"]}
     manifests = [json.loads(m.read_text()) for m in sweep_dir.glob("*/manifest.json")]
-    for m in manifests:  # each worker process ran Keras on JAX
-        assert m["stages"]["environment"]["info"]["environment"]["keras_backend"]["name"] == "jax"
+    for m in manifests:  # each worker process ran Keras on the backend
+        env = m["stages"]["environment"]["info"]["environment"]
+        assert env["keras_backend"]["name"] == backend
     assert swept[0]["fingerprints"]["model"] != swept[1]["fingerprints"]["model"]
 
     cached = run_module("flows.train", [*args, "--seed", "1", "--output-dir", str(sweep_dir)], **kw)

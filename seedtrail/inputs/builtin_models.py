@@ -13,19 +13,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seedtrail.runtime import tf_runtime
+from seedtrail.runtime import backends, tf_runtime
 from settings.seeds import derive_seed
 
 
 class _Seeds:
-    """Hands out layer seeds in build order: seed i = derive_seed(model_seed, i)."""
+    """Hands out layer seeds in build order: seed i = derive_seed(model_seed, i), handed to
+    Keras as backends.keras_seed makes it (folded into int32 under torch only)."""
 
     def __init__(self, model_seed: int) -> None:
         self.model_seed, self.i = model_seed, 0
 
     def __call__(self) -> int:
         self.i += 1
-        return derive_seed(self.model_seed, self.i - 1)
+        return backends.keras_seed(derive_seed(self.model_seed, self.i - 1))
 
 
 def _head(h, seeds: _Seeds, n_classes: int, dense_units: int, dropout: float):

@@ -4,7 +4,9 @@
 
 `options` are `model.options` (a JSON object). Two more keywords are passed only to a
 builder whose signature names them:
-- `seed` (int): the model stage's seed, to give initializers and Dropout explicit seeds;
+- `seed` (int): the model stage's seed, to give initializers and Dropout explicit seeds
+  (under `--backend torch` folded into 0..2**31-1, since Keras' torch backend keeps seeds
+  as int32: `backends.keras_seed`, recorded as the model stage's `builder_seed`);
 - `x_train` (numpy array): the training split's samples, e.g. for normalization statistics.
 
 Before each call seedtrail runs `keras.utils.set_random_seed(seed)`, which seeds Python's
@@ -28,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from seedtrail.core.errors import InputError
+from seedtrail.core.errors import InputError, UserCodeError
 from seedtrail.inputs.user_code import call_user, user_frames
-from seedtrail.runtime import tf_runtime
+from seedtrail.runtime import backends, tf_runtime
 from seedtrail.runtime.keras_io import weights_fingerprint
 
 #: Keywords seedtrail passes to a builder that declares them; not allowed as options.
@@ -111,12 +113,13 @@ def check_probabilities(model: Any, input_shape: tuple[int, ...], name: str, set
     The probe is drawn from a local generator (no global RNG is touched) in [0, 1], the
     range of seedtrail's images; a softmax gives probabilities for any input.
     """
-    from seedtrail.core.errors import UserCodeError
+    import keras
 
     rng = np.random.default_rng(0)
     probe = rng.uniform(0.0, 1.0, size=(PROBE_ROWS, *input_shape)).astype(np.float32)
     try:
-        out = np.asarray(model(probe, training=False), dtype=np.float64)
+        # convert_to_numpy: a torch output carries its autograd graph, np.asarray refuses it
+        out = np.asarray(keras.ops.convert_to_numpy(model(probe, training=False)), np.float64)
     except Exception as err:
         raise UserCodeError(
             f"{setting}: the model {name} built raised on a probe batch: "
@@ -163,13 +166,20 @@ def build_seeded(
     import keras
 
     input_shape = tuple(int(d) for d in input_shape)
-    context = {"seed": seed, "x_train": x_train}
+    # The builder's seed as Keras can take it (folded into int32 under torch only).
+    context = {"seed": backends.keras_seed(seed), "x_train": x_train}
     kwargs = builder_arguments(builder, options or {}, context, name, setting)
     fingerprints = []
     model = None
     for _ in range(2):
         keras.utils.set_random_seed(seed)  # python random, numpy global, TF, Keras' generator
-        built = call_user(builder, setting, name, input_shape, n_classes, **kwargs)
+        try:
+            built = call_user(builder, setting, name, input_shape, n_classes, **kwargs)
+        except UserCodeError as err:
+            line = backends.seed_overflow(setting, name)
+            if line is None or backends.INT32_OVERFLOW not in err.problems[0]:
+                raise
+            raise UserCodeError(line, err.frames) from None
         check_model(built, input_shape, n_classes, name, setting)
         fingerprints.append(weights_fingerprint(built))
         if model is None:  # keep the first: built from a fresh seed, as without the check

@@ -17,7 +17,14 @@ backend is refused in one line instead of training under the wrong one.
   and ignore the cap (measured: the cap leaves a YNNPACK dot's bytes unchanged), so
   under a cap they are turned off and XLA emits those ops itself (docs/backends.md).
 - torch: `torch.use_deterministic_algorithms(True)`, `torch.set_num_threads`, and
-  `CUBLAS_WORKSPACE_CONFIG=:4096:8` (cuBLAS on GPUs).
+  `CUBLAS_WORKSPACE_CONFIG=:4096:8` (cuBLAS on GPUs). torch's CPU code picks its kernels
+  by the CPU at run time in three places, each capped under a cap (measured: each changes
+  bytes): ATen's own vectorized kernels (`ATEN_CPU_CAPABILITY`), its bundled oneDNN's
+  convolutions (`ONEDNN_MAX_CPU_ISA`, the variable the cap already sets for TensorFlow's
+  oneDNN) and its bundled MKL's BLAS (`MKL_CBWR`, MKL's fixed code path by name).
+  Keras' torch backend keeps seed state as int32, so the seeds seedtrail hands Keras are
+  folded into 0..2**31-1 there (`keras_seed`), and only there: TensorFlow and JAX get the
+  full 32-bit seeds.
 
 Nothing here imports Keras or a backend, except to read what an already-loaded one runs.
 """
@@ -53,6 +60,30 @@ JAX_PRNG = {"jax_default_prng_impl": "threefry2x32", "jax_threefry_partitionable
 XLA_ISA = {"AVX512_CORE": "AVX512", "AVX2": "AVX2", "AVX": "AVX", "SSE41": "SSE4_2"}
 
 
+#: Under torch, a seed handed to Keras is `seed % TORCH_SEED_MODULUS`: Keras' torch backend
+#: keeps a SeedGenerator's state as int32 (`random_seed_dtype()`), and a seed >= 2**31
+#: fails there ("value cannot be converted to type int32 without overflow"). Non-negative,
+#: so numpy (which refuses negative seeds) and Python's `random` take it too.
+TORCH_SEED_MODULUS = 2**31
+SEED_FOLD = "seed % 2**31 (Keras' torch backend keeps seeds as int32)"
+#: torch's message when a Python int does not fit an int32 tensor.
+INT32_OVERFLOW = "cannot be converted to type int32 without overflow"
+
+
+#: oneDNN cap (hardware.ISA_CAPS values) -> (ATEN_CPU_CAPABILITY, MKL_CBWR) for torch.
+#: torch 2.15 takes ATEN_CPU_CAPABILITY without checking the CPU (avx512 on this AVX2 CPU:
+#: SIGILL), which is safe here because hardware.isa_cap_problem refuses a cap the CPU lacks.
+#: ATen has no AVX or SSE4.1 kernels: below AVX2 it is "default" (no explicit SIMD).
+TORCH_ISA = {
+    "AVX512_CORE": ("avx512", "AVX512"),
+    "AVX2": ("avx2", "AVX2"),
+    "AVX": ("default", "AVX"),
+    "SSE41": ("default", "COMPATIBLE"),
+}
+ATEN_ENV = "ATEN_CPU_CAPABILITY"
+MKL_CBWR_ENV = "MKL_CBWR"
+
+
 class BackendError(InputError):
     """This process cannot run the requested backend (one line, names the setting)."""
 
@@ -79,6 +110,35 @@ def loaded_backend() -> str | None:
         return os.environ.get(KERAS_ENV, TENSORFLOW)
 
 
+def folds_seeds() -> bool:
+    """Whether seeds handed to Keras in this process are folded (Keras runs on torch)."""
+    return loaded_backend() == "torch"
+
+
+def keras_seed(seed: int) -> int:
+    """The seed to hand Keras for `seed` (a builder's `seed`, a layer's seed).
+
+    Unchanged, except when Keras runs on torch: folded into 0..2**31-1 (`SEED_FOLD`). The
+    one place seedtrail changes a seed for a backend; TensorFlow's and JAX's bytes depend
+    on the full 32-bit seeds and never pass through the fold.
+    """
+    if folds_seeds():
+        return seed % TORCH_SEED_MODULUS
+    return seed
+
+
+def seed_overflow(setting: str, name: str) -> str | None:
+    """One line for a builder that handed Keras-on-torch a seed >= 2**31 (or None elsewhere)."""
+    if not folds_seeds():
+        return None
+    return (
+        f"{setting}: {name} gave Keras a seed outside 0..2**31-1, and Keras' torch backend "
+        "keeps seeds as int32: under --backend torch the builder's `seed` is already folded "
+        "into that range; keep seeds derived from it there too, e.g. (seed + i) % 2**31 "
+        "(docs/backends.md)"
+    )
+
+
 def xla_flags(intra_op_threads: int, onednn_cap: str) -> dict[str, str]:
     """The XLA flags a JAX run needs (name without dashes -> value), in a fixed order."""
     flags = {
@@ -95,6 +155,14 @@ def xla_flags(intra_op_threads: int, onednn_cap: str) -> dict[str, str]:
         flags["xla_cpu_use_xnnpack"] = "false"
         flags["xla_cpu_use_onednn"] = "false"
     return flags
+
+
+def torch_env(onednn_cap: str) -> dict[str, str]:
+    """What torch reads at load for a cap (none without one: torch picks by the CPU)."""
+    caps = TORCH_ISA.get(onednn_cap.upper())
+    if caps is None:
+        return {}
+    return {ATEN_ENV: caps[0], MKL_CBWR_ENV: caps[1]}
 
 
 def _parse_flags(text: str) -> dict[str, str]:
@@ -150,7 +218,7 @@ def apply(backend: str, intra_op_threads: int, onednn_cap: str, ours: dict[str, 
     if backend == "jax":
         _apply_jax(intra_op_threads, onednn_cap, ours)
     elif backend == "torch":
-        _apply_torch(ours)
+        _apply_torch(onednn_cap, ours)
 
 
 def _apply_jax(intra_op_threads: int, onednn_cap: str, ours: dict[str, str]) -> None:
@@ -183,7 +251,18 @@ def _jax_flags_in_use() -> str:
     return os.environ.get(XLA_ENV, "")
 
 
-def _apply_torch(ours: dict[str, str]) -> None:
+def _apply_torch(onednn_cap: str, ours: dict[str, str]) -> None:
+    wanted = torch_env(onednn_cap)
+    for name in (ATEN_ENV, MKL_CBWR_ENV):
+        current = os.environ.get(name)
+        mine = current is not None and ours.get(name) == current
+        if current is not None and not mine and current != wanted.get(name, current):
+            raise BackendError(_problem("cpu_isa", f"{name}={wanted[name]}", name, current))
+        if name in wanted:
+            os.environ[name] = ours[name] = wanted[name]
+        elif mine:  # set for an earlier run of this process under a cap; none now
+            del os.environ[name]
+            ours.pop(name)
     by_hand = os.environ.get(CUBLAS_ENV)
     if by_hand is not None and ours.get(CUBLAS_ENV) != by_hand and by_hand != CUBLAS_DETERMINISTIC:
         if by_hand != ":16:8":  # the other deterministic value cuBLAS documents
@@ -194,7 +273,7 @@ def _apply_torch(ours: dict[str, str]) -> None:
     os.environ[CUBLAS_ENV] = ours[CUBLAS_ENV] = CUBLAS_DETERMINISTIC
 
 
-def configure_loaded(backend: str, intra_op_threads: int) -> None:
+def configure_loaded(backend: str, intra_op_threads: int, onednn_cap: str = "native") -> None:
     """After Keras loaded: the switches a backend takes as calls, and a check that they hold."""
     if backend == "jax":
         import jax
@@ -208,6 +287,14 @@ def configure_loaded(backend: str, intra_op_threads: int) -> None:
         torch.use_deterministic_algorithms(True)
         torch.set_num_threads(intra_op_threads)
         torch.backends.cudnn.benchmark = False
+        # ATen chose its kernels once, at its first dispatch: the record must describe it
+        aten = torch_env(onednn_cap).get(ATEN_ENV)
+        running = torch.backends.cpu.get_cpu_capability()
+        if aten is not None and running.lower() != aten:
+            raise BackendError(
+                f"determinism.cpu_isa: torch already runs in this process with its "
+                f"{running} kernels, the run asks for {aten}: run it in a new process"
+            )
 
 
 def jit_compile(backend: str) -> bool:
@@ -233,6 +320,9 @@ def record(backend: str, intra_op_threads: int, onednn_cap: str) -> dict[str, An
         out["use_deterministic_algorithms"] = True
         out["num_threads"] = intra_op_threads
         out[CUBLAS_ENV] = CUBLAS_DETERMINISTIC
+        out["keras_seeds"] = SEED_FOLD
+        # the cap on torch's run-time kernel choice (ONEDNN_MAX_CPU_ISA: the record's isa_cap)
+        out["cpu_dispatch"] = torch_env(onednn_cap) or "native"
     return out
 
 

@@ -56,12 +56,14 @@ class BatchLosses:
 
     @property
     def recording(self) -> bool:
-        """Under TensorFlow only: JAX runs the step as a pure function (Keras' stateless
-        scope), which drops the assignment to a variable outside the model's state, so the
-        losses would read 0.0 (measured). Other backends record none rather than wrong ones."""
+        """Under TensorFlow and torch (torch runs the step eagerly: the assignment holds;
+        measured, the train bytes are the same with and without it). Not under JAX: it runs
+        the step as a pure function (Keras' stateless scope), which drops the assignment to
+        a variable outside the model's state, so the losses would read 0.0 (measured).
+        Backends not listed record none rather than wrong ones."""
         import keras
 
-        return keras.config.backend() == "tensorflow"
+        return keras.config.backend() in ("tensorflow", "torch")
 
     def install(self, model) -> None:
         """Make `model`'s training step also store its loss (call after compile)."""

@@ -299,7 +299,8 @@ def configured_tf() -> ModuleType:
                 f"determinism.backend: Keras runs the {keras.config.backend()} backend in "
                 f"this process, the run asks for {s.backend}: run it in a new process"
             )
-        backends.configure_loaded(s.backend, s.intra_op_threads)  # JAX's PRNG, torch's switches
+        # JAX's PRNG, torch's switches and its ISA check
+        backends.configure_loaded(s.backend, s.intra_op_threads, req.cap)
         keras.utils.set_random_seed(req.seed)  # python `random`, numpy global, TF global
         _configured = req
         return tf
