@@ -249,6 +249,28 @@ def test_under_torch_a_builder_gets_the_folded_seed_and_an_overflow_is_one_line(
     assert "test_backends.py" in err.value.frames  # the user's own frame, as for any error
 
 
+@needs_jax
+def test_tensorflow_imports_without_jax_under_its_own_backend_only(monkeypatch) -> None:
+    """TF 2.21 imports JAX for TF Lite alone; seedtrail's TF processes skip it (quiet.py)."""
+    import importlib.util
+
+    from seedtrail.runtime.quiet import _without_jax_for_tflite
+
+    # The workaround's reason, read from the pinned TensorFlow: when this fails, TensorFlow
+    # no longer imports JAX at import, and `_without_jax_for_tflite` can go.
+    tflite_util = Path(importlib.util.find_spec("tensorflow").origin).parent / "lite/python/util.py"
+    assert "from jax import jit" in tflite_util.read_text(), "remove _without_jax_for_tflite"
+
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    with _without_jax_for_tflite(), pytest.raises(ImportError):
+        import jax  # noqa: F401
+    assert "jax" not in sys.modules  # afterwards a user's `import jax` works as ever
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with _without_jax_for_tflite():  # JAX's own runs: nothing blocked
+        assert sys.modules.get("jax", "not blocked") is not None
+
+
 def test_compare_names_the_backend_first() -> None:
     ref = RunRef("A", "a", "complete")
     cmp = Comparison(ref, ref, stages=[])

@@ -88,13 +88,34 @@ def stderr_filtered() -> Iterator[None]:
                 os.write(2, kept)
 
 
+@contextlib.contextmanager
+def _without_jax_for_tflite() -> Iterator[None]:
+    """TensorFlow 2.21's `import tensorflow` imports JAX where it is installed, for TF
+    Lite's JAX converter alone (tensorflow/lite/python/util.py: `try: from jax import jit`):
+    0.8 CPU s of every TensorFlow process, measured on this project's 2-core Zen 3. Under
+    the TensorFlow backend nothing here uses it, so the import sees no JAX (`None` in
+    sys.modules is Python's documented "not importable"), and JAX imports normally
+    afterwards. Under the JAX backend, JAX is imported as before.
+    tests/test_backends.py checks both."""
+    block = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" and (
+        "jax" not in sys.modules
+    )
+    if block:
+        sys.modules["jax"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if block and sys.modules.get("jax", 0) is None:
+            del sys.modules["jax"]
+
+
 def import_tensorflow() -> ModuleType:
     """Import TensorFlow (and Keras) once, without the start-up noise."""
     with _lock:
         if "tensorflow" in sys.modules and "keras" in sys.modules:
             return sys.modules["tensorflow"]
         set_quiet_environment()
-        with stderr_filtered():
+        with stderr_filtered(), _without_jax_for_tflite():
             import keras  # noqa: F401
             import tensorflow as tf
 
