@@ -350,6 +350,15 @@ class TinyRuns:
         return {n: self.done[n] for n in variants}
 
 
+def seed1_runs(tiny_runs: TinyRuns) -> dict[str, TinyRun]:
+    """Root seed 1, plain and with the model stage pinned to the base run's model seed:
+    two tests read one pair (test_reproducibility, test_verify_compare)."""
+    model_seed = str(tiny_runs.get(base=())["base"].manifest["seeds"]["stages"]["model"])
+    return tiny_runs.get(
+        seed1=("--seed", "1"), seed1_pinned_model=("--seed", "1", "--seeds.model", model_seed)
+    )
+
+
 def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A folder of this test session that every pytest-xdist worker sees (under pytest-xdist
     each worker's base temp is a folder of the session's own one; without it, that one)."""

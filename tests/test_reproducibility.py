@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import TinyRuns
+from tests.conftest import TinyRuns, seed1_runs
 
 # Every test here starts Prefect or a Python process, or trains for real.
 pytestmark = pytest.mark.slow
@@ -40,10 +40,9 @@ def test_another_root_seed_changes_every_stage_seed_and_the_weights(tiny_runs: T
 
 def test_pinned_stage_seed_survives_a_root_change(tiny_runs: TinyRuns) -> None:
     base = tiny_runs.get(base=())["base"]
-    model_seed = str(base.manifest["seeds"]["stages"]["model"])
-    pinned = tiny_runs.get(seed1_pinned_model=("--seed", "1", "--seeds.model", model_seed))
-    m = pinned["seed1_pinned_model"].manifest
-    assert m["seeds"]["stages"]["model"] == int(model_seed)
+    model_seed = base.manifest["seeds"]["stages"]["model"]
+    m = seed1_runs(tiny_runs)["seed1_pinned_model"].manifest
+    assert m["seeds"]["stages"]["model"] == model_seed
     assert m["seeds"]["pinned"] == ["model"]
     # same init seed and input shape: the very same initial weights under another root
     assert m["stages"]["model"]["fingerprint"] == base.manifest["stages"]["model"]["fingerprint"]

@@ -293,13 +293,14 @@ def _inter(n: int, k: int = 2) -> tuple[str, ...]:
 def test_inter_op_threads_never_change_a_byte_at_fixed_k(
     tmp_path: Path, tiny_runs: TinyRuns
 ) -> None:
-    """1, 2, 4 and 8 inter-op threads (the cores a machine gives), K = 2: the same bytes."""
-    runs = tiny_runs.get(
-        base=(), k2_inter1=_inter(1), k2_inter2=_inter(2), k2_inter4=_inter(4), k2_inter8=_inter(8)
-    )
+    """1 and 8 inter-op threads, K = 2: the same bytes. The two ends of what a machine
+    gives: with 1 the shards run one after the other, with 8 they (and every independent op)
+    run at once, on more threads than this machine has cores. (2 and 4 lie between; each
+    value is a process of its own, about 14 CPU s of the suite's budget.)"""
+    runs = tiny_runs.get(base=(), k2_inter1=_inter(1), k2_inter8=_inter(8))
     fps = {name: run.fingerprints() for name, run in runs.items()}
-    for name in ("k2_inter2", "k2_inter4", "k2_inter8"):
-        assert fps[name] == fps["k2_inter1"], name
+    assert fps["k2_inter8"] == fps["k2_inter1"]
+    for name in ("k2_inter1", "k2_inter8"):  # each ran with its own count
         m = runs[name].manifest
         env = m["stages"]["environment"]["info"]["environment"]["determinism"]
         assert env["inter_op_threads"] == int(name[-1])

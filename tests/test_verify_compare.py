@@ -23,7 +23,7 @@ import pytest
 
 from seedtrail.compare.explanation import compare_manifests
 from settings.seeds import STAGES
-from tests.conftest import Completed, TinyRuns, run_module
+from tests.conftest import Completed, TinyRuns, run_module, seed1_runs
 from tests.manifests import write_sealed
 
 UPSTREAM = ("data", "augment", "split")
@@ -34,7 +34,6 @@ AGAIN = {"again": ((), {"PYTHONHASHSEED": "123"})}
 SEED1 = {"seed1": ("--seed", "1")}
 THREADS2 = {"threads2": ("--determinism.intra-op-threads", "2")}
 OPDET_OFF = {"opdet_off": ("--determinism.op-determinism", "false")}
-PINNED = {"pinned_model": ("--seeds.model", "99")}
 
 
 def cli(module: str, *args: str | Path, tmp_path: Path, api_url: str) -> Completed:
@@ -273,8 +272,9 @@ def test_op_determinism_off_is_named_whether_or_not_the_bytes_move(tiny_runs: Ti
 
 @pytest.mark.slow
 def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: TinyRuns) -> None:
-    runs = tiny_runs.get(**BASE, **PINNED)
-    result = compare_manifests(runs["base"].manifest, runs["pinned_model"].manifest)
+    runs = seed1_runs(tiny_runs)  # the same root seed; the model stage's seed pinned in one
+    pinned_to = runs["seed1_pinned_model"].manifest["seeds"]["stages"]["model"]
+    result = compare_manifests(runs["seed1"].manifest, runs["seed1_pinned_model"].manifest)
     status = {r.stage: r.status for r in result.stages}
     cut = STAGES.index("model")
     assert [status[s] for s in STAGES[:cut]] == ["match"] * cut
@@ -282,7 +282,7 @@ def test_pinned_stage_seed_changes_that_stage_and_downstream_only(tiny_runs: Tin
     assert result.first_divergent_stage == "model"
     assert result.divergent_epoch == 1  # other initial weights: training differs from epoch 1
     assert [d.key for d in result.seeds] == ["stages.model", "pinned"]
-    assert [(d.key, d.b) for d in result.settings] == [("seeds.model", 99)]
+    assert [(d.key, d.b) for d in result.settings] == [("seeds.model", pinned_to)]
 
 
 def test_verify_never_goes_past_what_the_recorded_run_finished() -> None:
