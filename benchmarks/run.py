@@ -125,6 +125,8 @@ class Bench:
 
     def plain(self) -> float:
         p = run(py("-m", "benchmarks.plain_keras", *self.plain_args), self.env)
+        if "plain keras imported: []" not in p.stdout:  # it would pay for Prefect too
+            raise RuntimeError(f"the plain Keras baseline is not plain:\n{p.stdout[-2000:]}")
         self.rss["plain"].append(p.max_rss_mb)
         return p.wall_s
 
