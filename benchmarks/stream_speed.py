@@ -12,8 +12,10 @@ Rows (each pair run back to back in this one invocation, so both see the same ma
 Plain Keras: an epoch is timed from Keras' "Epoch k/E" line to its summary line (verbose=2),
 validation included. seedtrail (off a terminal it prints no Keras progress): from one
 "train: epoch k/E" log line to the next, validation, checkpoint and fingerprints included,
-so its epoch 1 is not timed. images/s counts training images; the last epoch is the
-steady state (run --epochs 2 or more).
+so its epoch 1 is not timed. images/s counts training images over a steady epoch: the
+median of the epochs after the first (run --epochs 3 or more). `--repeats N` runs the
+speed pair N times, alternated, and reports the median ratio: on this KVM guest identical
+epochs of one process vary by 10-20 %, and some last ~20.5 s whatever the pipeline.
 Writes benchmarks/results/stream_speed.json.
 
     python -m benchmarks.stream_speed /tmp/img16k --epochs 2
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,6 +81,10 @@ def timed_run(argv: list[str], env: dict[str, str], first_step_only: bool = Fals
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     epochs: list[float] = []
+    # CPU seconds of the process (all its threads) per timed epoch: unlike wall time, not
+    # moved by what else the machine runs, so it shows where a ratio comes from.
+    epoch_cpu: list[float] = []
+    cpu_mark = 0.0
     started: float | None = None
     first_epoch_line: float | None = None
     first_step: float | None = None
@@ -88,19 +95,22 @@ def timed_run(argv: list[str], env: dict[str, str], first_step_only: bool = Fals
         now = time.time()
         lines.append(line)
         if re.match(r"^Epoch \d+/\d+", line):  # plain Keras, verbose=2
-            started = now
+            started, cpu_mark = now, _cpu_s(proc.pid)
             if first_epoch_line is None:
                 first_epoch_line = now - t0
         elif started is not None and "loss:" in line:
             epochs.append(now - started)
+            epoch_cpu.append(_cpu_s(proc.pid) - cpu_mark)
             started = None
         elif m := re.search(r"train: epoch (\d+)/\d+ ", line):
             # seedtrail off a terminal: one log line per finished epoch (no Keras progress).
             # Epoch k > 1 lasts from line k-1 to line k: validation, checkpoint and
             # fingerprints included (a run's real per-epoch cost).
+            cpu = _cpu_s(proc.pid)
             if int(m.group(1)) > 1 and last_epoch_line is not None:
                 epochs.append(now - last_epoch_line)
-            last_epoch_line = now
+                epoch_cpu.append(cpu - cpu_mark)
+            last_epoch_line, cpu_mark = now, cpu
             if first_epoch_line is None:
                 first_epoch_line = now - t0
         if m := re.match(r"first training step at ([\d.]+) s", line):
@@ -117,12 +127,27 @@ def timed_run(argv: list[str], env: dict[str, str], first_step_only: bool = Fals
             n_train = int(m.group(1))
     return {
         "epoch_s": [round(e, 2) for e in epochs],
+        "epoch_cpu_s": [round(c, 2) for c in epoch_cpu],
         "first_epoch_line_s": round(first_epoch_line or float("nan"), 1),
         "first_step_s": first_step,
         "wall_s": round(time.time() - t0, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
         "n_train": n_train,
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process, all its threads (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_image_ms(r: dict) -> float:
+    """CPU milliseconds per training image over the steady epochs (all threads)."""
+    return 1000 * statistics.median(r["epoch_cpu_s"][1:] or r["epoch_cpu_s"]) / r["n_train"]
 
 
 def seedtrail(
@@ -150,7 +175,9 @@ def plain(
 
 
 def rate(r: dict) -> float:
-    return r["n_train"] / r["epoch_s"][-1]
+    """Training images/s of a steady epoch: the median of the epochs after the first (plain
+    Keras' first epoch includes tracing; seedtrail's first is not timed)."""
+    return r["n_train"] / statistics.median(r["epoch_s"][1:] or r["epoch_s"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rows", default="speed,workers", help="speed, workers, first-step")
+    p.add_argument("--repeats", type=int, default=1, help="speed row: pairs, alternated")
     p.add_argument("--filters", default="8,16", help="CNN of the speed and first-step rows")
     p.add_argument("--dense-units", default="32")
     p.add_argument("--heavy", action="store_true", help="the speed row with the heavy pipeline")
@@ -187,17 +215,28 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         if "speed" in rows:
-            base = plain(a.folder, speed_aug, a.epochs, *plain_cnn)
-            ours = seedtrail(a.folder, speed_aug, work / "o1", home,
-                             "--training.epochs", str(a.epochs), *cnn, *a.flags.split())  # fmt: skip
-            results["speed"] = {"plain_keras": base, "seedtrail": ours,
-                                "ratio_images_per_s": rate(ours) / rate(base)}  # fmt: skip
-            print(
-                f"epoch images/s: plain Keras {rate(base):.0f}, seedtrail {rate(ours):.0f} "
-                f"({rate(ours) / rate(base):.2f}x); epochs {base['epoch_s']} vs {ours['epoch_s']}; "
-                f"peak RSS {base['peak_rss_mb']} vs {ours['peak_rss_mb']} MB",
-                flush=True,
-            )
+            # Pairs alternate (plain, seedtrail, plain, ...): a slow spell of the machine
+            # hits both, and the median of the pairs' ratios is the figure.
+            pairs = []
+            for i in range(a.repeats):
+                base = plain(a.folder, speed_aug, a.epochs, *plain_cnn)
+                ours = seedtrail(a.folder, speed_aug, work / f"o{i}", home,
+                                 "--training.epochs", str(a.epochs), *cnn, *a.flags.split())  # fmt: skip
+                pairs.append({"plain_keras": base, "seedtrail": ours,
+                              "ratio_images_per_s": rate(ours) / rate(base)})  # fmt: skip
+                print(
+                    f"epoch images/s: plain Keras {rate(base):.0f}, seedtrail {rate(ours):.0f} "
+                    f"({rate(ours) / rate(base):.2f}x); epochs {base['epoch_s']} vs "
+                    f"{ours['epoch_s']}; CPU ms per image {cpu_per_image_ms(base):.1f} vs "
+                    f"{cpu_per_image_ms(ours):.1f}; peak RSS {base['peak_rss_mb']} vs "
+                    f"{ours['peak_rss_mb']} MB",
+                    flush=True,
+                )
+            ratios = sorted(p["ratio_images_per_s"] for p in pairs)
+            results["speed"] = {"pairs": pairs, "median_ratio": statistics.median(ratios)}
+            if a.repeats > 1:
+                print(f"median of {a.repeats} pairs: {statistics.median(ratios):.2f}x "
+                      f"(all: {', '.join(f'{r:.2f}x' for r in ratios)})", flush=True)  # fmt: skip
         if "workers" in rows:
             tiny = ["--model.conv-filters", "4", "--model.dense-units", "8",
                     "--training.epochs", str(a.epochs)]  # fmt: skip
