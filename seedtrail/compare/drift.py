@@ -139,9 +139,8 @@ def locate(a: Manifest, b: Manifest, labels: tuple[str, str]) -> TrainDivergence
         return TrainDivergence(
             notes=(
                 f"{who} {'has' if len(missing) == 1 else 'have'} no per-batch records "
-                "(recorded before seedtrail kept them, or under a Keras backend other than "
-                "TensorFlow): the divergence is located to the "
-                "epoch only",
+                "(recorded before seedtrail kept them, or under JAX): the divergence is "
+                "located to the epoch only",
             )
         )
     assert la is not None and lb is not None
