@@ -28,7 +28,7 @@ environment_defaults()
 # then runs it as a run's process does, under the default oneDNN cap and ops switch.
 # Subprocesses do not inherit these (cli_env): each applies its own settings.
 _RUNTIME_ENV = (
-    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS",
+    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS", "TF_CPU_ALLOCATOR_USE_BFC",
     # the Keras backend and its own flags (seedtrail/runtime/backends.py)
     "KERAS_BACKEND", "XLA_FLAGS", "JAX_DEFAULT_PRNG_IMPL", "JAX_THREEFRY_PARTITIONABLE",
     "CUBLAS_WORKSPACE_CONFIG",

@@ -5,6 +5,8 @@ Pure functions and hand-made inputs: nothing here assumes the CPU it runs on.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from seedtrail.compare.explanation import compare_manifests
@@ -250,3 +252,22 @@ def test_a_value_seedtrail_set_itself_is_not_taken_for_the_users(
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # now not ours: the user's
     with pytest.raises(InputError, match="but the environment sets TF_ENABLE_ONEDNN_OPTS=1"):
         tf_runtime.effective_onednn_ops(DeterminismSettings(onednn_ops="off"))
+
+
+def test_tensorflow_gets_its_pooled_cpu_allocator_unless_set_by_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TF_CPU_ALLOCATOR_USE_BFC=true before TensorFlow loads (tf_runtime.POOLED_CPU_MEMORY_ENV:
+    the page faults it saves); a value the user set stays theirs."""
+    env = tf_runtime.POOLED_CPU_MEMORY_ENV
+    monkeypatch.setattr(tf_runtime, "tensorflow_loaded", lambda: False)
+    monkeypatch.setattr(tf_runtime, "_ours", {})
+    for key in (env, hardware.ISA_ENV, hardware.ONEDNN_OPS_ENV):
+        monkeypatch.delenv(key, raising=False)
+    tf_runtime._apply("AVX2", False)
+    assert os.environ[env] == "true"
+    tf_runtime._apply("AVX2", False)  # applied again (a sweep worker's next run): still ours
+    assert os.environ[env] == "true"
+    monkeypatch.setenv(env, "false")  # by hand
+    tf_runtime._apply("AVX2", False)
+    assert os.environ[env] == "false"

@@ -56,6 +56,15 @@ _configured: Configuration | None = None  # what configured_tf() applied
 # hand-set one for the next run of the same process.
 _ours: dict[str, str] = {}
 
+#: TensorFlow's CPU tensors from its BFC pool (read once, when TF makes its CPU allocator;
+#: tensorflow/core/common_runtime/process_state.cc). With the default allocator, the large
+#: buffers of a convolution's backward pass went back to the OS after every step and were
+#: page-faulted in again: `perf` put 37-39 % of a streamed image run's CPU in the kernel
+#: (page faults, zeroing pages, munmap), 6 % for plain Keras, whose two intra-op threads
+#: split the buffers smaller; with the pool, none (docs/data.md). Where memory lives does
+#: not change what is computed: the golden tests run with it. A hand-set value is kept.
+POOLED_CPU_MEMORY_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+
 
 def _hand_set(key: str) -> bool:
     value = os.environ.get(key)
@@ -174,6 +183,8 @@ def _apply(cap: str, ops: bool) -> None:
     else:
         os.environ[hardware.ISA_ENV] = _ours[hardware.ISA_ENV] = cap
     os.environ[hardware.ONEDNN_OPS_ENV] = _ours[hardware.ONEDNN_OPS_ENV] = str(int(ops))
+    if not _hand_set(POOLED_CPU_MEMORY_ENV):
+        os.environ[POOLED_CPU_MEMORY_ENV] = _ours[POOLED_CPU_MEMORY_ENV] = "true"
 
 
 def _onednn_ops_of_loaded_tensorflow() -> bool:
