@@ -60,9 +60,9 @@ _ours: dict[str, str] = {}
 #: tensorflow/core/common_runtime/process_state.cc). With the default allocator, the large
 #: buffers of a convolution's backward pass went back to the OS after every step and were
 #: page-faulted in again: `perf` put 37-39 % of a streamed image run's CPU in the kernel
-#: (page faults, zeroing pages, munmap), 6 % for plain Keras, whose two intra-op threads
-#: split the buffers smaller; with the pool, none (docs/data.md). Where memory lives does
-#: not change what is computed: the golden tests run with it. A hand-set value is kept.
+#: (page faults, zeroing pages, munmap), 6 % for plain Keras (two intra-op threads); with
+#: the pool, out of perf's top three (docs/data.md). Where memory lives does not change
+#: what is computed: the golden tests run with it. A hand-set value is kept.
 POOLED_CPU_MEMORY_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
