@@ -92,14 +92,14 @@ def stderr_filtered() -> Iterator[None]:
 def _without_jax_for_tflite() -> Iterator[None]:
     """TensorFlow 2.21's `import tensorflow` imports JAX where it is installed, for TF
     Lite's JAX converter alone (tensorflow/lite/python/util.py: `try: from jax import jit`):
-    0.8 CPU s of every TensorFlow process, measured on this project's 2-core Zen 3. Under
+    0.3-0.7 CPU s of every TensorFlow process, measured on this project's 2-core Zen 3. Under
     the TensorFlow backend nothing here uses it, so the import sees no JAX (`None` in
     sys.modules is Python's documented "not importable"), and JAX imports normally
     afterwards. Under the JAX backend, JAX is imported as before.
     tests/test_backends.py checks both."""
-    block = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" and (
-        "jax" not in sys.modules
-    )
+    from seedtrail.runtime.backends import KERAS_ENV, TENSORFLOW
+
+    block = os.environ.get(KERAS_ENV, TENSORFLOW) == TENSORFLOW and "jax" not in sys.modules
     if block:
         sys.modules["jax"] = None  # type: ignore[assignment]
     try:
