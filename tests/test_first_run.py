@@ -17,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from seedtrail.runtime import hardware
 from tests.conftest import ROOT, TINY, cli_env
+from tests.test_golden import GOLDEN, portable_fingerprints
 
 README_TRAIN = ["run", "--frozen", "python", "-m", "flows.train"]  # after `python3 -m uv`
+# What a clean terminal never shows: tracebacks, TensorFlow's and absl's start-up lines.
+NOISE = ("Traceback", "oneDNN", "cuda", "absl", "I0000", "W0000", "E0000", "cpu_feature_guard")
 
 
 def fresh_copy(dest: Path) -> Path:
@@ -65,6 +69,8 @@ def python3_with_uv() -> list[str] | None:
 def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     tmp_path: Path, cpu_hog: None
 ) -> None:
+    """The README's first command, word for word (the default settings): it learns, prints
+    a clean terminal, writes every artifact and gives the golden machine's bytes."""
     uv = python3_with_uv()
     if uv is None:  # .ci/run installs it; the README's first step
         pytest.skip("uv is not installed for python3 (python3 -m pip install uv==0.13.8)")
@@ -76,16 +82,33 @@ def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     # The environment .ci/run installed from uv.lock; creating another would test uv, not us.
     env["UV_PROJECT_ENVIRONMENT"] = sys.prefix
     proc = subprocess.run(
-        [*uv, *README_TRAIN, *TINY, "--training.epochs", "1"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [*uv, *README_TRAIN], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert "run complete" in proc.stdout
+    for noise in NOISE:
+        assert noise not in proc.stderr + proc.stdout, noise
+    assert "run complete" in proc.stdout and "test accuracy" in proc.stdout
     (manifest,) = (clone / "runs").glob("*/manifest.json")
+    run_dir = manifest.parent
+    assert str(run_dir.relative_to(clone)) in proc.stdout
     m = json.loads(manifest.read_text())
     assert m["status"] == "complete"
-    assert (manifest.parent / "model.keras").is_file()
+    accuracy = m["metrics"]["test_accuracy"]
+    chance = 1 / m["stages"]["data"]["info"]["n_classes"]
+    assert accuracy > chance + 0.35, f"test accuracy {accuracy} vs chance {chance}"
+    files = {
+        "model": "model.keras",
+        "metrics": "metrics.json",
+        "training_curves": "training_curves.png",
+        "augment_preview": "augment_preview.png",
+    }
+    for artifact, name in files.items():
+        assert (run_dir / name).stat().st_size > 0, name
+        assert m["artifacts"][artifact] == name  # recorded relative to the run directory
+    assert not list(run_dir.glob(".*tmp*")), "temporary files left behind"
+    if hardware.is_x86():  # the README's first command gives the golden machine's bytes
+        golden = GOLDEN["portable"]["default"]
+        assert portable_fingerprints(m) == golden, GOLDEN["recorded"]["default"]
 
 
 @pytest.mark.slow  # a fresh Python process, or the default run's real data

@@ -3,8 +3,8 @@
 `kill -9` (the OOM killer, a CI timeout) of `python -m flows.train` while its server
 starts, while it trains and while it evaluates, and of a sweep while a worker trains:
 within a generous deadline no process of that command is left, its temporary server and
-worker processes included. A server the user started is never
-touched. (Ctrl-C and SIGTERM: tests/test_signals.py.)
+worker processes included. (A server the user started is never touched: the kill -9
+test of tests/test_byo_flow.py. Ctrl-C and SIGTERM: tests/test_signals.py.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 
 from tests.conftest import TINY, cli_env
 from tests.test_resume_cache import SIX_EPOCHS
-from tests.test_signals import _processes_with_home, _wait_until
+from tests.test_signals import _processes_with_home
 
 pytestmark = pytest.mark.slow
 
@@ -128,56 +127,3 @@ def test_kill_9_leaves_no_process_of_the_command(tmp_path: Path) -> None:
         m = _manifest(tmp_path / name)
         assert m is not None and m["status"] == "running", (name, m and m["status"])
     assert _manifest(tmp_path / "server-starting") is None  # killed before the run began
-
-
-def test_a_server_the_user_started_is_never_touched(tmp_path: Path, prefect_api_url: str) -> None:
-    """With PREFECT_API_URL set the command starts no server, and its death stops none."""
-    home = tmp_path / "home"
-    env = {**cli_env(home), "PREFECT_API_URL": prefect_api_url}
-    args = [*TINY, *SIX_EPOCHS, "--output-dir", str(tmp_path / "runs")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.train", *args], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert _wait_until(lambda: _training(tmp_path), 300), "training never started"
-        assert not _watchdogs(home)  # no temporary server of its own
-        proc.kill()
-        proc.wait(timeout=30)
-        assert _wait_until(lambda: not _processes_with_home(home), GONE_DEADLINE_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    with urllib.request.urlopen(f"{prefect_api_url}/health", timeout=10) as r:
-        assert r.status == 200  # the user's server still serves
-
-
-def test_the_temporary_server_goes_when_its_command_is_killed(tmp_path: Path) -> None:
-    """The lifeline itself: a healthy server under the watchdog, its parent killed."""
-    script = (
-        "from seedtrail.prefect.server import start_server\n"
-        "import time\n"
-        "s = start_server(); s.wait_healthy(300)\n"
-        "print(s.url, s.proc.pid, flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    home = tmp_path / "home"
-    parent = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=tmp_path, env=cli_env(home),
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        url, watchdog = parent.stdout.readline().split()
-        assert os.getsid(int(watchdog)) != os.getsid(parent.pid)  # Ctrl-C does not reach it
-        os.kill(parent.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        parent.wait()
-        assert _wait_until(lambda: not _processes_with_home(home), GONE_DEADLINE_S), (
-            _processes_with_home(home)
-        )
-        print(f"server gone {time.monotonic() - killed:.2f} s after kill -9 of its command")
-        with pytest.raises(OSError):  # nothing answers on its port any more
-            urllib.request.urlopen(f"{url}/health", timeout=5)
-    finally:
-        for pid in _processes_with_home(home):
-            os.kill(pid, signal.SIGKILL)
