@@ -121,7 +121,8 @@ def test_vary_one_source_pins_the_others_a_failed_run_keeps_the_rest_and_resume(
     # them fails with an I/O error while `blocker` exists. (A directory in their slot in the
     # store no longer fails a run: it is a corrupt entry, replaced. Issue 24.)
     blocker = _fail_renames_onto(tmp_path / "inject", f"{seed1.fingerprints()['model']}.keras")
-    args = _sweep_args(sweep, "--seeds", "0,1", "--vary", "model,split", "--workers", "2")
+    # One worker, the CLI's default: the runs after the failed one train in its process.
+    args = _sweep_args(sweep, "--seeds", "0,1", "--vary", "model,split")
     kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home",
           "env": {"PREFECT_API_URL": prefect_api_url,
                   "PYTHONPATH": f"{ROOT}:{tmp_path / 'inject'}"}}  # fmt: skip
@@ -135,6 +136,7 @@ def test_vary_one_source_pins_the_others_a_failed_run_keeps_the_rest_and_resume(
     assert failed["status"] == "failed" and failed["error"]
     assert summary["statistics"]["model"]["test_accuracy"]["n"] == 1
     finished = {r["run_dir"] for r in summary["runs"] if r["status"] == "complete"}
+    assert len({r["process"]["pid"] for r in summary["runs"] if r["status"] == "complete"}) == 1
 
     # The same command again, fixed: the 3 finished runs are skipped, the failed one runs.
     blocker.unlink()
