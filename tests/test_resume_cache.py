@@ -11,13 +11,30 @@ from pathlib import Path
 import pytest
 
 from settings import DataSettings, RunSettings, TrainingSettings
-from tests.conftest import TINY, TinyRuns, finish, run_module, start_module, train_in_process
+from tests.conftest import (
+    TINY,
+    TinyRun,
+    TinyRuns,
+    finish,
+    run_module,
+    start_module,
+    train_in_process,
+)
 
 # Every test here starts Prefect or a Python process, or trains for real.
 pytestmark = pytest.mark.slow
 
 # Long enough per epoch that a kill lands inside training, small enough to stay quick.
 SIX_EPOCHS = ("--data.n-samples", "600", "--training.epochs", "6")
+# Runs long enough to be stopped in training, in K = 2 shards on one inter-op thread: one
+# uninterrupted reference run (`six_epochs_k2`) serves the kill -9 resume here, the Ctrl-C
+# resume (test_signals) and the inter-op thread test (test_shards).
+SIX_EPOCHS_K2 = (*SIX_EPOCHS, "--training.shards", "2", "--determinism.inter-op-threads", "1")
+
+
+def six_epochs_k2(tiny_runs: TinyRuns) -> TinyRun:
+    """The uninterrupted reference run of SIX_EPOCHS_K2 (shared by the session)."""
+    return tiny_runs.get(six_epochs_k2=SIX_EPOCHS_K2)["six_epochs_k2"]
 
 
 def _cached(manifest: dict) -> dict[str, bool]:
@@ -184,8 +201,8 @@ def test_kill_9_then_resume_uses_only_a_checkpoint_it_wrote_and_is_bit_identical
     A resume from an intact latest checkpoint: tests/test_byo_flow.py (kill -9, K = 1) and
     tests/test_signals.py (Ctrl-C).
     """
-    args = (*SIX_EPOCHS, "--training.shards", "2")
-    reference = tiny_runs.get(six_epochs_k2=args)["six_epochs_k2"].manifest
+    args = SIX_EPOCHS_K2
+    reference = six_epochs_k2(tiny_runs).manifest
     api = {"PREFECT_API_URL": tiny_runs.api_url}
     killed = _killed_in_training(tmp_path, api, args)
     (mine, done), (other, other_done) = killed[0], killed[1]

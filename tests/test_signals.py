@@ -26,7 +26,7 @@ import pytest
 
 from seedtrail.prefect.environment import TELEMETRY_OFF
 from tests.conftest import TINY, TinyRuns, cli_env, run_module
-from tests.test_resume_cache import SIX_EPOCHS, _wait_for_checkpoint
+from tests.test_resume_cache import SIX_EPOCHS, SIX_EPOCHS_K2, _wait_for_checkpoint, six_epochs_k2
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +173,7 @@ def test_signals_mark_train_runs_interrupted_stop_everything_and_resume(
 ) -> None:
     cmds = {
         name: _start(
-            "flows.train", [*TINY, *SIX_EPOCHS, "--output-dir", str(tmp_path / name / "runs")],
+            "flows.train", [*TINY, *SIX_EPOCHS_K2, "--output-dir", str(tmp_path / name / "runs")],
             tmp_path / name,
         )
         for name in SCENARIOS
@@ -211,7 +211,7 @@ def test_signals_mark_train_runs_interrupted_stop_everything_and_resume(
         assert f"--resume {run_dirs[name]}" in err, name
 
     # One of them resumed to the end: bit-identical to an uninterrupted run.
-    reference = tiny_runs.get(six_epochs=SIX_EPOCHS)["six_epochs"].manifest
+    reference = six_epochs_k2(tiny_runs).manifest
     run_dir = run_dirs["sigterm-pid"]
     resumed = run_module(
         "flows.train",
