@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
+from seedtrail.core import collector
+
 _lock = threading.Lock()
 _terminal: int | None = None  # the real fd 2 while an import points fd 2 at a temp file
 # Held while fd 2 is switched, so that `say` never writes into the temp file.
@@ -115,7 +117,7 @@ def import_tensorflow() -> ModuleType:
         if "tensorflow" in sys.modules and "keras" in sys.modules:
             return sys.modules["tensorflow"]
         set_quiet_environment()
-        with stderr_filtered(), _without_jax_for_tflite():
+        with stderr_filtered(), _without_jax_for_tflite(), collector.imports_frozen():
             import keras  # noqa: F401
             import tensorflow as tf
 
