@@ -384,10 +384,11 @@ def test_a_backend_gives_its_golden_bytes_in_two_processes_and_verify_reproduces
 def test_a_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resume(
     backend: str, tmp_path: Path, prefect_api_url: str, example_images: Path
 ) -> None:
-    """The user's builder and image folder under JAX or torch: a sweep over seeds 0 and 1
-    (its runs in worker processes, which must set the backend themselves); seed 1 run alone
-    in the same output folder takes every stage from the cache; seed 0 run alone elsewhere,
-    killed -9 after 2 epochs and resumed, ends with the sweep's bytes for seed 0."""
+    """The user's builder and image folder under JAX or torch: a sweep (its run in a worker
+    process, which must set the backend itself); the same seed run alone in the same output
+    folder takes every stage from the cache; run alone elsewhere, killed -9 after 2 epochs
+    and resumed, it ends with the sweep's bytes. One seed: each JAX run costs ~25 CPU s on
+    2 cores, and sweeps of several seeds are tested under TensorFlow (test_byo_flow.py)."""
     import signal
 
     from tests.conftest import finish, run_module, start_module
@@ -401,7 +402,7 @@ def test_a_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resu
     sweep = run_module(
         "flows.sweep",
         [*args, "--output-dir", str(tmp_path / "out"), "--sweep-dir", str(sweep_dir),
-         "--seeds", "0,1"],
+         "--seeds", "0"],
         **kw,
     )  # fmt: skip
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
@@ -410,9 +411,9 @@ def test_a_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resu
     for m in manifests:  # each worker process ran Keras on the backend
         env = m["stages"]["environment"]["info"]["environment"]
         assert env["keras_backend"]["name"] == backend
-    assert swept[0]["fingerprints"]["model"] != swept[1]["fingerprints"]["model"]
+    assert set(swept) == {0}
 
-    cached = run_module("flows.train", [*args, "--seed", "1", "--output-dir", str(sweep_dir)], **kw)
+    cached = run_module("flows.train", [*args, "--seed", "0", "--output-dir", str(sweep_dir)], **kw)
     assert cached.returncode == 0, cached.stderr[-3000:]
     (alone,) = [
         json.loads(m.read_text())
@@ -420,7 +421,7 @@ def test_a_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resu
         if json.loads(m.read_text())["run_id"] not in {x["run_id"] for x in manifests}
     ]
     assert all(v["cached"] for k, v in alone["stages"].items() if k != "environment")
-    assert {k: v["fingerprint"] for k, v in alone["stages"].items()} == swept[1]["fingerprints"]
+    assert {k: v["fingerprint"] for k, v in alone["stages"].items()} == swept[0]["fingerprints"]
 
     out = tmp_path / "single"
     proc = start_module("flows.train", [*args, "--output-dir", str(out)], **kw)
