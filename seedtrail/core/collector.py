@@ -7,7 +7,8 @@ of them again: during the imports themselves (their allocations trigger collecti
 at the interpreter's exit (it collects every tracked object once more). Measured on this
 project's 2-core Zen 3, a tiny `python -m flows.train` spent 2.2 CPU s of its ~15 in
 collections, most of them full ones during TensorFlow's import, and ~1 CPU s at exit;
-with this module it needs 2.5-4 CPU s less, with the same bytes (docs/contributing.md).
+with this module it needs about 3 CPU s less (medians 15.9 -> 13.0), with the same bytes
+(docs/contributing.md).
 
 Frozen objects are still freed by reference counting; only cyclic garbage created while
 the collector is paused is kept (seconds of imports, bounded). Nothing here changes what
