@@ -7,7 +7,6 @@ unpickled, so the settings it sets in the environment are those Prefect reads at
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -15,7 +14,6 @@ import time
 from seedtrail.core import collector
 
 PARENT_POLL_S = 0.5
-_imported = False  # whether this worker process has run a task yet
 
 
 def initialize(parent: int, environ: dict[str, str]) -> None:
@@ -29,22 +27,25 @@ def initialize(parent: int, environ: dict[str, str]) -> None:
         os._exit(1)  # reparented: the sweep is gone (kill -9), and its API server with it
 
     threading.Thread(target=watch, name="seedtrail-parent-watch", daemon=True).start()
+    # The first task imports Prefect and, unpickling, the flow's module: no collections
+    # until then, and `run` freezes what they made (seedtrail/core/collector.py).
+    collector.pause()
 
 
 def run(payload: bytes) -> bytes:
     """Run one task here; its final State, pickled."""
-    global _imported
-    # The first task imports Prefect and, unpickling, the flow's module: frozen after
-    # (seedtrail/core/collector.py). A reused worker's later tasks import nothing, and a
-    # freeze there would keep the cyclic garbage of the run before.
-    with collector.imports_frozen() if not _imported else contextlib.nullcontext():
+    try:
         import cloudpickle
         from prefect.context import hydrated_context
         from prefect.events.worker import EventsWorker
         from prefect.task_engine import run_task_sync
 
         task, kwargs, context = cloudpickle.loads(payload)
-    _imported = True
+    finally:
+        # The initializer's pause ends with the first task; in a reused worker's later
+        # tasks there is none, and this does nothing (a freeze there would keep the cyclic
+        # garbage of the run before).
+        collector.resume()
     with hydrated_context(context):
         state = run_task_sync(task, **kwargs, context=context, return_type="state")
     # Sent before the result (as Prefect's own process pool does): the run's last events
