@@ -41,19 +41,25 @@ RETRIED = (429, 502, 503)
 
 
 def _api(url: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    status, payload = _api_once(url, path, body)
+    for delay_s in (1, 2, 3):
+        if status not in RETRIED:
+            break
+        time.sleep(delay_s)
+        status, payload = _api_once(url, path, body)
+    return status, payload
+
+
+def _api_once(url: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    for attempt in range(4):
-        req = urllib.request.Request(
-            f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as err:
-            if err.code not in RETRIED or attempt == 3:
-                return err.code, json.loads(err.read() or b"null")
-        time.sleep(1 + attempt)
-    raise AssertionError("unreachable")
+    req = urllib.request.Request(
+        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
 
 
 @dataclass
