@@ -315,6 +315,21 @@ def _fps(manifest: dict) -> dict[str, str]:
     return {k: v["fingerprint"] for k, v in manifest["stages"].items() if k != "environment"}
 
 
+def _compile_cache(backend: str, folder: Path) -> dict[str, str]:
+    """JAX's own persistent compilation cache (a public setting, `JAX_COMPILATION_CACHE_DIR`)
+    for the processes of one test: the first compiles every step and initializer, the later
+    ones load the same executables (a JAX tiny run 27 → 12 CPU-s, same fingerprints). The
+    first process of each test compiles from scratch and must still give the golden bytes;
+    one folder per test, so no two processes ever write one entry at once (JAX's writes
+    are not atomic). Nothing for other backends."""
+    if backend != "jax":
+        return {}
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(folder),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # also the sub-second compiles
+    }
+
+
 def _backend_record(backend: str, env: dict, manifest: dict) -> None:
     """What each backend's record and manifest say under the portable profile."""
     record = env["keras_backend"]
@@ -342,12 +357,15 @@ def _backend_record(backend: str, env: dict, manifest: dict) -> None:
 def test_a_backend_gives_its_golden_bytes_in_two_processes_and_verify_reproduces(
     backend: str, tiny_runs, tmp_path: Path, prefect_api_url: str
 ) -> None:
-    """One run (process 1) against its golden fingerprints and TensorFlow's run; verify
-    (process 2) recomputes every stage without the cache and must get the same bytes."""
+    """One run (process 1, compiling every step from scratch) against its golden
+    fingerprints and TensorFlow's run; verify (process 2, loading process 1's executables
+    from JAX's compilation cache) recomputes every stage without seedtrail's stage cache and
+    must get the same bytes."""
     from seedtrail.compare.explanation import compare_manifests
     from tests.conftest import run_module
 
-    runs = tiny_runs.get(base=(), **{backend: ("--backend", backend)})
+    cache = _compile_cache(backend, tiny_runs.root / f"compile-cache-{backend}")
+    runs = tiny_runs.get(base=(), **{backend: (("--backend", backend), cache)})
     other, tf = runs[backend].manifest, runs["base"].manifest
     _backend_record(backend, other["stages"]["environment"]["info"]["environment"], other)
     got = _fps(other)
@@ -365,7 +383,8 @@ def test_a_backend_gives_its_golden_bytes_in_two_processes_and_verify_reproduces
     # process 2: verify recomputes every stage (a fresh output directory: no cache)
     res = run_module(
         "flows.verify", [str(runs[backend].run_dir), "--output-dir", str(tmp_path / "again")],
-        cwd=tmp_path, prefect_home=tmp_path / "home", env={"PREFECT_API_URL": prefect_api_url},
+        cwd=tmp_path, prefect_home=tmp_path / "home",
+        env={"PREFECT_API_URL": prefect_api_url, **cache},
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "every stage matches (7 of 7)" in res.stdout, res.stdout
@@ -395,8 +414,9 @@ def test_a_sweep_with_the_users_builder_equals_single_runs_cache_and_kill_9_resu
     from tests.test_byo_flow import flags, images_settings
     from tests.test_resume_cache import _wait_for_checkpoint
 
-    kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home",
-          "env": {"PREFECT_API_URL": prefect_api_url}}  # fmt: skip
+    # the sweep's worker compiles; the cached, killed and resumed runs load its executables
+    env = {"PREFECT_API_URL": prefect_api_url, **_compile_cache(backend, tmp_path / "xla")}
+    kw = {"cwd": tmp_path, "prefect_home": tmp_path / "home", "env": env}
     args = [*flags(images_settings(example_images)), "--backend", backend]
     sweep_dir = tmp_path / "out" / "sweep"
     sweep = run_module(
