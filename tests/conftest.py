@@ -77,30 +77,16 @@ _TEMPLATE_FILES = ("prefect.db", "prefect.db-wal", "prefect.db-shm", "memo_store
 def _test_server(home: Path, env: dict[str, str], timeout: float) -> Iterator[str]:
     """`prefect server start` (seedtrail's own command line for it) on a free loopback port
     with PREFECT_HOME `home`; yields its API URL once healthy, stops it afterwards."""
-    import time
-    import urllib.request
-
     from seedtrail.prefect.server import server_command
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    # The UI, where enabled, calls this port's API (tests/test_serve.py opens it in a browser).
-    env = {**env, "PREFECT_UI_API_URL": url}
     with open(home / "server.log", "w") as log:
-        proc = subprocess.Popen(server_command(port), env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            server_command(port), env=_server_env(env, url), stdout=log, stderr=subprocess.STDOUT
+        )
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                with (
-                    contextlib.suppress(OSError),
-                    urllib.request.urlopen(f"{url}/health", timeout=2),
-                ):
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"prefect server did not start: {(home / 'server.log').read_text()}"
-                    )
-                time.sleep(0.2)
+            _wait_healthy(url, proc, home / "server.log", timeout)
             yield url
         finally:
             proc.terminate()
@@ -108,6 +94,25 @@ def _test_server(home: Path, env: dict[str, str], timeout: float) -> Iterator[st
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _server_env(env: dict[str, str], url: str) -> dict[str, str]:
+    # The UI, where enabled, calls this port's API (tests/test_serve.py opens it in a browser).
+    return {**env, "PREFECT_UI_API_URL": url}
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()
+            raise RuntimeError(f"prefect server did not start: {log.read_text()}")
+        time.sleep(0.2)
 
 
 def _build_template_home(home: Path) -> None:
@@ -242,7 +247,7 @@ def tensorflow_as_runs_configure_it() -> None:
 
 @pytest.fixture(scope="session")
 def prefect_server(prefect_api_url: str) -> Iterator[None]:
-    """The Prefect API for in-process flow runs: the session's real server (one per worker)."""
+    """The Prefect API for in-process flow runs: the session's real server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_api_url}):
@@ -257,16 +262,80 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `prefect server start` on a loopback port, with its own PREFECT_HOME.
+def _session_owner() -> int:
+    """The process whose end ends the test session: the pytest-xdist controller (a worker's
+    parent), or this process without xdist."""
+    return os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
 
-    Subprocess runs point PREFECT_API_URL at it, so they skip the ephemeral
-    server start and can run concurrently without fighting over one SQLite file.
+
+def _session_record(owner: int) -> Path:
+    """Where the session's server is recorded: named by its owner's pid and start time (a
+    later session cannot mistake a leftover record for its own)."""
+    import tempfile
+
+    started = Path(f"/proc/{owner}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    return Path(tempfile.gettempdir()) / f"seedtrail-test-server-{owner}-{started}.json"
+
+
+_KEEPER: subprocess.Popen | None = None  # the keeper, where this process started it
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real `prefect server start` for the whole session, on a loopback port with its
+    own PREFECT_HOME, shared by every pytest worker.
+
+    Subprocess runs point PREFECT_API_URL at it, so they skip the temporary server start.
+    One server, not one per worker: each server costs ~7 CPU-s to start and ~0.5 per 30 s
+    idle, and the tests find their runs by id or run directory, never by "the latest".
+    The first worker to ask starts it under `tests.session_server`, which stops it when
+    the session ends (`pytest_sessionfinish`) or its owner is gone.
     """
-    home = tmp_path_factory.mktemp("prefect-server-home")
-    with _test_server(home, cli_env(home), timeout=120) as url:
-        yield url
+    global _KEEPER
+    owner = _session_owner()
+    record = _session_record(owner)
+    with exclusively(record.with_suffix(".lock")):
+        if not record.exists():
+            home = shared_dir(tmp_path_factory, "prefect-server") / "home"
+            home.mkdir(parents=True, exist_ok=True)
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}/api"
+            with open(home / "server.log", "w") as log:
+                keeper = subprocess.Popen(
+                    [sys.executable, "-m", "tests.session_server", str(owner), str(port)],
+                    cwd=ROOT, env=_server_env(cli_env(home), url),
+                    stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            _wait_healthy(url, keeper, home / "server.log", timeout=120)
+            if owner == os.getpid():
+                _KEEPER = keeper
+            record.write_text(json.dumps({"url": url, "keeper": keeper.pid}))
+        return json.loads(record.read_text())["url"]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The owner of the session (the xdist controller, or pytest alone) stops its server."""
+    import signal
+    import time
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    record = _session_record(os.getpid())
+    if not record.exists():
+        return
+    keeper = json.loads(record.read_text())["keeper"]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(keeper, signal.SIGTERM)
+    if _KEEPER is not None:  # our own child: reap it
+        _KEEPER.wait(timeout=30)
+    else:  # a worker's child, reparented when that worker ended
+        from tests.session_server import alive
+
+        deadline = time.monotonic() + 30
+        while alive(keeper) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    record.unlink()
+    record.with_suffix(".lock").unlink(missing_ok=True)
 
 
 @dataclass
