@@ -25,10 +25,8 @@ from seedtrail.core.errors import InputError
 from settings.model import RunSettings
 from tests.conftest import ROOT, TINY, TinyRuns, cli_env, run_module
 
-# One pytest worker runs this module's tests together: the module's `flows.serve`
-# (fixture `served`) is started once; a second one on the same server would take over
-# the deployment, and a run started by the first could land in the other's folder.
-pytestmark = pytest.mark.xdist_group("served")
+# One pytest worker runs this module's tests together (conftest's ONE_WORKER_MODULES): the
+# module's `flows.serve` (fixture `served`) is started once on the session's server.
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
