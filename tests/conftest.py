@@ -515,7 +515,7 @@ def example_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Fixtures that start Prefect or a server: a test using one belongs to the slow tier.
-_SLOW_FIXTURES = frozenset({"prefect_server", "prefect_api_url", "tiny_runs"})
+_SLOW_FIXTURES = frozenset({"prefect_server", "prefect_api_url", "tiny_runs", "serve_api_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,6 +1,6 @@
 """Deployments on a real Prefect server: `python -m flows.serve`, custom runs, schema enforcement.
 
-The server is the session's real `prefect server start` (conftest `prefect_api_url`);
+The server is a real `prefect server start` of this module's own (conftest `_test_server`);
 `python -m flows.serve` runs as a subprocess against it with the tiny configuration
 as its default parameters, and runs are triggered with the `prefect` CLI, as a user would.
 """
@@ -156,8 +156,21 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(prefect_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def serve_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of this module's own, not the session's: the browser's clicks and the served
+    runs then wait on no other worker's runs (on the session's server, shared by three busy
+    workers, the UI's submitted form once did not navigate within 30 s)."""
+    from tests.conftest import _test_server
+
+    home = tmp_path_factory.mktemp("serve-server")
+    with _test_server(home, cli_env(home), timeout=120) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served(serve_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`python -m flows.serve` on the tiny configuration, until the module's tests are done."""
+    prefect_api_url = serve_api_url
     home = tmp_path_factory.mktemp("serve")
     out = home / "runs"
     log = home / "serve.log"
