@@ -15,13 +15,15 @@ from seedtrail.inputs.model_builder import build_seeded
 from settings.model import ModelSettings, RunSettings
 from settings.seeds import SeedPlan
 
-keras = pytest.importorskip("keras")
-
 pytestmark = pytest.mark.usefixtures("tensorflow_as_runs_configure_it")
 
 
 def plain(input_shape, n_classes, units=8):
     """A user's builder as usually written: no explicit seeds anywhere."""
+    # Keras imported when a builder runs, not at collection: each pytest worker then
+    # imports TensorFlow once, as runs do (quiet.import_tensorflow), under the fixture.
+    import keras
+
     inputs = keras.Input(shape=input_shape)
     h = keras.layers.Flatten()(inputs)
     h = keras.layers.Dense(units, activation="relu")(h)
@@ -30,6 +32,8 @@ def plain(input_shape, n_classes, units=8):
 
 
 def unseeded(input_shape, n_classes):
+    import keras
+
     rng = np.random.default_rng()  # not reached by keras.utils.set_random_seed
     init = keras.initializers.Constant(float(rng.random()))
     inputs = keras.Input(shape=input_shape)
@@ -112,6 +116,8 @@ def raising(input_shape, n_classes):
 
 def logits(input_shape, n_classes, seed=0):
     """What many Keras users write: Dense(n_classes), from_logits=True in their own compile."""
+    import keras
+
     init = keras.initializers.GlorotUniform(seed=seed)
     inputs = keras.Input(shape=input_shape)
     h = keras.layers.Flatten()(inputs)
@@ -119,6 +125,8 @@ def logits(input_shape, n_classes, seed=0):
 
 
 def sigmoid(input_shape, n_classes):
+    import keras
+
     inputs = keras.Input(shape=input_shape)
     h = keras.layers.Flatten()(inputs)
     return keras.Model(inputs, keras.layers.Dense(n_classes, activation="sigmoid")(h))
