@@ -68,9 +68,11 @@ class Completed:
 # into each new home a test gives a command (see `cli_env`). On an empty home, a temporary
 # server first migrates its SQLite database and registers Prefect's block types: 15.8 s of
 # CPU against 4.6 s on a used home (measured on 2 cores), paid by dozens of commands per
-# suite. Tests of a user's very first command ask for an empty home (`empty_home=True`).
-_TEMPLATE_HOME: Path | None = None  # set for the session by the `_prefect_home_template` fixture
-_TEMPLATE_FILES = ("prefect.db", "prefect.db-wal", "prefect.db-shm", "memo_store.toml")
+# suite. The template is a copy of the session server's database, taken as that server
+# (started on an empty home) answers its first health check: one migration per session.
+# Tests of a user's very first command ask for an empty home (`empty_home=True`).
+_SESSION_ROOT: Path | None = None  # the session's folder for both (set by `_session_root`)
+_TEMPLATE_FILES = ("prefect.db", "memo_store.toml")
 
 
 @contextlib.contextmanager
@@ -115,23 +117,40 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -
         time.sleep(0.2)
 
 
-def _build_template_home(home: Path) -> None:
-    """Start a real server once on `home` (migrations, block types), then stop it."""
-    with _test_server(home, {**_base_env(home), "PREFECT_UI_ENABLED": "false"}, timeout=180):
-        pass
-    (home / "ready").touch()
+def _template_home() -> Path:
+    assert _SESSION_ROOT is not None
+    return _SESSION_ROOT / "template"
+
+
+def _snapshot_template(server_home: Path) -> None:
+    """Copy a running server's database (SQLite's backup API: a consistent copy of a live
+    database) and its memo of registered blocks into the template."""
+    import shutil
+    import sqlite3
+
+    template = _template_home()
+    template.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(server_home / "prefect.db")
+    target = sqlite3.connect(template / "prefect.db")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    if (server_home / "memo_store.toml").exists():
+        shutil.copyfile(server_home / "memo_store.toml", template / "memo_store.toml")
+    (template / "ready").touch()
 
 
 def _seed_home(prefect_home: Path) -> None:
-    """Give a new home the template's database (nothing if it has one, or no template)."""
+    """Give a new home the template's database (nothing if it has one, or outside a session)."""
     import shutil
 
-    template = _TEMPLATE_HOME
-    if template is None or (Path(prefect_home) / "prefect.db").exists():
+    if _SESSION_ROOT is None or (Path(prefect_home) / "prefect.db").exists():
         return
-    with exclusively(template.parent / "prefect-template.lock"):
-        if not (template / "ready").exists():
-            _build_template_home(template)
+    template = _template_home()
+    if not (template / "ready").exists():
+        session_server_url()  # its start leaves the template
     Path(prefect_home).mkdir(parents=True, exist_ok=True)
     for name in _TEMPLATE_FILES:
         if (template / name).exists():
@@ -280,37 +299,45 @@ def _session_record(owner: int) -> Path:
 _KEEPER: subprocess.Popen | None = None  # the keeper, where this process started it
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def session_server_url() -> str:
     """One real `prefect server start` for the whole session, on a loopback port with its
-    own PREFECT_HOME, shared by every pytest worker.
+    own PREFECT_HOME, shared by every pytest worker; started by the first to ask.
 
     Subprocess runs point PREFECT_API_URL at it, so they skip the temporary server start.
     One server, not one per worker: each server costs ~7 CPU-s to start and ~0.5 per 30 s
-    idle, and the tests find their runs by id or run directory, never by "the latest".
-    The first worker to ask starts it under `tests.session_server`, which stops it when
-    the session ends (`pytest_sessionfinish`) or its owner is gone.
+    idle, and the tests find their runs by id or run directory, never by "the latest". It
+    starts on an empty home and its fresh database becomes the template (`_seed_home`).
+    `tests.session_server` stops it when the session ends (`pytest_sessionfinish`) or its
+    owner is gone.
     """
     global _KEEPER
+    assert _SESSION_ROOT is not None
     owner = _session_owner()
     record = _session_record(owner)
     with exclusively(record.with_suffix(".lock")):
         if not record.exists():
-            home = shared_dir(tmp_path_factory, "prefect-server") / "home"
+            home = _SESSION_ROOT / "server"
             home.mkdir(parents=True, exist_ok=True)
             port = _free_port()
             url = f"http://127.0.0.1:{port}/api"
             with open(home / "server.log", "w") as log:
                 keeper = subprocess.Popen(
                     [sys.executable, "-m", "tests.session_server", str(owner), str(port)],
-                    cwd=ROOT, env=_server_env(cli_env(home), url),
+                    cwd=ROOT, env=_server_env(_base_env(home), url),
                     stdout=log, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            _wait_healthy(url, keeper, home / "server.log", timeout=120)
+            _wait_healthy(url, keeper, home / "server.log", timeout=180)
             if owner == os.getpid():
                 _KEEPER = keeper
+            _snapshot_template(home)
             record.write_text(json.dumps({"url": url, "keeper": keeper.pid}))
         return json.loads(record.read_text())["url"]
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> str:
+    """The session's Prefect server (`session_server_url`)."""
+    return session_server_url()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -448,13 +475,12 @@ def exclusively(lock: Path) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _prefect_home_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Where the session's template PREFECT_HOME lives (built on first use by `cli_env`)."""
-    global _TEMPLATE_HOME
-    _TEMPLATE_HOME = shared_dir(tmp_path_factory, "prefect-template") / "home"
-    _TEMPLATE_HOME.mkdir(exist_ok=True)
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where the session's Prefect server and template home live (made on first use)."""
+    global _SESSION_ROOT
+    _SESSION_ROOT = shared_dir(tmp_path_factory, "prefect")
     yield
-    _TEMPLATE_HOME = None
+    _SESSION_ROOT = None
 
 
 @pytest.fixture(scope="session")
