@@ -30,5 +30,6 @@ def test_generated_names_are_replaced_and_typed_ones_kept() -> None:
 
     assert all(is_generated_name(generate_slug(2)) for _ in range(50))  # the server's names
     assert is_generated_name("gamma2-tethys")  # the UI form's
+    assert is_generated_name("iota--r")  # the form's too (seen in a suite run)
     assert is_generated_name(None)
     assert not is_generated_name("my-baseline-run-2")

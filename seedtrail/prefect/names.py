@@ -20,7 +20,9 @@ from uuid import UUID
 from seedtrail.prefect.workarounds import coolname_words
 
 _GREEK = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega"
-_UI_GENERATED = re.compile(rf"({'|'.join(_GREEK.split())})\d*(-[a-z]+){{1,3}}")
+# An empty part is the form's too: "iota--r" was seen in a suite run (its star names are
+# not always plain a-z words).
+_UI_GENERATED = re.compile(rf"({'|'.join(_GREEK.split())})\d*(-[a-z]*){{1,3}}")
 
 
 def is_generated_name(name: str | None) -> bool:
