@@ -292,7 +292,11 @@ def _session_record(owner: int) -> Path:
     later session cannot mistake a leftover record for its own)."""
     import tempfile
 
-    started = Path(f"/proc/{owner}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    from tests.session_server import stat_fields
+
+    fields = stat_fields(owner)
+    assert fields is not None  # the owner is this process or its parent: it runs
+    started = fields[19]  # field 22: the start time
     return Path(tempfile.gettempdir()) / f"seedtrail-test-server-{owner}-{started}.json"
 
 
@@ -489,9 +493,8 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) ->
 
 
 # Test modules whose tests one pytest worker runs together, in order. test_serve.py: its
-# module-scoped `flows.serve` serves the deployments by name on the session's one server;
-# a second one, in another worker, would take over the deployment, and a run started by the
-# first could land in the other's folder.
+# module-scoped server, `flows.serve` and browser then start once per session, not once per
+# worker that happens to run one of its tests (each start costs ~10 CPU-s).
 ONE_WORKER_MODULES = frozenset({"tests/test_serve.py"})
 
 

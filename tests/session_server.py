@@ -23,25 +23,30 @@ POLL_S = 0.2
 STOP_TIMEOUT_S = 20.0
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """`/proc/PID/stat` after the command name (field 3, the state, first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def alive(pid: int) -> bool:
     """Whether `pid` still runs (a zombie, ended but not yet reaped, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def main(argv: list[str]) -> int:
     owner, port = int(argv[0]), int(argv[1])
-    server = subprocess.Popen(server_command(port))  # its output: this process's (a log file)
     stopping = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)  # before the server starts: no window left to orphan it
+    server = subprocess.Popen(server_command(port))  # its output: this process's (a log file)
     # A terminal's Ctrl-C reaches the server itself (same process group), which stops;
     # the keeper then ends with it, without a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -26,7 +26,7 @@ from settings.model import RunSettings
 from tests.conftest import ROOT, TINY, TinyRuns, cli_env, run_module
 
 # One pytest worker runs this module's tests together (conftest's ONE_WORKER_MODULES): the
-# module's `flows.serve` (fixture `served`) is started once on the session's server.
+# module's server (`serve_api_url`) and `flows.serve` (`served`) start once.
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -170,7 +170,6 @@ def serve_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def served(serve_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`python -m flows.serve` on the tiny configuration, until the module's tests are done."""
-    prefect_api_url = serve_api_url
     home = tmp_path_factory.mktemp("serve")
     out = home / "runs"
     log = home / "serve.log"
@@ -178,16 +177,16 @@ def served(serve_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         proc = subprocess.Popen(
             [sys.executable, "-m", "flows.serve", "--no-schedule", *TINY, "--output-dir", str(out)],
             cwd=home,
-            env=cli_env(home / "home", PREFECT_API_URL=prefect_api_url),
+            env=cli_env(home / "home", PREFECT_API_URL=serve_api_url),
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        served = Served(prefect_api_url, out, home, log)
+        served = Served(serve_api_url, out, home, log)
         try:
             deadline = time.monotonic() + 120
             # flows.serve registers its deployments one after another: wait for all of them.
             for name in ("train", "sweep", "verify"):
-                while _api(prefect_api_url, f"/deployments/name/{name}/seedtrail")[0] != 200:
+                while _api(serve_api_url, f"/deployments/name/{name}/seedtrail")[0] != 200:
                     assert proc.poll() is None, f"flows.serve exited:\n{served.logs()}"
                     assert time.monotonic() < deadline, (
                         f"deployment {name}/seedtrail not registered:\n{served.logs()}"
