@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,34 @@ def test_a_builder_without_explicit_seeds_is_reproducible_from_the_stage_seed():
     _, c = build_seeded(plain, (6, 6, 1), 3, 8, {"units": 4})
     assert a == b != c
     assert model.output_shape == (None, 3)
+
+
+def test_another_threads_draw_during_a_build_does_not_change_keras_default_seeds():
+    """Keras draws each default seed from Python's global `random` (keras/src/random/
+    seed_generator.py, `random.randint`, checked against Keras 3.15.1); Prefect's threads
+    draw from it too. A draw on another thread during the first build only: without
+    seedtrail.core.thread_random the two builds differ and a correct builder is refused."""
+    import keras
+
+    builds = []
+
+    def interrupted(input_shape, n_classes, units=8):
+        inputs = keras.Input(shape=input_shape)
+        h = keras.layers.Dense(units)(keras.layers.Flatten()(inputs))
+        if not builds:  # e.g. Prefect's reconnect jitter, between two layers
+            thread = threading.Thread(target=lambda: [random.random() for _ in range(3)])
+            thread.start()
+            thread.join()
+        builds.append(1)
+        return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(h))
+
+    _, fp = build_seeded(interrupted, (6, 6, 1), 3, 7, {"units": 4})
+    assert len(builds) == 2
+    unchanged = build_seeded(interrupted, (6, 6, 1), 3, 7, {"units": 4})[1]  # no thread now
+    assert fp == unchanged, (
+        f"Keras {keras.version()} no longer draws default seeds through the names of "
+        "Python's `random` module (thread_random.py routes them): read its docstring"
+    )
 
 
 @pytest.mark.parametrize(

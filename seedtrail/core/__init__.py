@@ -1,6 +1,6 @@
 """The framework: the stage declaration, its cache key, cache and records, the array store,
-fingerprints, atomic files, the pipeline table (the stages' names, in order, and their roles)
-and the stages' wiring (how the pipeline feeds each).
+fingerprints, atomic files, the pipeline table (the stages' names, in order, and their roles),
+the stages' wiring (how the pipeline feeds each) and the stage thread's own `random` stream.
 
 The bottom layer: it imports no other part of seedtrail (tests/test_layout.py).
 

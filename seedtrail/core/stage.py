@@ -39,6 +39,7 @@ from seedtrail.core.cache_key import cache_key
 from seedtrail.core.errors import retry_unless_input_error
 from seedtrail.core.stage_cache import StageContext, lookup, save_entry
 from seedtrail.core.stage_result import StageOutput, StageResult, stopwatch
+from seedtrail.core.thread_random import owned
 from seedtrail.core.wiring import WIRING_MARKER, Wiring
 
 #: Which environment fingerprint a stage's bytes depend on: "stack" = package versions
@@ -172,7 +173,8 @@ class DeclaredStage:
         if hit is None:
             if "cache_key" in self.signature.parameters:
                 arguments["cache_key"] = key
-            with stopwatch() as elapsed:
+            # Prefect's threads must not draw from the stream the stage seeds (thread_random.py)
+            with stopwatch() as elapsed, owned():
                 out = self.fn(**arguments)
             result = StageResult(
                 stage=self.name,

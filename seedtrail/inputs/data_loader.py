@@ -25,6 +25,7 @@ import numpy as np
 
 from seedtrail.core.errors import InputError
 from seedtrail.core.fingerprint import fingerprint_arrays
+from seedtrail.core.thread_random import owned
 from seedtrail.inputs import labels
 from seedtrail.inputs.user_code import call_user
 
@@ -135,9 +136,11 @@ def load(
     Python's `random` and numpy's global generator are seeded from the same seed first
     (as a model builder's are), so a loader that draws from them is reproducible too.
     """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    return validate(call_user(loader, setting, name, seed), name, setting)
+    with owned():  # no other thread draws from the stream seeded here (thread_random.py)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        loaded = call_user(loader, setting, name, seed)
+    return validate(loaded, name, setting)
 
 
 def load_proven(

@@ -11,7 +11,8 @@ builder whose signature names them:
 
 Before each call seedtrail runs `keras.utils.set_random_seed(seed)`, which seeds Python's
 `random`, numpy's global generator and TensorFlow, so a builder that draws only from
-those (every Keras layer without an explicit seed does) is reproducible. It then builds a
+those (every Keras layer without an explicit seed does) is reproducible; other threads'
+draws meanwhile go to a stream of their own (seedtrail/core/thread_random.py). It builds a
 second time from the same seed and compares the weights: a builder that gives other
 weights from the same seed (an unseeded generator, the clock) is refused, with the likely
 causes named, before any training. The model must take `input_shape` and give
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from seedtrail.core.errors import InputError, UserCodeError
+from seedtrail.core.thread_random import owned
 from seedtrail.inputs.user_code import call_user, user_frames
 from seedtrail.runtime import backends, tf_runtime
 from seedtrail.runtime.keras_io import weights_fingerprint
@@ -171,19 +173,22 @@ def build_seeded(
     kwargs = builder_arguments(builder, options or {}, context, name, setting)
     fingerprints = []
     model = None
-    for _ in range(2):
-        keras.utils.set_random_seed(seed)  # python random, numpy global, TF, Keras' generator
-        try:
-            built = call_user(builder, setting, name, input_shape, n_classes, **kwargs)
-        except UserCodeError as err:
-            line = backends.seed_overflow(setting, name)
-            if line is None or backends.INT32_OVERFLOW not in err.problems[0]:
-                raise
-            raise UserCodeError(line, err.frames) from None
-        check_model(built, input_shape, n_classes, name, setting)
-        fingerprints.append(weights_fingerprint(built))
-        if model is None:  # keep the first: built from a fresh seed, as without the check
-            model = built
+    # Keras' default seeds come from Python's `random`, also for weights created on a
+    # model's first call: no other thread may draw from it in between (core/thread_random.py)
+    with owned():
+        for _ in range(2):
+            keras.utils.set_random_seed(seed)  # python random, numpy global, TF, Keras'
+            try:
+                built = call_user(builder, setting, name, input_shape, n_classes, **kwargs)
+            except UserCodeError as err:
+                line = backends.seed_overflow(setting, name)
+                if line is None or backends.INT32_OVERFLOW not in err.problems[0]:
+                    raise
+                raise UserCodeError(line, err.frames) from None
+            check_model(built, input_shape, n_classes, name, setting)
+            fingerprints.append(weights_fingerprint(built))
+            if model is None:  # keep the first: built from a fresh seed, as without the check
+                model = built
     if fingerprints[0] != fingerprints[1]:
         raise InputError(
             f"{setting}: {name} built different weights twice from the same seed {seed}: "
