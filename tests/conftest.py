@@ -314,13 +314,19 @@ def session_server_url() -> str:
     `tests.session_server` stops it when the session ends (`pytest_sessionfinish`) or its
     owner is gone.
     """
+    return _session_server(wait=True)
+
+
+def _session_server(wait: bool) -> str:
+    """The session server's URL; started if no process of the session has; with `wait`,
+    once it answers (the first to see it answer snapshots the template)."""
     global _KEEPER
     assert _SESSION_ROOT is not None
     owner = _session_owner()
     record = _session_record(owner)
+    home = _SESSION_ROOT / "server"
     with exclusively(record.with_suffix(".lock")):
         if not record.exists():
-            home = _SESSION_ROOT / "server"
             home.mkdir(parents=True, exist_ok=True)
             port = _free_port()
             url = f"http://127.0.0.1:{port}/api"
@@ -330,12 +336,49 @@ def session_server_url() -> str:
                     cwd=ROOT, env=_server_env(_base_env(home), url),
                     stdout=log, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            _wait_healthy(url, keeper, home / "server.log", timeout=180)
             if owner == os.getpid():
                 _KEEPER = keeper
+            record.write_text(json.dumps({"url": url, "keeper": keeper.pid, "ready": False}))
+        info = json.loads(record.read_text())
+        if wait and not info["ready"]:
+            _wait_keeper_healthy(info["url"], info["keeper"], home / "server.log", timeout=180)
             _snapshot_template(home)
-            record.write_text(json.dumps({"url": url, "keeper": keeper.pid}))
-        return json.loads(record.read_text())["url"]
+            info["ready"] = True
+            record.write_text(json.dumps(info))
+        return info["url"]
+
+
+def _wait_keeper_healthy(url: str, keeper: int, log: Path, timeout: float) -> None:
+    """As `_wait_healthy`, for a keeper that another worker may have started."""
+    import signal
+    import time
+    import urllib.request
+
+    from tests.session_server import alive
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
+            return
+        if not alive(keeper) or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(keeper, signal.SIGTERM)
+            raise RuntimeError(f"prefect server did not start: {log.read_text()}")
+        time.sleep(0.2)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the session's server as soon as a pytest worker knows the session has slow
+    tests: its migration (~15 s) then overlaps the other workers' collection, instead of
+    every worker's first test waiting for all of it. Without xdist nothing runs beside it."""
+    global _SESSION_ROOT
+    basetemp = session.config.option.basetemp  # a worker's: the session's folder + popen-gwN
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not basetemp:
+        return
+    if any(item.get_closest_marker("slow") for item in session.items):
+        _SESSION_ROOT = Path(basetemp).resolve().parent / "prefect"  # as `_session_root` sets it
+        _SESSION_ROOT.mkdir(exist_ok=True)
+        _session_server(wait=False)
 
 
 @pytest.fixture(scope="session")
