@@ -88,7 +88,7 @@ def _test_server(home: Path, env: dict[str, str], timeout: float) -> Iterator[st
             server_command(port), env=_server_env(env, url), stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            _wait_healthy(url, proc, home / "server.log", timeout)
+            _wait_healthy(url, proc.pid, home / "server.log", timeout)
             yield url
         finally:
             proc.terminate()
@@ -103,16 +103,22 @@ def _server_env(env: dict[str, str], url: str) -> dict[str, str]:
     return {**env, "PREFECT_UI_API_URL": url}
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+def _wait_healthy(url: str, pid: int, log: Path, timeout: float) -> None:
+    """Until the server at `url` answers; its process `pid` (the server, or the keeper that
+    another worker may have started) is stopped if it ends or the time runs out first."""
+    import signal
     import time
     import urllib.request
+
+    from tests.session_server import alive
 
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
             return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.terminate()
+        if not alive(pid) or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
             raise RuntimeError(f"prefect server did not start: {log.read_text()}")
         time.sleep(0.2)
 
@@ -341,30 +347,11 @@ def _session_server(wait: bool) -> str:
             record.write_text(json.dumps({"url": url, "keeper": keeper.pid, "ready": False}))
         info = json.loads(record.read_text())
         if wait and not info["ready"]:
-            _wait_keeper_healthy(info["url"], info["keeper"], home / "server.log", timeout=180)
+            _wait_healthy(info["url"], info["keeper"], home / "server.log", timeout=180)
             _snapshot_template(home)
             info["ready"] = True
             record.write_text(json.dumps(info))
         return info["url"]
-
-
-def _wait_keeper_healthy(url: str, keeper: int, log: Path, timeout: float) -> None:
-    """As `_wait_healthy`, for a keeper that another worker may have started."""
-    import signal
-    import time
-    import urllib.request
-
-    from tests.session_server import alive
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
-            return
-        if not alive(keeper) or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(keeper, signal.SIGTERM)
-            raise RuntimeError(f"prefect server did not start: {log.read_text()}")
-        time.sleep(0.2)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
