@@ -25,7 +25,7 @@ from seedtrail.cli.train_args import parse_train_args
 from seedtrail.core.errors import InputError
 from seedtrail.run.rundir import RunDirectory, settings_fingerprint
 from settings.seeds import SeedPlan
-from tests.conftest import TINY, cli_env, run_module
+from tests.conftest import TINY, TinyRuns, cli_env, run_module
 from tests.test_bad_input import _unfinished_run
 
 HOLD = """
@@ -100,14 +100,24 @@ def test_a_second_resume_at_the_command_line_is_one_line_exit_2(
 
 
 @pytest.mark.slow
-def test_a_sweep_rerun_after_ctrl_c_continues_the_interrupted_run(
-    tmp_path: Path, prefect_api_url: str
+def test_ctrl_c_to_a_sweep_stops_it_and_its_worker_and_a_rerun_continues_the_run_to_its_bytes(
+    tmp_path: Path, tiny_runs: TinyRuns
 ) -> None:
-    from tests.test_resume_cache import SIX_EPOCHS, _wait_for_checkpoint
+    """Ctrl-C to a sweep's process group, as a terminal sends it: the sweep and its worker
+    end in seconds (exit 130, no traceback, nothing left), the run is marked interrupted
+    and no summary is claimed. The same command again continues that run in its own
+    directory from its checkpoint and ends with an uninterrupted run's bytes.
+
+    On the session's server: a command's temporary server under Ctrl-C is
+    tests/test_signals.py's, a sweep's under kill -9 tests/test_prefect_server.py's."""
+    from tests.test_resume_cache import SIX_EPOCHS_K2, _wait_for_checkpoint, six_epochs_k2
+    from tests.test_signals import _processes_with_home, _wait_until
 
     sweep_dir = tmp_path / "sweep"
-    args = [*TINY, *SIX_EPOCHS, "--seeds", "3", "--sweep-dir", str(sweep_dir)]
-    env = cli_env(tmp_path / "home", PREFECT_API_URL=prefect_api_url)  # the session's server
+    # seed 0 with the K = 2 settings: the session's uninterrupted run of them is the reference
+    args = [*TINY, *SIX_EPOCHS_K2, "--seeds", "0", "--sweep-dir", str(sweep_dir)]
+    home = tmp_path / "home"
+    env = cli_env(home, PREFECT_API_URL=tiny_runs.api_url)
     sweep = subprocess.Popen(
         [sys.executable, "-m", "flows.sweep", *args], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -118,18 +128,25 @@ def test_a_sweep_rerun_after_ctrl_c_continues_the_interrupted_run(
     )  # fmt: skip
     try:
         run_dir = _wait_for_checkpoint(sweep_dir, 1)
-        os.killpg(sweep.pid, signal.SIGINT)
+        os.killpg(sweep.pid, signal.SIGINT)  # the worker included, as a terminal does
         _, err = sweep.communicate(timeout=120)
+        gone = _wait_until(lambda: not _processes_with_home(home), 30)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(sweep.pid, signal.SIGKILL)
+        for pid in _processes_with_home(home):  # never leak into the next test
+            os.kill(pid, signal.SIGKILL)
     assert sweep.returncode == 130, err
+    assert "Traceback" not in err and "leaked semaphore" not in err, err
+    assert gone, f"left running: {_processes_with_home(home)}"
     interrupted = json.loads((run_dir / "manifest.json").read_text())
     assert interrupted["status"] == "interrupted"
+    assert "train" not in interrupted["stages"]  # the Ctrl-C landed inside training
+    assert not (sweep_dir / "summary.json").exists()  # an interrupted sweep claims no summary
 
     rerun = run_module(
-        "flows.sweep", args, cwd=tmp_path, prefect_home=tmp_path / "home",
-        env={"PREFECT_API_URL": prefect_api_url}, timeout=600,
+        "flows.sweep", args, cwd=tmp_path, prefect_home=home,
+        env={"PREFECT_API_URL": tiny_runs.api_url}, timeout=600,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     runs = sorted(p for p in sweep_dir.iterdir() if (p / "manifest.json").is_file())
@@ -138,5 +155,8 @@ def test_a_sweep_rerun_after_ctrl_c_continues_the_interrupted_run(
     assert final["status"] == "complete"
     assert [r["from_status"] for r in final["resumed"]] == ["interrupted"]
     assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 1
+    reference = six_epochs_k2(tiny_runs)
+    fingerprints = {k: v["fingerprint"] for k, v in final["stages"].items()}
+    assert fingerprints == reference.fingerprints()
     (record,) = json.loads((sweep_dir / "summary.json").read_text())["runs"]
     assert record["run_dir"] == str(run_dir) and record["resumed"] is True

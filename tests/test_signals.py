@@ -6,8 +6,9 @@ the process alone, `kill -- -PGID` the group. Each must end the run "interrupted
 and resumable, within seconds, with no traceback and nothing left running (the
 temporary server included).
 
-The train scenarios run side by side (one test, one process each), and only one of
-them is resumed to the end: the resume itself is tested in test_resume_cache.
+The train scenarios run side by side (one test, one process each). None is resumed here:
+a Ctrl-C'd sweep's rerun continues its interrupted run to the uninterrupted run's bytes
+(tests/test_run_lock.py), a run killed -9 resumes to them (tests/test_resume_cache.py).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from seedtrail.prefect.environment import TELEMETRY_OFF
-from tests.conftest import TINY, TinyRuns, cli_env, run_module
-from tests.test_resume_cache import SIX_EPOCHS, SIX_EPOCHS_K2, _wait_for_checkpoint, six_epochs_k2
+from tests.conftest import TINY, TinyRuns, cli_env
+from tests.test_resume_cache import SIX_EPOCHS_K2
 
 pytestmark = pytest.mark.slow
 
@@ -163,8 +164,8 @@ def _checkpointed_run(cmd: Command, epochs_done: int) -> Path | None:
 
 # `kill -- -PGID` (SIGTERM to the group) is not a third train scenario: a train command's
 # group holds that one process (its temporary server and watchdog have their own session,
-# checked by _check_server), so it is `kill PID` again. A group of several processes gets
-# its signal in the sweep test below.
+# checked by _check_server), so it is `kill PID` again. A group of several processes (a
+# sweep and its worker) gets Ctrl-C in tests/test_run_lock.py.
 SCENARIOS = {  # name: (signal, to the group?, exit status)
     "sigint-group": (signal.SIGINT, True, 130),  # Ctrl-C in a terminal
     "sigterm-pid": (signal.SIGTERM, False, 143),  # kill PID, systemd, Kubernetes
@@ -176,7 +177,7 @@ SCENARIOS = {  # name: (signal, to the group?, exit status)
 OWN_SERVER = {"sigint-group"}
 
 
-def test_signals_mark_train_runs_interrupted_stop_everything_and_resume(
+def test_signals_mark_train_runs_interrupted_and_stop_everything(
     tmp_path: Path, tiny_runs: TinyRuns
 ) -> None:
     cmds = {
@@ -218,43 +219,6 @@ def test_signals_mark_train_runs_interrupted_stop_everything_and_resume(
         assert manifest["status"] == "interrupted", name
         assert "train" not in manifest["stages"], name  # the signal landed inside training
         assert f"--resume {run_dirs[name]}" in err, name
-
-    # One of them resumed to the end: bit-identical to an uninterrupted run.
-    reference = six_epochs_k2(tiny_runs).manifest
-    run_dir = run_dirs["sigterm-pid"]
-    resumed = run_module(
-        "flows.train",
-        ["--resume", str(run_dir)],
-        cwd=tmp_path,
-        prefect_home=tmp_path / "resume-home",
-        env={"PREFECT_API_URL": tiny_runs.api_url},
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    final = json.loads((run_dir / "manifest.json").read_text())
-    assert final["status"] == "complete"
-    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 1
-    assert final["stages"]["train"]["fingerprint"] == reference["stages"]["train"]["fingerprint"]
-
-
-def test_ctrl_c_to_a_sweep_stops_its_workers_and_marks_their_runs_interrupted(
-    tmp_path: Path,
-) -> None:
-    sweep_dir = tmp_path / "sweep"
-    args = [*TINY, *SIX_EPOCHS, "--seeds", "0,1", "--sweep-dir", str(sweep_dir)]
-    cmd = _start("flows.sweep", args, tmp_path / "cmd")
-    try:
-        run_dir = _wait_for_checkpoint(sweep_dir, 1)
-        cmd.signal(signal.SIGINT, to_group=True)  # workers included, as a terminal does
-        took, gone = cmd.wait_gone()
-    finally:
-        cmd.kill_leftovers()
-    err = cmd.stderr
-    assert cmd.proc.returncode == 130, err
-    assert "Traceback" not in err and "leaked semaphore" not in err, err
-    assert gone, f"left running: {_processes_with_home(cmd.home)}"
-    print(f"sweep SIGINT to group: exit 130 after {took:.1f} s")
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
-    assert not (sweep_dir / "summary.json").exists()  # an interrupted sweep claims no summary
 
 
 def _interrupt_a_train_when(
