@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +20,7 @@ from settings.model import RunSettings
 from tests.conftest import (
     TinyRuns,
     cli_env,
-    finish,
     run_module,
-    start_module,
     train_in_process,
 )
 
@@ -237,43 +234,6 @@ def test_a_sweep_over_seeds_equals_the_single_runs(
         assert m["stages"]["data"]["info"]["files_hashed"] == 0, m["stages"]["data"]["info"]
     n_files = len([p for p in example_images.rglob("*") if p.is_file()])
     assert single.manifest["stages"]["data"]["info"]["files_hashed"] == n_files
-
-
-@pytest.mark.slow
-def test_kill_9_during_training_then_resume_is_bit_identical(
-    tiny_runs: TinyRuns, example_images: Path, tmp_path: Path
-) -> None:
-    """Also: with PREFECT_API_URL set (the user's own server) the command starts no server
-    of its own, and its kill -9 leaves nothing running and stops no server."""
-    import urllib.request
-
-    from tests.test_prefect_server import GONE_DEADLINE_S, _watchdogs
-    from tests.test_resume_cache import _wait_for_checkpoint
-    from tests.test_signals import _processes_with_home, _wait_until
-
-    reference = single_runs(tiny_runs, example_images)["byo_images"]
-    out = tmp_path / "runs"
-    kw = {
-        "cwd": tmp_path,
-        "prefect_home": tmp_path / "home",
-        "env": {"PREFECT_API_URL": tiny_runs.api_url},
-    }
-    proc = start_module("flows.train", [*reference.args[:-2], "--output-dir", str(out)], **kw)
-    run_dir = _wait_for_checkpoint(out, 2)
-    assert not _watchdogs(tmp_path / "home")  # no temporary server of its own
-    proc.send_signal(signal.SIGKILL)
-    finish(proc)
-    assert _wait_until(lambda: not _processes_with_home(tmp_path / "home"), GONE_DEADLINE_S)
-    with urllib.request.urlopen(f"{tiny_runs.api_url}/health", timeout=10) as r:
-        assert r.status == 200  # the user's server still serves
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
-    resumed = run_module("flows.train", ["--resume", str(run_dir)], **kw)
-    assert resumed.returncode == 0, resumed.stderr
-    final = json.loads((run_dir / "manifest.json").read_text())
-    assert final["stages"]["train"]["info"]["resumed_after_epoch"] >= 2
-    assert _stage_fps(final) == {
-        k: v for k, v in reference.fingerprints().items() if k != "environment"
-    }
 
 
 @pytest.mark.slow

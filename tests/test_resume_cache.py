@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -161,18 +160,31 @@ def _epochs_done(output_dir: Path) -> tuple[Path, int] | None:
 def _killed_in_training(
     tmp_path: Path, api: dict[str, str], args: tuple[str, ...]
 ) -> tuple[Path, int]:
-    """The reference's settings, killed -9 once 2 epochs are done: (run directory, epochs done)."""
+    """The reference's settings, killed -9 once 2 epochs are done: (run directory, epochs done).
+
+    With PREFECT_API_URL set (the user's own server) the command starts no server of its
+    own; its kill -9 leaves nothing running and stops no server."""
+    import urllib.request
+
+    from tests.test_prefect_server import GONE_DEADLINE_S, _watchdogs
+    from tests.test_signals import _processes_with_home, _wait_until
+
+    home = tmp_path / "home0"
     proc = start_module(
         "flows.train", [*TINY, *args, "--output-dir", str(tmp_path / "s0")],
-        cwd=tmp_path, prefect_home=tmp_path / "home0", env=api,
+        cwd=tmp_path, prefect_home=home, env=api,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
             state = _epochs_done(tmp_path / "s0")
             if state is not None and state[1] >= 2:
+                assert not _watchdogs(home)  # no temporary server of its own
                 proc.send_signal(signal.SIGKILL)
                 finish(proc)
+                assert _wait_until(lambda: not _processes_with_home(home), GONE_DEADLINE_S)
+                with urllib.request.urlopen(f"{api['PREFECT_API_URL']}/health", timeout=10) as r:
+                    assert r.status == 200  # the user's server still serves
                 # read again after the kill: an epoch may have been committed in between
                 while (state := _epochs_done(tmp_path / "s0")) is None:
                     time.sleep(0.01)
@@ -187,58 +199,51 @@ def _killed_in_training(
 def test_kill_9_then_resume_uses_only_a_checkpoint_it_wrote_and_is_bit_identical(
     tmp_path: Path, tiny_runs: TinyRuns
 ) -> None:
-    """A run killed -9 in training, with K = 2 shards per batch (issue 23), then resumed with
-    the trial's bad checkpoints: the latest replaced by a valid Keras file of the same
-    architecture that is not the one written (the run's previous checkpoint), or one byte
-    flipped. Another seed's checkpoint swapped in: tests/test_checkpoint.py.
+    """A run killed -9 in training, with K = 2 shards per batch (issue 23), then resumed
+    with its latest checkpoint corrupted (one byte flipped).
 
-    Before: exit 0, status complete, other final weights (swapped); tracebacks and SIGSEGV
-    (flipped). Now: the bad checkpoint is rejected in one line, the one before is used, and
-    the run ends with an uninterrupted run's bytes, epoch by epoch and batch by batch.
-    A resume from an intact latest checkpoint: tests/test_byo_flow.py (kill -9, K = 1) and
-    tests/test_signals.py (Ctrl-C).
+    Before: tracebacks and SIGSEGV (a corrupted .keras crashed Keras' loader); a valid Keras
+    file of the same architecture swapped in resumed silently to other final weights. Now
+    every checkpoint file is hashed against what was written before Keras reads it: the bad
+    one is rejected in one line (the same check and line for a swapped file, so the swap is
+    tested in-process: tests/test_checkpoint.py, with another seed's checkpoint and with
+    weights that are not the recorded ones), the one before is used, and the run ends with
+    an uninterrupted run's bytes, epoch by epoch and batch by batch. A resume from an intact
+    latest checkpoint: a Ctrl-C'd sweep's rerun (tests/test_run_lock.py) and JAX's
+    (tests/test_backends.py).
     """
     args = SIX_EPOCHS_K2
     reference = six_epochs_k2(tiny_runs).manifest
     api = {"PREFECT_API_URL": tiny_runs.api_url}
-    mine, done = _killed_in_training(tmp_path, api, args)
-    interrupted = json.loads((mine / "manifest.json").read_text())  # must parse: atomic
+    run_dir, done = _killed_in_training(tmp_path, api, args)
+    interrupted = json.loads((run_dir / "manifest.json").read_text())  # must parse: atomic
     assert interrupted["status"] == "running"  # never mistaken for finished
     assert "train" not in interrupted["stages"]
-    stem, previous = f"epoch-{done:04d}", f"epoch-{done - 1:04d}"
-    flipped = tmp_path / "flipped" / mine.name
-    shutil.copytree(mine, flipped)
-    checkpoints = mine / "checkpoints"
-    swapped_in = (checkpoints / f"{previous}.keras").read_bytes()
-    assert swapped_in != (checkpoints / f"{stem}.keras").read_bytes()
-    (checkpoints / f"{stem}.keras").write_bytes(swapped_in)  # valid, same architecture
-    keras_file = flipped / "checkpoints" / f"{stem}.keras"
+    stem = f"epoch-{done:04d}"
+    keras_file = run_dir / "checkpoints" / f"{stem}.keras"
     data = bytearray(keras_file.read_bytes())
     data[len(data) // 2] ^= 0x01
     keras_file.write_bytes(bytes(data))
 
-    for run_dir in (mine, flipped):
-        res = run_module(
-            "flows.train", ["--resume", str(run_dir)],
-            cwd=tmp_path, prefect_home=tmp_path / "home0", env=api,
-        )  # fmt: skip
-        assert res.returncode == 0, res.stderr[-3000:]
-        notices = [
-            line for line in (res.stdout + res.stderr).splitlines() if "rejected checkpoint" in line
-        ]
-        assert len(notices) == 1, notices
-        assert f"{stem} ({stem}.keras changed since it was written)" in notices[0]
-        assert f"resuming after epoch {done - 1}" in notices[0]
-        assert "Traceback" not in res.stderr
-        final = json.loads((run_dir / "manifest.json").read_text())
-        assert final["status"] == "complete"
-        assert final["stages"]["train"]["info"]["resumed_after_epoch"] == done - 1
-        for stage in ("train", "evaluate"):
-            assert (
-                final["stages"][stage]["fingerprint"] == reference["stages"][stage]["fingerprint"]
-            )
-        # the per-epoch, per-batch and per-variable records continue across the resume point
-        for record in ("epoch_fingerprints", "batch_losses", "variable_fingerprints"):
-            got, want = final["stages"]["train"]["info"], reference["stages"]["train"]["info"]
-            assert len(want[record]) == 6 and got[record] == want[record], record
-        assert final["metrics"] == reference["metrics"]
+    res = run_module(
+        "flows.train", ["--resume", str(run_dir)],
+        cwd=tmp_path, prefect_home=tmp_path / "home0", env=api,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    notices = [
+        line for line in (res.stdout + res.stderr).splitlines() if "rejected checkpoint" in line
+    ]
+    assert len(notices) == 1, notices
+    assert f"{stem} ({stem}.keras changed since it was written)" in notices[0]
+    assert f"resuming after epoch {done - 1}" in notices[0]
+    assert "Traceback" not in res.stderr
+    final = json.loads((run_dir / "manifest.json").read_text())
+    assert final["status"] == "complete"
+    assert final["stages"]["train"]["info"]["resumed_after_epoch"] == done - 1
+    for stage in ("train", "evaluate"):
+        assert final["stages"][stage]["fingerprint"] == reference["stages"][stage]["fingerprint"]
+    # the per-epoch, per-batch and per-variable records continue across the resume point
+    for record in ("epoch_fingerprints", "batch_losses", "variable_fingerprints"):
+        got, want = final["stages"]["train"]["info"], reference["stages"]["train"]["info"]
+        assert len(want[record]) == 6 and got[record] == want[record], record
+    assert final["metrics"] == reference["metrics"]
