@@ -1,13 +1,12 @@
 """flows.verify and flows.compare on real tiny runs, each run in its own process: the determinism matrix.
 
-| case                                         | runs              | expected                       |
-|----------------------------------------------|-------------------|--------------------------------|
-| same settings twice                          | base, its rerun   | verify exit 0, all stages match |
-| other output dir, cwd and PYTHONHASHSEED     | base vs again     | compare exit 0                 |
-| op determinism off vs on                     | base vs opdet_off | differs, names the flag        |
-| intra-op threads 1 vs 2                      | base vs threads2  | exit 1, names the thread count |
-| model seed pinned                            | base vs pinned    | upstream equal, model+ differ  |
-| another root seed                            | base vs seed1     | root and every stage seed      |
+| case                                        | runs                       | expected                        |
+|---------------------------------------------|----------------------------|---------------------------------|
+| same settings twice                         | base, its rerun            | verify exit 0, all stages match |
+| other output dir, cwd and PYTHONHASHSEED    | base vs again              | compare exit 0                  |
+| intra-op threads 1 vs 2, op determinism off | base vs threads2_opdet_off | exit 1, names both              |
+| model seed pinned                           | base vs pinned             | upstream equal, model+ differ   |
+| another root seed                           | base vs seed1              | root and every stage seed       |
 """
 
 from __future__ import annotations
@@ -32,8 +31,16 @@ UPSTREAM = ("data", "augment", "split")
 BASE: dict = {"base": ()}
 AGAIN = {"again": ((), {"PYTHONHASHSEED": "123"})}
 SEED1 = {"seed1": ("--seed", "1")}
-THREADS2 = {"threads2": ("--determinism.intra-op-threads", "2")}
-OPDET_OFF = {"opdet_off": ("--determinism.op-determinism", "false")}
+# Two settings in one run (a run is ~10 CPU s of the suite): compare must name each, and
+# neither setting ever touches the data stages.
+THREADS2 = {
+    "threads2_opdet_off": (
+        "--determinism.intra-op-threads",
+        "2",
+        "--determinism.op-determinism",
+        "false",
+    )
+}
 
 
 def cli(module: str, *args: str | Path, tmp_path: Path, api_url: str) -> Completed:
@@ -189,11 +196,12 @@ def test_compare_thread_counts_names_the_thread_setting(
     command must report what compare_manifests finds in the pair; and both outcomes are
     checked on the pair itself, made to agree and made to differ, on every CPU."""
     runs = tiny_runs.get(**BASE, **THREADS2)
-    a, b = runs["base"], runs["threads2"]
+    a, b = runs["base"], runs["threads2_opdet_off"]
     res = cli("flows.compare", a.run_dir, b.run_dir, tmp_path=tmp_path, api_url=prefect_api_url)
     assert_clean_exit(res, 1)  # the environment differs in both cases
     assert "determinism.intra_op_threads: 1 -> 2" in res.stdout  # settings and environment
     assert res.stdout.count("determinism.intra_op_threads: 1 -> 2") == 2
+    assert res.stdout.count("determinism.op_determinism: True -> False") == 2
     fa, fb = a.fingerprints(), b.fingerprints()
     assert [fa[s] for s in UPSTREAM] == [fb[s] for s in UPSTREAM]  # threads never touch data
     assert compare_manifests(a.manifest, b.manifest).headline() in res.stdout
@@ -241,8 +249,8 @@ def test_compare_another_root_seed_lists_every_stage_seed(
 def test_op_determinism_off_is_named_whether_or_not_the_bytes_move(tiny_runs: TinyRuns) -> None:
     """Op determinism changes which kernels run; whether the tiny model's bytes move depends on
     the CPU. Data never moves, and the flag is named as a cause either way."""
-    runs = tiny_runs.get(**BASE, **OPDET_OFF)
-    a, b = runs["base"].manifest, runs["opdet_off"].manifest
+    runs = tiny_runs.get(**BASE, **THREADS2)  # 2 threads as well: named apart (above)
+    a, b = runs["base"].manifest, runs["threads2_opdet_off"].manifest
     result = compare_manifests(a, b)
     assert result.exit_code == 1
     status = {r.stage: r.status for r in result.stages}
