@@ -97,13 +97,24 @@ class Command:
             self.proc.wait(timeout=EXIT_DEADLINE_S)
         except subprocess.TimeoutExpired:
             raise AssertionError(
-                f"still running {EXIT_DEADLINE_S} s after the signal:\n{self.stderr[-4000:]}"
+                f"still running {EXIT_DEADLINE_S} s after the signal:\n{self.stderr[-4000:]}\n"
+                f"its threads:\n{self.stacks()}"
             ) from None
         took = time.monotonic() - self.sent
         gone = _wait_until(lambda: not _group_alive(self.proc.pid), 30) and _wait_until(
             lambda: not _processes_with_home(self.home), 30
         )
         return took, gone
+
+    def stacks(self) -> str:
+        """Every thread's Python stack, dumped by the command on SIGUSR1 (`_start`): where a
+        command that does not exit is stuck (seen once in ~30 suites: a SIGTERM while the
+        server started; its stderr was empty, as TensorFlow's import held fd 2)."""
+        dump = self.root / "stacks"
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            _wait_until(lambda: dump.stat().st_size > 0, 10)
+        return dump.read_text()
 
     def kill_leftovers(self) -> None:
         for pid in _processes_with_home(self.home):  # never leak into the next test
@@ -118,9 +129,19 @@ def _start(module: str, args: list[str], root: Path, api_url: str | None = None)
     env = {k: v for k, v in cli_env(root / "home").items() if k not in TELEMETRY_OFF}
     if api_url is not None:
         env["PREFECT_API_URL"] = api_url
+    # `python -m module args`, run by runpy after one line that has faulthandler dump every
+    # thread's stack into `stacks` on SIGUSR1 (its own file: fd 2 may be TensorFlow's).
+    dump = (
+        "import faulthandler, signal; faulthandler.register(signal.SIGUSR1, "
+        f"file=open({str(root / 'stacks')!r}, 'w'), all_threads=True)"
+    )
+    run = (
+        f"import runpy, sys; sys.argv = [{module!r}, *sys.argv[1:]]; "
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    )
     with open(root / "stdout", "w") as stdout, open(root / "stderr", "w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [sys.executable, "-c", f"{dump}\n{run}", *args],
             cwd=root,
             env=env,
             stdout=stdout,
