@@ -581,7 +581,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the fast tier fast: a test that starts Prefect must say it is slow.
 
     Slow tests go first (stable otherwise): the pytest workers then end on short
-    tests, not one worker on a minute-long test while the other idles.
+    tests, not one worker on a minute-long test while the other idles. First of all the
+    slow tests that need nothing of the session's server (`no_session_server`): they run
+    while its database migrates (~15 s), when the other workers' first tests wait.
     """
     for item in items:
         uses = _SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
@@ -589,4 +591,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(
                 f"{item.nodeid} uses {', '.join(sorted(uses))}: mark it @pytest.mark.slow"
             )
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+        if uses and item.get_closest_marker("no_session_server") is not None:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(uses))}: not no_session_server"
+            )
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            item.get_closest_marker("no_session_server") is None,
+        )
+    )

@@ -66,6 +66,7 @@ def python3_with_uv() -> list[str] | None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_session_server  # an empty home: its own server migrates a new database
 def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
     tmp_path: Path, cpu_hog: None
 ) -> None:
@@ -112,6 +113,7 @@ def test_readme_train_command_works_on_a_fresh_copy_with_an_empty_prefect_home(
 
 
 @pytest.mark.slow  # a fresh Python process, or the default run's real data
+@pytest.mark.no_session_server
 def test_a_temporary_api_that_cannot_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """The user's own limit wins; when it is too short, one line says what to do."""
     limit = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
