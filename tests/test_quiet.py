@@ -8,6 +8,7 @@ so the command read "not importing" and sat out the whole TensorFlow import.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -34,6 +35,21 @@ def test_an_import_asked_for_counts_as_importing_before_it_takes_the_lock() -> N
         release.set()
         thread.join(10)
     assert not quiet.importing()
+
+
+def test_the_import_thread_never_takes_ctrl_c_or_sigterm() -> None:
+    """They are the main thread's (quiet.import_in_background): the kernel gives a
+    process's signal to any thread that does not block it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        pytest.skip("no pthread_sigmask on this platform")
+    seen: list[set[int]] = []
+    thread = quiet.import_in_background(
+        lambda: seen.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    )
+    thread.join(10)
+    assert {signal.SIGINT, signal.SIGTERM} <= seen[0]
+    here = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this thread's mask: untouched
+    assert signal.SIGINT not in here and signal.SIGTERM not in here
 
 
 def test_say_writes_to_the_terminal_while_an_import_holds_fd_2(

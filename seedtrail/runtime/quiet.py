@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -133,9 +134,21 @@ def import_tensorflow() -> ModuleType:
 
 def import_in_background(target: Callable[[], object]) -> threading.Thread:
     """Run `target` (an import of TensorFlow) in a daemon thread; `importing()` is true
-    from now until it returns."""
+    from now until it returns.
+
+    The thread blocks Ctrl-C and SIGTERM: they are the main thread's to handle. The kernel
+    gives a process's signal to any thread that does not block it, and the main thread
+    blocks every signal while `subprocess` vforks (CPython's _posixsubprocess.c), as when
+    the temporary server starts during this import: the signal could then land in
+    TensorFlow's C++ start-up code, which is not written for an interrupted call. (A
+    SIGTERM sent then left a command blocked for over 60 s once in ~30 suites; this is
+    the likely cause, not a proven one: tests/test_signals.py dumps the stacks if it
+    happens again.) Threads TensorFlow starts during its import inherit the block.
+    """
 
     def run() -> None:
+        if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere signals go to the main thread
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             target()
         finally:
