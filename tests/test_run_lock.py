@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from seedtrail.cli.train_args import parse_train_args
 from seedtrail.core.errors import InputError
 from seedtrail.run.rundir import RunDirectory, settings_fingerprint
 from settings.seeds import SeedPlan
-from tests.conftest import TINY, TinyRuns, cli_env, run_module
+from tests.conftest import TINY, TinyRuns, run_module
 from tests.test_bad_input import _unfinished_run
 
 HOLD = """
@@ -111,41 +109,29 @@ def test_ctrl_c_to_a_sweep_stops_it_and_its_worker_and_a_rerun_continues_the_run
     On the session's server: a command's temporary server under Ctrl-C is
     tests/test_signals.py's, a sweep's under kill -9 tests/test_prefect_server.py's."""
     from tests.test_resume_cache import SIX_EPOCHS_K2, _wait_for_checkpoint, six_epochs_k2
-    from tests.test_signals import _processes_with_home, _wait_until
+    from tests.test_signals import _processes_with_home, _start
 
     sweep_dir = tmp_path / "sweep"
     # seed 0 with the K = 2 settings: the session's uninterrupted run of them is the reference
     args = [*TINY, *SIX_EPOCHS_K2, "--seeds", "0", "--sweep-dir", str(sweep_dir)]
-    home = tmp_path / "home"
-    env = cli_env(home, PREFECT_API_URL=tiny_runs.api_url)
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "flows.sweep", *args], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # a shell job: Ctrl-C reaches the sweep and its workers
-        # A pytest started in the background by a script ignores SIGINT, and a child
-        # inherits that: the sweep would never see the Ctrl-C.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    cmd = _start("flows.sweep", args, tmp_path / "cmd", tiny_runs.api_url)  # a shell job
     try:
         run_dir = _wait_for_checkpoint(sweep_dir, 1)
-        os.killpg(sweep.pid, signal.SIGINT)  # the worker included, as a terminal does
-        _, err = sweep.communicate(timeout=120)
-        gone = _wait_until(lambda: not _processes_with_home(home), 30)
+        cmd.signal(signal.SIGINT, to_group=True)  # the worker included, as a terminal does
+        _, gone = cmd.wait_gone()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(sweep.pid, signal.SIGKILL)
-        for pid in _processes_with_home(home):  # never leak into the next test
-            os.kill(pid, signal.SIGKILL)
-    assert sweep.returncode == 130, err
+        cmd.kill_leftovers()
+    err = cmd.stderr
+    assert cmd.proc.returncode == 130, err
     assert "Traceback" not in err and "leaked semaphore" not in err, err
-    assert gone, f"left running: {_processes_with_home(home)}"
+    assert gone, f"left running: {_processes_with_home(cmd.home)}"
     interrupted = json.loads((run_dir / "manifest.json").read_text())
     assert interrupted["status"] == "interrupted"
     assert "train" not in interrupted["stages"]  # the Ctrl-C landed inside training
     assert not (sweep_dir / "summary.json").exists()  # an interrupted sweep claims no summary
 
     rerun = run_module(
-        "flows.sweep", args, cwd=tmp_path, prefect_home=home,
+        "flows.sweep", args, cwd=tmp_path, prefect_home=cmd.home,
         env={"PREFECT_API_URL": tiny_runs.api_url}, timeout=600,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
