@@ -13,6 +13,7 @@ a Ctrl-C'd sweep's rerun continues its interrupted run to the uninterrupted run'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,10 +112,11 @@ class Command:
         command that does not exit is stuck (seen once in ~30 suites: a SIGTERM while the
         server started; its stderr was empty, as TensorFlow's import held fd 2)."""
         dump = self.root / "stacks"
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGUSR1)
-            _wait_until(lambda: dump.stat().st_size > 0, 10)
-        return dump.read_text()
+        if self.proc.poll() is None:  # never a signal to a reaped (reusable) pid
+            with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                os.kill(self.proc.pid, signal.SIGUSR1)
+                _wait_until(lambda: dump.exists() and dump.stat().st_size > 0, 10)
+        return dump.read_text() if dump.exists() else "(none dumped)"
 
     def kill_leftovers(self) -> None:
         for pid in _processes_with_home(self.home):  # never leak into the next test
