@@ -187,7 +187,11 @@ def _wait_until_listening(port: int, timeout: float = 60) -> None:
 
 @pytest.fixture
 def dask_cluster(tmp_path: Path, prefect_api_url: str) -> Iterator[str]:
-    """A real local Dask cluster: one scheduler and two single-threaded worker processes."""
+    """A real local Dask cluster: one scheduler and one single-threaded worker process.
+
+    One worker, so the sweep's two seeds run one after another in one process: a Dask
+    worker's second run must not see the first's state (two processes in parallel are
+    `--workers 2`'s test above; one more TensorFlow import here is ~10 CPU s of the suite)."""
     from distributed import Client
 
     port = _free_port()
@@ -205,13 +209,13 @@ def dask_cluster(tmp_path: Path, prefect_api_url: str) -> Iterator[str]:
         _wait_until_listening(port)
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2",
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
                  "--nthreads", "1", "--no-dashboard", "--local-directory", str(tmp_path / "dw")],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         )  # fmt: skip
         with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=90)
+            client.wait_for_workers(1, timeout=90)
         yield address
     finally:
         for p in reversed(procs):
@@ -238,6 +242,9 @@ def test_sweep_on_a_dask_cluster_equals_the_sequential_runs(
     assert runs[0]["fingerprints"] == singles["base"].fingerprints()
     assert runs[1]["fingerprints"] == singles["seed1"].fingerprints()
     assert set(runs[0]["fingerprints"]) == set(STAGES)
+    # both in the one worker's process, one after the other: the second saw none of the first
+    first, second = sorted((runs[s]["process"] for s in (0, 1)), key=lambda p: p["started"])
+    assert first["pid"] == second["pid"] and first["finished"] <= second["started"], runs
 
 
 @pytest.mark.parametrize(
