@@ -75,31 +75,8 @@ _SESSION_ROOT: Path | None = None  # the session's folder for both (set by `_ses
 _TEMPLATE_FILES = ("prefect.db", "memo_store.toml")
 
 
-@contextlib.contextmanager
-def _test_server(home: Path, env: dict[str, str], timeout: float) -> Iterator[str]:
-    """`prefect server start` (seedtrail's own command line for it) on a free loopback port
-    with PREFECT_HOME `home`; yields its API URL once healthy, stops it afterwards."""
-    from seedtrail.prefect.server import server_command
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    with open(home / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            server_command(port), env=_server_env(env, url), stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            _wait_healthy(url, proc.pid, home / "server.log", timeout)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 def _server_env(env: dict[str, str], url: str) -> dict[str, str]:
-    # The UI, where enabled, calls this port's API (tests/test_serve.py opens it in a browser).
+    # The UI, where enabled, calls this port's API, not the default port's.
     return {**env, "PREFECT_UI_API_URL": url}
 
 

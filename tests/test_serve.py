@@ -1,6 +1,6 @@
 """Deployments on a real Prefect server: `python -m flows.serve`, custom runs, schema enforcement.
 
-The server is a real `prefect server start` of this module's own (conftest `_test_server`);
+The server is a real `prefect server start` of this module's own, started by the docs' lines;
 `python -m flows.serve` runs as a subprocess against it with the tiny configuration
 as its default parameters, and runs are triggered with the `prefect` CLI, as a user would.
 """
@@ -172,16 +172,61 @@ class Served:
         return sorted(p.parent for p in self.output_dir.glob("*/manifest.json"))
 
 
+DOCS = ROOT / "docs" / "deployment.md"
+DOC_PORT = "4322"  # the port the docs use as their example
+
+
+def docs_server_lines() -> tuple[str, str]:
+    """The server command and the `export PREFECT_API_URL=...` line of "A server on any port"."""
+    section = DOCS.read_text().split("## A server on any port", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    block = block.replace("\\\n", " ")  # a command continued on the next line
+    lines = [" ".join(line.split("  #")[0].split()) for line in block.splitlines()]
+    (server,) = [line for line in lines if "prefect server start" in line]
+    (export,) = [line for line in lines if line.startswith("export PREFECT_API_URL=")]
+    return server, export
+
+
 @pytest.fixture(scope="module")
 def serve_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server of this module's own, not the session's: the browser's clicks and the served
-    runs then wait on no other worker's runs (on the session's server, shared by three busy
-    workers, the UI's submitted form once did not navigate within 30 s)."""
-    from tests.conftest import _test_server
+    """A server of this module's own, started by the docs' own lines ("A server on any port",
+    docs/deployment.md) as they are written, on a free port in place of theirs: the served
+    runs and the browser's clicks use it, and the browser test checks that every API call
+    the UI makes reaches this port (the lines' point). Not the session's server: the
+    browser's clicks and the served runs then wait on no other worker's runs (on it, shared
+    by three busy workers, the UI's submitted form once did not navigate within 30 s)."""
+    import os
+    import signal
 
+    from tests.conftest import _free_port, _wait_healthy
+
+    server, export = docs_server_lines()
+    assert f"--port {DOC_PORT}" in server, server
+    port = str(_free_port())  # the docs' port, made free: the lines say the port each time
+    server, export = server.replace(DOC_PORT, port), export.replace(DOC_PORT, port)
+    # `uv run X` as written; the test's venv is the project's environment
+    shell = 'uv() { [ "$1" = run ] && shift; "$@"; }; '
     home = tmp_path_factory.mktemp("serve-server")
-    with _test_server(home, cli_env(home), timeout=120) as url:
-        yield url
+    env = cli_env(home / "home", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    api = subprocess.run(
+        ["bash", "-c", f'{export}; printf %s "$PREFECT_API_URL"'],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert api == f"http://127.0.0.1:{port}/api"
+    log = home / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["bash", "-c", shell + server], env=env, cwd=home,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        _wait_healthy(api, proc.pid, log, timeout=180)
+        yield api
+    finally:  # the shell and the server it started: their own process group
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -561,6 +606,8 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            calls: list[str] = []  # the API calls of every page below
+            page.on("request", lambda r: calls.append(r.url) if "/api/" in r.url else None)
             page.set_default_timeout(30_000)
             expect.set_options(
                 timeout=30_000
@@ -578,6 +625,7 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
             expect(page.get_by_text("test accuracy").first).to_be_visible()
             page.screenshot(path=shots / "run-card.png", full_page=True)
             body = page.inner_text("body")
+            assert "Can't connect to Server API" not in body, body[:500]
             assert card["description"] in body
             assert f"seedtrail run {Path(card['description'].split(' · ')[-1])}" in body
 
@@ -613,92 +661,10 @@ def test_the_ui_shows_the_run_card_the_form_sections_and_a_failure_reason(
             assert "Traceback" not in page.inner_text("body")
         finally:
             browser.close()
+    # The server runs on a port of its own, started by the docs' lines (`serve_api_url`):
+    # the UI's every call reaches that port's API, none the default port's.
+    assert calls, "the UI made no API call"
+    elsewhere = [url for url in calls if not url.startswith(served.api_url)]
+    assert not elsewhere, elsewhere[:5]  # without PREFECT_UI_API_URL: http://127.0.0.1:4200/api
     served.wait(submitted["id"])  # not left running when the module's server stops
     print(f"screenshots: {shots}")
-
-
-# ---- the docs' server lines, followed literally on a non-default port -----------------------
-
-DOCS = ROOT / "docs" / "deployment.md"
-DOC_PORT = "4322"  # the port the docs use as their example
-
-
-def docs_server_lines() -> tuple[str, str]:
-    """The server command and the `export PREFECT_API_URL=...` line of "A server on any port"."""
-    section = DOCS.read_text().split("## A server on any port", 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    block = block.replace("\\\n", " ")  # a command continued on the next line
-    lines = [" ".join(line.split("  #")[0].split()) for line in block.splitlines()]
-    (server,) = [line for line in lines if "prefect server start" in line]
-    (export,) = [line for line in lines if line.startswith("export PREFECT_API_URL=")]
-    return server, export
-
-
-@pytest.mark.slow
-def test_the_docs_server_lines_work_on_any_port(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """The UI of a server started as the docs say, on another port, calls that port's API."""
-    import os
-    import signal
-
-    from playwright.sync_api import expect, sync_playwright
-
-    from tests.conftest import _free_port
-
-    chromium = _chromium()
-    server, export = docs_server_lines()
-    assert f"--port {DOC_PORT}" in server, server
-    port = str(_free_port())  # the docs' port, made free: the lines say the port each time
-    server, export = server.replace(DOC_PORT, port), export.replace(DOC_PORT, port)
-    # `uv run X` as written; the test's venv is the project's environment
-    shell = 'uv() { [ "$1" = run ] && shift; "$@"; }; '
-    env = cli_env(tmp_path / "home", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    api = subprocess.run(
-        ["bash", "-c", f'{export}; printf %s "$PREFECT_API_URL"'],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert api == f"http://127.0.0.1:{port}/api"
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(["bash", "-c", shell + server], env=env, cwd=tmp_path,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    shots = Path(os.environ.get("SEEDTRAIL_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
-    shots.mkdir(parents=True, exist_ok=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if _api(api, "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                calls: list[str] = []
-                page.on("request", lambda r: calls.append(r.url) if "/api/" in r.url else None)
-                page.goto(f"http://127.0.0.1:{port}/flows")
-                # A fresh server has no flows: the empty state needs an answer from the API,
-                # a UI calling another port says it cannot connect instead.
-                answer = re.compile("Run a flow to get started|Can't connect to Server API")
-                expect(page.get_by_text(answer).first).to_be_visible(timeout=60_000)
-                page.wait_for_load_state("networkidle", timeout=60_000)
-                page.screenshot(path=shots / "any-port-flows.png", full_page=True)
-                body = page.inner_text("body")
-            finally:
-                browser.close()
-        assert "Can't connect to Server API" not in body, body[:500]
-        assert calls, "the UI made no API call"
-        elsewhere = [url for url in calls if not url.startswith(api)]
-        assert not elsewhere, elsewhere[:5]  # the old lines: http://127.0.0.1:4200/api/...
-    finally:  # the shell and the server it started: their own process group
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
