@@ -56,9 +56,14 @@ def cpu_hog() -> Iterator[None]:
 
 
 def python3_with_uv() -> list[str] | None:
-    """`python3 -m uv` as the README runs it. Under `uv run` (CI), `python3` on PATH is the
-    project's venv, which has no uv: use the interpreter the venv was made from."""
-    for python in (str(Path(sys.base_prefix) / "bin" / "python3"), "python3"):
+    """`python3 -m uv` as the README runs it: the first `python3` on PATH that has uv. Under
+    `uv run` (CI) PATH starts with the project's venv, which has none, and the venv may be
+    made from another interpreter than the one uv was installed for (.ci/run picks the
+    system's build); the venv's own interpreter is tried last."""
+    venv = Path(sys.prefix, "bin").resolve()
+    found = [Path(d, "python3") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    found = [p for p in found if p.parent.resolve() != venv and os.access(p, os.X_OK)]
+    for python in dict.fromkeys([*map(str, found), str(Path(sys.base_prefix, "bin", "python3"))]):
         probe = subprocess.run([python, "-m", "uv", "--version"], capture_output=True)
         if probe.returncode == 0:
             return [python, "-m", "uv"]
